@@ -1,0 +1,89 @@
+"""The Flask app factory: settings, database, Celery, metrics, errors, blueprints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify
+
+from . import ids
+from .celery_app import EmbeddedWorker, make_celery
+from .db import make_engine, make_session_factory
+from .errors import register_error_handlers
+from .logging import configure_logging, get_logger
+from .metrics import Metrics
+from .openapi import build_openapi
+from .settings import Settings
+
+log = get_logger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    start_background: bool = True,
+    migrate: bool = True,
+) -> Flask:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    ids.configure(settings.worker_id)
+
+    app = Flask("ridehail")
+    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=settings.max_body_bytes)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["settings"] = settings
+
+    engine = make_engine(settings.database_url)
+    if migrate:
+        from .migrate import upgrade
+
+        upgrade(settings.database_url, engine=engine)
+    app.extensions["engine"] = engine
+    app.extensions["session_factory"] = make_session_factory(engine)
+
+    celery = make_celery(settings)
+    app.extensions["celery"] = celery
+
+    register_error_handlers(app)
+    Metrics().init_app(app)
+    _register_core_routes(app)
+
+    background: list[Any] = []
+    if start_background and not settings.scaled and settings.embedded_worker:
+        worker = EmbeddedWorker(celery)
+        worker.start()
+        background.append(worker)
+    app.extensions["background"] = background
+    log.info("app created", mode="scaled" if settings.scaled else "embedded",
+             database=_redact(settings.database_url))
+    return app
+
+
+def shutdown(app: Flask) -> None:
+    """Stop background threads and dispose of connections (tests and the CLI call this)."""
+    for part in reversed(app.extensions.get("background", [])):
+        part.stop()
+    app.extensions["background"] = []
+    app.extensions["engine"].dispose()
+
+
+def _register_core_routes(app: Flask) -> None:
+    from .validation import doc
+
+    @app.get("/health")
+    @doc("Liveness", auth=False, tags=["ops"])
+    def health() -> Response:
+        return jsonify(status="ok")
+
+    @app.get("/openapi.json")
+    @doc("This OpenAPI 3.1 document", auth=False, tags=["ops"])
+    def openapi() -> Response:
+        if "openapi_doc" not in app.extensions:
+            app.extensions["openapi_doc"] = build_openapi(app)
+        return jsonify(app.extensions["openapi_doc"])
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,102 @@
+"""The `ridehail` command: serve, worker, demo, db upgrade, accounts, simulate."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from .settings import Settings, SettingsError
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        click.echo(f"ridehail: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+def main() -> None:
+    """ridehail: a ride-hailing matching backend."""
+
+
+@main.command()
+@click.option("--host", default=None, help="bind address [RIDEHAIL_HOST]")
+@click.option("--port", type=int, default=None, help="port [RIDEHAIL_PORT]")
+@click.option("--workers", type=int, default=None, help="API processes [RIDEHAIL_WORKERS]")
+@click.option("--threads", type=int, default=None, help="threads per process [RIDEHAIL_THREADS]")
+def serve(host: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
+    """Serve the API (applies migrations first)."""
+    settings = load_settings(host=host, port=port, workers=workers, threads=threads)
+    _serve(settings)
+
+
+def _serve(settings: Settings, on_ready: Any = None) -> None:
+    from .app import create_app
+    from .logging import configure_logging
+    from .migrate import upgrade
+    from .server import serve as run_server
+
+    configure_logging(settings.log_level, settings.log_format)
+    upgrade(settings.database_url)
+    click.echo(f"ridehail: serving on http://{settings.host}:{settings.port} "
+               f"({'scaled' if settings.scaled else 'embedded'} mode)", err=True)
+    run_server(settings, lambda: create_app(settings, migrate=False), on_ready=on_ready)
+
+
+@main.command()
+@click.option("--concurrency", type=int, default=2, help="task slots")
+@click.option("--beat/--no-beat", default=False, help="also run the periodic scheduler")
+def worker(concurrency: int, beat: bool) -> None:
+    """Run a Celery worker (the scaled mode)."""
+    from . import ids
+    from .celery_app import make_celery
+    from .logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    ids.configure(settings.worker_id)
+    app = make_celery(settings)
+    argv = ["worker", f"--loglevel={settings.log_level}", f"--concurrency={concurrency}",
+            "--pool=threads", "-Q", settings.queue]
+    if beat:
+        argv.append("--beat")
+    app.worker_main(argv)
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="port [RIDEHAIL_PORT]")
+@click.option("--host", default=None, help="bind address [RIDEHAIL_HOST]")
+def demo(port: int | None, host: str | None) -> None:
+    """API + embedded worker on SQLite; the URL is printed when it is ready. Ctrl-C stops it."""
+    settings = load_settings(port=port, host=host)
+    url = f"http://{settings.host}:{settings.port}"
+
+    def ready() -> None:
+        click.echo(f"\nridehail demo ready at {url}  (health: {url}/health, "
+                   f"API: {url}/openapi.json). Ctrl-C stops it.\n", err=True)
+
+    _serve(settings, on_ready=ready)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply Alembic migrations."""
+    from .migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings.database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Errors as RFC 9457 problem+json, registered in one place for the whole app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+from .logging import get_logger
+
+PROBLEM_MIME = "application/problem+json"
+log = get_logger(__name__)
+
+
+class Problem(Exception):
+    """An error the client can act on. Raised anywhere below a view; rendered as problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        type_: str = "about:blank",
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = type_
+        self.errors = errors
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail:
+            out["detail"] = self.detail
+        if self.errors is not None:
+            out["errors"] = self.errors
+        return out
+
+
+def problem_response(problem: Problem) -> Response:
+    resp = Response(json.dumps(problem.body()), status=problem.status, mimetype=PROBLEM_MIME)
+    for k, v in problem.headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+def not_found(what: str, id_: str) -> Problem:
+    return Problem(404, "Not Found", f"{what} {id_!r} does not exist")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(Problem)
+    def _problem(exc: Problem) -> Response:
+        return problem_response(exc)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        detail = exc.description
+        if status == 413:
+            detail = f"request body larger than {app.config.get('MAX_CONTENT_LENGTH')} bytes"
+        resp = problem_response(Problem(status, exc.name, detail))
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            resp.headers["Allow"] = exc.get_response().headers["Allow"]
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error", error=repr(exc))
+        return problem_response(
+            Problem(500, "Internal Server Error", "the server failed; the error was logged")
+        )

@@ -1,0 +1,50 @@
+"""Prometheus metrics: request counts and latency histograms per endpoint, plus whatever the
+domain packages register on the same registry."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ridehail_http_requests_total", "HTTP requests", ["method", "endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ridehail_http_request_duration_seconds", "HTTP request latency",
+            ["method", "endpoint"], buckets=BUCKETS, registry=self.registry,
+        )
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["metrics"] = self
+
+        @app.before_request
+        def _start() -> None:
+            g._metrics_t0 = time.perf_counter()
+
+        @app.after_request
+        def _record(resp: Response) -> Response:
+            t0 = g.pop("_metrics_t0", None)
+            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+            self.requests.labels(request.method, endpoint, str(resp.status_code)).inc()
+            if t0 is not None:
+                self.latency.labels(request.method, endpoint).observe(time.perf_counter() - t0)
+            return resp
+
+        @app.get("/metrics")
+        def metrics() -> Response:
+            return Response(generate_latest(self.registry), mimetype=CONTENT_TYPE_LATEST)

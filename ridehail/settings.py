@@ -1,0 +1,169 @@
+"""Settings from RIDEHAIL_* environment variables, validated once at start-up.
+
+A bad value stops start-up with a `SettingsError` that names the variable, so a typo in a
+deployment fails loudly instead of running with a default the operator did not choose.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlparse
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SERVICE_AREA = Path(__file__).resolve().parent / "data" / "nyc_boroughs.geojson"
+
+
+class SettingsError(ValueError):
+    """A RIDEHAIL_* variable has a value we cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'ridehail.db'}"
+    redis_url: str | None = None
+    secret_key: str = "dev-insecure-secret"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    threads: int = 32
+    worker_id: int | None = None
+    log_level: str = "INFO"
+    log_format: str = "console"
+    var_dir: Path = PROJECT_ROOT / "var"
+    service_area: Path = DEFAULT_SERVICE_AREA
+    max_body_bytes: int = 2 * 1024 * 1024
+    index_backend: str = "h3"
+    index_resolution: int = 9
+    location_ttl_s: float = 30.0
+    publish_interval_s: float = 0.05
+    offer_timeout_s: float = 15.0
+    dispatch_radius_m: float = 5000.0
+    dispatch_max_candidates: int = 10
+    dispatch_policy: str = "greedy"
+    batch_window_s: float = 2.0
+    embedded_worker: bool = True
+    task_visibility_timeout_s: float = 60.0
+    queue: str = "ridehail"
+    debug_public: bool | None = None
+    demo_drivers: int = 200
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def scaled(self) -> bool:
+        """Scaled mode: Redis for the location stream, hot state and the Celery broker."""
+        return self.redis_url is not None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def broker_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        # A persistent local transport: queued tasks survive a restart of the process.
+        return "filesystem://"
+
+    @property
+    def debug_map_public(self) -> bool:
+        return (not self.scaled) if self.debug_public is None else self.debug_public
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            key = "RIDEHAIL_" + f.name.upper()
+            if key in env and env[key] != "":
+                values[f.name] = _parse(key, env[key], f.type)
+        values.update(overrides)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        try:
+            url = make_url(self.database_url)
+        except (ArgumentError, ValueError) as exc:
+            raise SettingsError(
+                f"RIDEHAIL_DATABASE_URL: not a database URL ({self.database_url!r}): {exc}"
+            ) from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise SettingsError(
+                f"RIDEHAIL_DATABASE_URL: unsupported database {url.get_backend_name()!r}; "
+                "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+            )
+        if self.redis_url is not None:
+            parsed = urlparse(self.redis_url)
+            if parsed.scheme not in ("redis", "rediss", "unix") or not (
+                parsed.hostname or parsed.path
+            ):
+                raise SettingsError(
+                    f"RIDEHAIL_REDIS_URL: not a Redis URL ({self.redis_url!r}); "
+                    "expected redis://HOST:PORT/DB"
+                )
+        if not 1 <= self.port <= 65535:
+            raise SettingsError(f"RIDEHAIL_PORT: {self.port} is not a TCP port")
+        if self.workers < 1:
+            raise SettingsError("RIDEHAIL_WORKERS: must be at least 1")
+        if self.workers > 1 and not self.scaled:
+            raise SettingsError(
+                "RIDEHAIL_WORKERS: several API processes need RIDEHAIL_REDIS_URL "
+                "(the embedded index lives in one process)"
+            )
+        if self.threads < 1:
+            raise SettingsError("RIDEHAIL_THREADS: must be at least 1")
+        if self.worker_id is not None and not 0 <= self.worker_id < 1024:
+            raise SettingsError("RIDEHAIL_WORKER_ID: must be in [0, 1023]")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"RIDEHAIL_LOG_LEVEL: unknown level {self.log_level!r}")
+        if self.log_format not in ("console", "json"):
+            raise SettingsError("RIDEHAIL_LOG_FORMAT: must be 'console' or 'json'")
+        if not Path(self.service_area).is_file():
+            raise SettingsError(f"RIDEHAIL_SERVICE_AREA: no such file {self.service_area}")
+        if self.index_backend not in ("h3", "quadtree"):
+            raise SettingsError("RIDEHAIL_INDEX_BACKEND: must be 'h3' or 'quadtree'")
+        if not 0 <= self.index_resolution <= 15:
+            raise SettingsError("RIDEHAIL_INDEX_RESOLUTION: must be in [0, 15]")
+        if self.dispatch_policy not in ("greedy", "batched"):
+            raise SettingsError("RIDEHAIL_DISPATCH_POLICY: must be 'greedy' or 'batched'")
+        for name in ("location_ttl_s", "publish_interval_s", "offer_timeout_s",
+                     "dispatch_radius_m", "batch_window_s", "task_visibility_timeout_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise SettingsError(f"RIDEHAIL_{name.upper()}: must be a positive number")
+        if self.max_body_bytes < 1024:
+            raise SettingsError("RIDEHAIL_MAX_BODY_BYTES: must be at least 1024")
+        if self.dispatch_max_candidates < 1:
+            raise SettingsError("RIDEHAIL_DISPATCH_MAX_CANDIDATES: must be at least 1")
+
+
+def _parse(key: str, raw: str, type_name: object) -> object:
+    t = str(type_name)
+    try:
+        if t.startswith("bool"):
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if t.startswith("int"):
+            return int(raw)
+        if t.startswith("float"):
+            value = float(raw)
+            return value
+        if t.startswith("Path"):
+            return Path(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{key}: cannot read {raw!r}: {exc}") from None
+    return raw

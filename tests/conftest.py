@@ -1,0 +1,121 @@
+"""Shared fixtures. Tests that need PostgreSQL or Redis read RIDEHAIL_DATABASE_URL /
+RIDEHAIL_REDIS_URL and skip, saying so, when the variable is not set."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from ridehail.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("RIDEHAIL_DATABASE_URL", "")
+REDIS_URL = os.environ.get("RIDEHAIL_REDIS_URL", "")
+NEEDS_PG = pytest.mark.skipif(
+    not PG_URL.startswith("postgresql"),
+    reason="needs PostgreSQL: RIDEHAIL_DATABASE_URL is not set to a postgresql:// URL",
+)
+NEEDS_REDIS = pytest.mark.skipif(
+    not REDIS_URL, reason="needs Redis: RIDEHAIL_REDIS_URL is not set"
+)
+
+
+def make_settings(tmp: Path, **overrides: object) -> Settings:
+    """Settings isolated in a temporary folder; the environment is not read."""
+    base: dict[str, object] = {
+        "database_url": f"sqlite:///{tmp / 'ridehail.db'}",
+        "var_dir": tmp,
+        "log_level": "WARNING",
+    }
+    base.update(overrides)
+    return Settings.from_env(env={}, **base)
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped after the session."""
+    if not PG_URL.startswith("postgresql"):
+        pytest.skip("needs PostgreSQL: RIDEHAIL_DATABASE_URL is not set to a postgresql:// URL")
+    from ridehail.db import make_engine
+
+    schema = f"rh_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Runs a test on SQLite and, when RIDEHAIL_DATABASE_URL is set, on PostgreSQL."""
+    if request.param == "sqlite":
+        return make_settings(tmp_path)
+    url = request.getfixturevalue("pg_schema_url")
+    return make_settings(tmp_path, database_url=url)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until `url` answers (the server's readiness event), or fail with its output."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"server exited with {proc.returncode}:\n{out}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[bytes], url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out.decode(errors="replace") if out else ""
+
+
+def start_server(env: dict[str, str], args: list[str] | None = None) -> Server:
+    port = free_port()
+    full_env = {**os.environ, **env, "RIDEHAIL_PORT": str(port), "RIDEHAIL_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ridehail.cli", *(args or ["serve"])],
+        env=full_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health", proc=proc)
+    return Server(proc, url)
