@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask, Response, jsonify
 
 from . import ids
@@ -14,6 +12,7 @@ from .logging import configure_logging, get_logger
 from .metrics import Metrics
 from .openapi import build_openapi
 from .settings import Settings
+from .uow import sql_uow_factory
 
 log = get_logger(__name__)
 
@@ -40,6 +39,7 @@ def create_app(
         upgrade(settings.database_url, engine=engine)
     app.extensions["engine"] = engine
     app.extensions["session_factory"] = make_session_factory(engine)
+    app.extensions["uow_factory"] = sql_uow_factory(engine)
 
     celery = make_celery(settings)
     app.extensions["celery"] = celery
@@ -47,8 +47,13 @@ def create_app(
     register_error_handlers(app)
     Metrics().init_app(app)
     _register_core_routes(app)
+    _register_blueprints(app)
 
-    background: list[Any] = []
+    from .bootstrap import build_engine
+
+    engine_, background = build_engine(settings, app.extensions["uow_factory"],
+                                       start=start_background)
+    app.extensions["dispatch"] = engine_
     if start_background and not settings.scaled and settings.embedded_worker:
         worker = EmbeddedWorker(celery)
         worker.start()
@@ -65,6 +70,17 @@ def shutdown(app: Flask) -> None:
         part.stop()
     app.extensions["background"] = []
     app.extensions["engine"].dispose()
+
+
+def _register_blueprints(app: Flask) -> None:
+    """One blueprint per area; each domain package's api.py translates HTTP into services."""
+    from accounts.api import bp as accounts_bp
+    from dispatch.api import bp as rides_bp
+    from dispatch.ws import register_ws
+
+    app.register_blueprint(accounts_bp)  # sign-up, sessions, /v1/me
+    app.register_blueprint(rides_bp)  # drivers, locations, nearby, trips, offers, lifecycle
+    register_ws(app)  # the driver's WebSocket
 
 
 def _register_core_routes(app: Flask) -> None:

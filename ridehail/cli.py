@@ -98,5 +98,59 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
+@main.group()
+def accounts() -> None:
+    """Service and admin accounts (riders and drivers sign up over the API)."""
+
+
+def _accounts_uow(settings: Settings) -> tuple[Any, Any]:
+    from . import ids
+    from .db import make_engine
+    from .migrate import upgrade
+    from .uow import sql_uow_factory
+
+    ids.configure(settings.worker_id)
+    engine = make_engine(settings.database_url)
+    upgrade(settings.database_url, engine=engine)
+    return engine, sql_uow_factory(engine)()
+
+
+@accounts.command("create-service")
+@click.argument("name")
+def accounts_create_service(name: str) -> None:
+    """Create a service account (fleet gateway, simulator); prints its bearer token."""
+    from accounts.service import create_service
+
+    if not 1 <= len(name) <= 100:
+        raise click.BadParameter("must be 1 to 100 characters", param_hint="NAME")
+    engine, uow = _accounts_uow(load_settings())
+    try:
+        click.echo(create_service(uow, name))
+    finally:
+        engine.dispose()
+
+
+@accounts.command("create-admin")
+@click.argument("email")
+def accounts_create_admin(email: str) -> None:
+    """Create the admin with EMAIL if needed; prints a new bearer token for it."""
+    import re
+
+    from accounts.model import DuplicateEmail
+    from accounts.schemas import EMAIL_PATTERN
+    from accounts.service import create_admin
+
+    if len(email) > 254 or not re.match(EMAIL_PATTERN, email):
+        raise click.BadParameter("not an email address", param_hint="EMAIL")
+    engine, uow = _accounts_uow(load_settings())
+    try:
+        click.echo(create_admin(uow, email))
+    except DuplicateEmail:
+        click.echo(f"ridehail: {email} belongs to an account that is not an admin", err=True)
+        sys.exit(1)
+    finally:
+        engine.dispose()
+
+
 if __name__ == "__main__":
     main()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import accounts.tables  # noqa: F401  (registers its tables on the metadata)
+import dispatch.tables  # noqa: F401
+import trips.tables  # noqa: F401
+
 from .db import Base
 
 metadata = Base.metadata

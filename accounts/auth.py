@@ -1,0 +1,97 @@
+"""Bearer-token authentication for Flask views.
+
+    @bp.get("/v1/me")
+    @doc("My profile", responses={200: Profile})
+    @require(Role.rider, Role.driver)
+    def me() -> ...:
+        principal = current_principal()
+
+The token is checked in a read-only unit of work (on SQLite it does not take the write lock).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+
+from ridehail.errors import Problem
+
+from . import service
+from .model import Principal, Role
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CHALLENGE = 'Bearer realm="ridehail"'
+
+
+def _unauthorized(detail: str, *, invalid: bool) -> Problem:
+    # RFC 6750: a presented-but-bad token gets error="invalid_token"; a missing one does not.
+    challenge = f'{_CHALLENGE}, error="invalid_token"' if invalid else _CHALLENGE
+    return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
+
+
+def token_from_request(allow_query_token: bool = False) -> str | None:
+    """The bearer token of this request, or None. `?access_token=` is read only when allowed:
+    browsers cannot set headers on a WebSocket, but query strings end up in logs."""
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("the Authorization header must be 'Bearer <token>'",
+                                invalid=True)
+        return token.strip()
+    if allow_query_token:
+        return request.args.get("access_token") or None
+    return None
+
+
+def principal_from_request(allow_query_token: bool = False) -> Principal:
+    """The authenticated principal of this request; raises a 401 Problem otherwise. Also
+    sets `g.principal`. The WebSocket view calls this with `allow_query_token=True`."""
+    token = token_from_request(allow_query_token)
+    if token is None:
+        raise _unauthorized("this endpoint needs a bearer token", invalid=False)
+    uow = current_app.extensions["uow_factory"](readonly=True)
+    principal = service.authenticate(uow, token)
+    if principal is None:
+        raise _unauthorized("the token is unknown or revoked", invalid=True)
+    g.principal = principal
+    return principal
+
+
+def require(*roles: Role) -> Callable[[F], F]:
+    """Only authenticated callers with one of `roles` (any role when none are given) get in:
+    401 without a valid token, 403 with the wrong role."""
+    allowed = frozenset(roles)
+
+    def deco(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = principal_from_request()
+            if allowed and principal.role not in allowed:
+                raise Problem(
+                    403, "Forbidden",
+                    f"this endpoint is for {', '.join(sorted(allowed))}, "
+                    f"not {principal.role}",
+                )
+            return fn(*args, **kwargs)
+
+        # For the OpenAPI document: functools.wraps shares the inner view's `_openapi` dict,
+        # so `doc` and `body` on either side of this decorator see the same metadata.
+        meta = wrapper.__dict__.setdefault("_openapi", {"responses": {}})
+        meta["auth"] = True
+        meta["roles"] = sorted(allowed)
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+def current_principal() -> Principal:
+    """The principal `require` (or `principal_from_request`) authenticated for this request."""
+    principal: Principal | None = g.get("principal")
+    if principal is None:
+        raise _unauthorized("this endpoint needs a bearer token", invalid=False)
+    return principal

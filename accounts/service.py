@@ -1,0 +1,163 @@
+"""Account use cases: sign-up, log-in, tokens, profiles. Each takes a unit of work and runs
+its writes in one transaction; none imports Flask. Times come from `now` so tests can pin them.
+
+Password hashing (tens of milliseconds) runs outside the transaction: inside it, on SQLite, it
+would hold the database's write lock while the CPU works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from ridehail.ids import new_id
+from ridehail.uow import UnitOfWork
+
+from . import passwords
+from .model import (
+    UNUSABLE_PASSWORD,
+    Account,
+    AccountNotFound,
+    DuplicateEmail,
+    InvalidCredentials,
+    Principal,
+    Role,
+    Vehicle,
+    normalize_email,
+)
+from .tokens import MAX_TOKEN_LENGTH, new_token, token_hash
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _issue_token(uow: UnitOfWork, account_id: str, at: datetime) -> str:
+    token = new_token()
+    uow.accounts.add_token(token_hash(token), account_id, at)
+    return token
+
+
+def _create(uow: UnitOfWork, account: Account) -> tuple[Account, str]:
+    with uow:
+        uow.accounts.add(account)
+        token = _issue_token(uow, account.id, account.created_at)
+        uow.commit()
+    account.email = normalize_email(account.email)
+    return account, token
+
+
+def sign_up_rider(
+    uow: UnitOfWork, *, name: str, email: str, password: str, phone: str | None = None,
+    now: Clock = utc_now,
+) -> tuple[Account, str]:
+    """A new rider and their first token. Raises DuplicateEmail."""
+    account = Account(
+        id=new_id(), role=Role.rider, name=name, email=normalize_email(email),
+        password_hash=passwords.hash_password(password), created_at=now(), phone=phone,
+    )
+    return _create(uow, account)
+
+
+def sign_up_driver(
+    uow: UnitOfWork, *, name: str, email: str, password: str, vehicle: Vehicle,
+    phone: str | None = None, now: Clock = utc_now,
+) -> tuple[Account, str]:
+    """A new driver with their vehicle, and their first token. Raises DuplicateEmail."""
+    account = Account(
+        id=new_id(), role=Role.driver, name=name, email=normalize_email(email),
+        password_hash=passwords.hash_password(password), created_at=now(), phone=phone,
+        vehicle=vehicle,
+    )
+    return _create(uow, account)
+
+
+def log_in(
+    uow: UnitOfWork, email: str, password: str, *, now: Clock = utc_now
+) -> tuple[Account, str]:
+    """A new token for the right password. Raises InvalidCredentials for a wrong password and
+    for an unknown email alike (same message, same time spent)."""
+    with uow:
+        account = uow.accounts.get_by_email(email)
+    if account is None:
+        passwords.burn_verify_time(password)
+        raise InvalidCredentials()
+    if not passwords.verify_password(account.password_hash, password):
+        raise InvalidCredentials()
+    new_hash = (
+        passwords.hash_password(password) if passwords.needs_rehash(account.password_hash)
+        else None
+    )
+    with uow:
+        current = uow.accounts.get(account.id)
+        # The password may have changed between the read and now; the check above was
+        # against the old one, so it no longer counts.
+        if current is None or current.password_hash != account.password_hash:
+            raise InvalidCredentials()
+        if new_hash is not None:
+            uow.accounts.update_password_hash(account.id, new_hash)
+            current.password_hash = new_hash
+        token = _issue_token(uow, account.id, now())
+        uow.commit()
+    return current, token
+
+
+def authenticate(uow: UnitOfWork, token: str) -> Principal | None:
+    """The principal a token stands for; None for an unknown or revoked token."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    with uow:
+        principal: Principal | None = uow.accounts.principal_for(token_hash(token))
+    return principal
+
+
+def revoke(uow: UnitOfWork, token: str, *, now: Clock = utc_now) -> None:
+    """Revoke a token (log out). Revoking an unknown or revoked token is a no-op."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return
+    with uow:
+        uow.accounts.revoke_token(token_hash(token), now())
+        uow.commit()
+
+
+def create_service(uow: UnitOfWork, name: str, *, now: Clock = utc_now) -> str:
+    """A service account (fleet gateway, simulator) and its token. Services have no email
+    or password of their own; the reserved `.invalid` domain keeps the email column unique."""
+    account_id = new_id()
+    account = Account(
+        id=account_id, role=Role.service, name=name, email=f"{account_id}@service.invalid",
+        password_hash=UNUSABLE_PASSWORD, created_at=now(),
+    )
+    return _create(uow, account)[1]
+
+
+def create_admin(uow: UnitOfWork, email: str, *, now: Clock = utc_now) -> str:
+    """A token for the admin with this email, creating the admin if needed. Raises
+    DuplicateEmail when the email belongs to a rider, driver or service."""
+    email = normalize_email(email)
+    with uow:
+        existing = uow.accounts.get_by_email(email)
+        if existing is not None:
+            if existing.role != Role.admin:
+                raise DuplicateEmail(email)
+            token = _issue_token(uow, existing.id, now())
+        else:
+            account = Account(
+                id=new_id(), role=Role.admin, name=email[:100], email=email,
+                password_hash=UNUSABLE_PASSWORD, created_at=now(),
+            )
+            uow.accounts.add(account)
+            token = _issue_token(uow, account.id, account.created_at)
+        uow.commit()
+    return token
+
+
+def profile(uow: UnitOfWork, account_id: str) -> Account:
+    """The account, with its vehicle and rating. Raises AccountNotFound."""
+    with uow:
+        account: Account | None = uow.accounts.get(account_id)
+    if account is None:
+        raise AccountNotFound(account_id)
+    return account

@@ -1,0 +1,54 @@
+"""The batched policy: requests collected over a short window are assigned together by solving
+the assignment problem on pickup ETAs (scipy's Hungarian solver), instead of each taking the
+nearest driver in arrival order."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from geoindex import Neighbor
+from trips.model import TripState
+
+from .model import DispatchRecord
+
+if TYPE_CHECKING:
+    from .base import EngineBase as Engine
+
+NO_EDGE = 1e9
+
+
+def assign_batch(engine: Engine, trip_ids: list[str]) -> None:
+    ranked: dict[str, list[tuple[float, Neighbor]]] = {}
+    for trip_id in trip_ids:
+        with engine.uow_factory(readonly=True) as uow:
+            trip = uow.trips.get(trip_id)
+            record = uow.records.get(trip_id)
+        if trip is None or trip.state != TripState.requested:
+            continue
+        record = record or DispatchRecord(trip_id, engine.clock.now())
+        exclude = record.tried_drivers() | set(trip.rejected_drivers)
+        ranked[trip_id] = engine.candidates(trip, exclude, record)
+    if not ranked:
+        return
+    rows = list(ranked)
+    drivers = sorted({n.driver_id for cands in ranked.values() for _, n in cands})
+    col = {d: j for j, d in enumerate(drivers)}
+    cost = np.full((len(rows), max(len(drivers), 1)), NO_EDGE)
+    for i, trip_id in enumerate(rows):
+        for eta, n in ranked[trip_id]:
+            cost[i, col[n.driver_id]] = eta
+    r_idx, c_idx = linear_sum_assignment(cost)
+    chosen: dict[str, str] = {}
+    for i, j in zip(r_idx, c_idx, strict=True):
+        if cost[i, j] < NO_EDGE:
+            chosen[rows[i]] = drivers[j]
+    taken = set(chosen.values())
+    for trip_id in rows:
+        mine = chosen.get(trip_id)
+        order = [c for c in ranked[trip_id] if c[1].driver_id == mine]
+        # Fall back to this trip's other candidates that no other trip was given.
+        order += [c for c in ranked[trip_id] if c[1].driver_id not in taken]
+        engine.dispatch(trip_id, only=order if order else None)

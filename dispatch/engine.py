@@ -1,0 +1,261 @@
+"""The engine facade: the one object the API and the simulator drive. It composes the unit of
+work, the live index, the clock and timers, the driver channel, the ETA model, fares and surge.
+
+Use cases are grouped by topic in mixins (drivers here, matching in `matching.py`, the trip
+lifecycle in `lifecycle.py`); each runs its own unit of work and touches the in-memory index
+and channel only after it has committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import h3
+
+from geoindex import GeoIndex, Neighbor
+from trips.area import ServiceArea
+from trips.fares import NYC_YELLOW_2016, Tariff
+from trips.surge import SurgePricer
+
+from .channel import OfferChannel
+from .clock import Clock, SystemClock, Timers
+from .eta import EtaModel, StraightLineEta
+from .lifecycle import Lifecycle
+from .matching import Matching
+from .model import DriverState, DriverStatus, NotOnline
+
+Trace = list[tuple[float, float, float]]
+
+
+@dataclass
+class DispatchConfig:
+    offer_timeout_s: float = 15.0
+    radius_m: float = 5000.0
+    radius_steps: tuple[float, ...] = (0.3, 0.6, 1.0)  # fractions of radius_m, tried in turn
+    max_candidates: int = 10
+    policy: str = "greedy"
+    batch_window_s: float = 2.0
+    surge_resolution: int = 7
+    supply_refresh_s: float = 5.0
+
+
+@dataclass
+class DriverEntry:
+    """What location ingest needs to know about a driver, without a database round trip."""
+
+    status: DriverStatus
+    vehicle_class: str
+    trip_id: str | None = None
+
+
+@dataclass
+class Hooks:
+    """Side effects the composition root plugs in (Celery in the API, counters in the sim)."""
+
+    trip_completed: Callable[[str], None] = lambda trip_id: None
+    trip_finished: Callable[[str, str], None] = lambda trip_id, state: None
+    offer_made: Callable[[Any], None] = lambda offer: None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(Matching, Lifecycle):
+    def __init__(
+        self,
+        uow_factory: Callable[..., Any],
+        index: GeoIndex,
+        *,
+        new_id: Callable[[], str],
+        clock: Clock | None = None,
+        timers: Timers,
+        channel: OfferChannel | None = None,
+        eta: EtaModel | None = None,
+        config: DispatchConfig | None = None,
+        service_area: ServiceArea | None = None,
+        tariff: Tariff = NYC_YELLOW_2016,
+        surge: SurgePricer | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.index = index
+        self.new_id = new_id
+        self.clock = clock or SystemClock()
+        self.timers = timers
+        self.channel = channel or OfferChannel()
+        self.eta = eta or StraightLineEta()
+        self.config = config or DispatchConfig()
+        self.service_area = service_area
+        self.tariff = tariff
+        self.surge = surge
+        self.hooks = hooks or Hooks()
+        self.directory: dict[str, DriverEntry] = {}
+        self.traces: dict[str, Trace] = {}
+        self._lock = threading.Lock()
+        self._supply: tuple[float, dict[str, int]] = (-1e18, {})
+        self._pending_batch = []
+        self.driver_rating = {}
+
+    # --- drivers ---------------------------------------------------------------------------
+
+    def restore(self) -> int:
+        """Load online drivers' states (after a restart); their positions come with their next
+        location update."""
+        with self.uow_factory(readonly=True) as uow:
+            states = uow.drivers.online()
+        for st in states:
+            self._remember(st)
+        return len(states)
+
+    def _remember(self, st: DriverState) -> None:
+        if st.status == DriverStatus.offline:
+            self.directory.pop(st.driver_id, None)
+            self.index.remove(st.driver_id)
+            return
+        self.directory[st.driver_id] = DriverEntry(st.status, st.vehicle_class, st.trip_id)
+        # No position yet (KeyError): the driver joins the index with its first location.
+        with contextlib.suppress(KeyError):
+            self.index.set_available(st.driver_id, st.status == DriverStatus.available)
+
+    def go_online(self, driver_id: str, vehicle_class: str) -> DriverState:
+        now = self.clock.now()
+        with self.uow_factory() as uow:
+            st = uow.drivers.get(driver_id)
+            if st is None:
+                st = DriverState(driver_id, vehicle_class, DriverStatus.available, now)
+                uow.drivers.add(st)
+            elif st.status == DriverStatus.offline:
+                st.status = DriverStatus.available
+                st.vehicle_class = vehicle_class
+                st.updated_at = now
+                uow.drivers.save(st)
+            uow.commit()
+        self._remember(st)
+        return st
+
+    def go_offline(self, driver_id: str) -> DriverState:
+        """Going offline withdraws a pending offer (the trip goes to the next driver); a driver
+        on a trip must finish or cancel it first."""
+        now = self.clock.now()
+        redispatch: str | None = None
+        with self.uow_factory() as uow:
+            st = uow.drivers.get(driver_id)
+            if st is None:
+                return DriverState(driver_id, "standard", DriverStatus.offline, now)
+            if st.status in (DriverStatus.en_route, DriverStatus.on_trip):
+                from .model import DriverBusy
+
+                raise DriverBusy(f"driver {driver_id} is {st.status.value} on trip {st.trip_id}")
+            if st.status == DriverStatus.offered:
+                redispatch = self._withdraw_offers_of_driver(uow, driver_id, now)
+            st.status = DriverStatus.offline
+            st.trip_id = None
+            st.updated_at = now
+            uow.drivers.save(st)
+            uow.commit()
+        self._remember(st)
+        if redispatch:
+            self.dispatch(redispatch)
+        return st
+
+    def driver_entry(self, driver_id: str) -> DriverEntry | None:
+        entry = self.directory.get(driver_id)
+        if entry is None:
+            # Not in this process's memory (a restart, or another process took the change).
+            with self.uow_factory(readonly=True) as uow:
+                st = uow.drivers.get(driver_id)
+            if st is None or st.status == DriverStatus.offline:
+                return None
+            self._remember(st)
+            entry = self.directory[driver_id]
+        return entry
+
+    def update_location(self, driver_id: str, lat: float, lng: float,
+                        ts: float | None = None) -> None:
+        entry = self.driver_entry(driver_id)
+        if entry is None:
+            raise NotOnline(f"driver {driver_id} is offline; go online before sending locations")
+        ts = self.clock.now() if ts is None else ts
+        self.index.upsert(driver_id, lat, lng, available=entry.status == DriverStatus.available,
+                          vehicle_class=entry.vehicle_class, ts=ts)
+        if entry.status == DriverStatus.on_trip and entry.trip_id is not None:
+            self.traces.setdefault(entry.trip_id, []).append((ts, lat, lng))
+
+    def update_locations(self, rows: list[tuple[str, float, float, float | None]]
+                         ) -> tuple[int, list[dict[str, Any]]]:
+        """A fleet gateway's batch: the valid rows of online drivers are applied, the others
+        are reported with a reason."""
+        ids: list[str] = []
+        lats: list[float] = []
+        lngs: list[float] = []
+        avail: list[bool] = []
+        classes: list[str] = []
+        tss: list[float] = []
+        rejected: list[dict[str, Any]] = []
+        now = self.clock.now()
+        for i, (driver_id, lat, lng, ts) in enumerate(rows):
+            entry = self.directory.get(driver_id) or self.driver_entry(driver_id)
+            if entry is None:
+                rejected.append({"index": i, "driver_id": driver_id, "reason": "offline"})
+                continue
+            ids.append(driver_id)
+            lats.append(lat)
+            lngs.append(lng)
+            avail.append(entry.status == DriverStatus.available)
+            classes.append(entry.vehicle_class)
+            tss.append(now if ts is None else ts)
+            if entry.status == DriverStatus.on_trip and entry.trip_id is not None:
+                self.traces.setdefault(entry.trip_id, []).append((tss[-1], lat, lng))
+        accepted = 0
+        if ids:
+            result = self.index.upsert_many(ids, lats, lngs, available=avail,
+                                            vehicle_class=classes, ts=tss)
+            accepted = result.applied
+            for row in result.rejected:
+                rejected.append({"driver_id": ids[int(row[0])], "field": row.field,
+                                 "reason": row.reason})
+        return accepted, rejected
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def nearby(self, lat: float, lng: float, radius_m: float, limit: int,
+               vehicle_class: str | None = None) -> list[tuple[Neighbor, float]]:
+        snap = self.index.snapshot()
+        found = snap.nearest(lat, lng, k=limit, radius_m=radius_m, available_only=True,
+                             vehicle_class=vehicle_class, now=self.clock.now())
+        return [(n, self.eta.pickup_eta_s(n.distance_m, n.lat, n.lng, lat, lng)) for n in found]
+
+    def supply(self) -> dict[str, int]:
+        """Available drivers per surge cell, recomputed at most every supply_refresh_s: the
+        whole-fleet pass is paid on a timer, not on every request."""
+        at, cached = self._supply
+        now = self.clock.now()
+        if now - at < self.config.supply_refresh_s:
+            return cached
+        snap = self.index.snapshot()
+        fresh: dict[str, int] = {}
+        if snap.backend == "h3":
+            for c in snap.cells(self.config.surge_resolution, now=now):
+                if c.available:
+                    fresh[c.cell] = c.available
+        else:
+            res = self.config.surge_resolution
+            for d in snap.drivers(now=now):
+                if d.available:
+                    cell = h3.latlng_to_cell(d.lat, d.lng, res)
+                    fresh[cell] = fresh.get(cell, 0) + 1
+        self._supply = (now, fresh)
+        return fresh
+
+    def surge_at(self, lat: float, lng: float) -> Decimal:
+        if self.surge is None:
+            return Decimal(1)
+        return self.surge.multiplier(lat, lng, self.supply())
+
+
+def monotonic_ms() -> float:
+    return time.perf_counter() * 1000.0

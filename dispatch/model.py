@@ -1,0 +1,96 @@
+"""Dispatch's domain: driver states, offers with deadlines, and the record of every decision.
+Plain Python: no Flask, no SQLAlchemy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class DriverStatus(StrEnum):
+    offline = "offline"
+    available = "available"
+    offered = "offered"
+    en_route = "en_route"
+    on_trip = "on_trip"
+
+
+class OfferState(StrEnum):
+    pending = "pending"
+    accepted = "accepted"
+    rejected = "rejected"
+    expired = "expired"
+    withdrawn = "withdrawn"
+
+
+class DispatchError(Exception):
+    pass
+
+
+class OfferNotFound(DispatchError):
+    pass
+
+
+class OfferClosed(DispatchError):
+    """The offer is no longer pending (already answered, expired or withdrawn)."""
+
+
+class DriverBusy(DispatchError):
+    pass
+
+
+class NotOnline(DispatchError):
+    pass
+
+
+@dataclass
+class DriverState:
+    driver_id: str
+    vehicle_class: str
+    status: DriverStatus = DriverStatus.offline
+    updated_at: float = 0.0
+    trip_id: str | None = None
+    version: int = 0
+
+    @property
+    def online(self) -> bool:
+        return self.status != DriverStatus.offline
+
+
+@dataclass
+class Offer:
+    id: str
+    trip_id: str
+    driver_id: str
+    created_at: float
+    deadline: float
+    rank: int
+    distance_m: float
+    eta_s: float
+    state: OfferState = OfferState.pending
+    responded_at: float | None = None
+    version: int = 0
+
+    def close(self, state: OfferState, now: float) -> None:
+        if self.state != OfferState.pending:
+            raise OfferClosed(f"offer {self.id} is {self.state.value}")
+        self.state = state
+        self.responded_at = now
+
+
+@dataclass
+class DispatchRecord:
+    """Why a trip got the driver it got: every search, candidate, filter and outcome."""
+
+    trip_id: str
+    created_at: float
+    events: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str | None = None
+    version: int = 0
+
+    def log(self, kind: str, at: float, **data: Any) -> None:
+        self.events.append({"kind": kind, "at": at, **data})
+
+    def tried_drivers(self) -> set[str]:
+        return {e["driver_id"] for e in self.events if e["kind"] == "offered"}

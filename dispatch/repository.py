@@ -1,0 +1,111 @@
+"""Dispatch repositories (driver states, offers, dispatch records): SQL and memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection
+
+from ridehail.uow import MemoryStore, UndoLog, register_repository
+from ridehail.versioned import MemoryVersioned, RowCodec, SqlVersioned
+
+from .model import DispatchRecord, DriverState, DriverStatus, Offer, OfferState
+from .tables import dispatch_records, driver_states, offers
+
+DRIVER_CODEC: RowCodec[DriverState] = RowCodec(
+    DriverState, id_columns=("driver_id", "trip_id"), decoders={"status": DriverStatus}
+)
+OFFER_CODEC: RowCodec[Offer] = RowCodec(
+    Offer, id_columns=("id", "trip_id", "driver_id"), decoders={"state": OfferState}
+)
+RECORD_CODEC: RowCodec[DispatchRecord] = RowCodec(DispatchRecord, id_columns=("trip_id",))
+
+
+def _offer_unique(offer: Offer) -> Iterable[tuple[str, Any]]:
+    if offer.state == OfferState.pending:
+        yield ("pending_driver", offer.driver_id)
+        yield ("pending_trip", offer.trip_id)
+
+
+class SqlDriverStates(SqlVersioned[DriverState]):
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn, driver_states, DRIVER_CODEC, key="driver_id")
+
+    def add(self, state: DriverState) -> None:
+        self.insert(state)
+
+    def online(self) -> list[DriverState]:
+        return self.find(driver_states.c.status != DriverStatus.offline.value)
+
+
+class MemoryDriverStates(MemoryVersioned[DriverState]):
+    def __init__(self, store: MemoryStore, undo: UndoLog) -> None:
+        super().__init__(store, undo, "driver_states", key="driver_id")
+
+    def add(self, state: DriverState) -> None:
+        self.insert(state)
+
+    def online(self) -> list[DriverState]:
+        return [self.get(k) for k, s in list(self.rows.items())  # type: ignore[misc]
+                if s.status != DriverStatus.offline]
+
+
+class SqlOffers(SqlVersioned[Offer]):
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn, offers, OFFER_CODEC)
+
+    def add(self, offer: Offer) -> None:
+        self.insert(offer)
+
+    def pending_for_driver(self, driver_id: str) -> list[Offer]:
+        return self.find(offers.c.driver_id == int(driver_id), offers.c.state == "pending")
+
+    def for_trip(self, trip_id: str) -> list[Offer]:
+        return self.find(offers.c.trip_id == int(trip_id), order_by=offers.c.created_at)
+
+    def expired_pending(self, now: float, limit: int = 100) -> list[Offer]:
+        return self.find(offers.c.state == "pending", offers.c.deadline <= now,
+                         order_by=offers.c.deadline, limit=limit)
+
+
+class MemoryOffers(MemoryVersioned[Offer]):
+    def __init__(self, store: MemoryStore, undo: UndoLog) -> None:
+        super().__init__(store, undo, "offers", unique=_offer_unique)
+
+    def add(self, offer: Offer) -> None:
+        self.insert(offer)
+
+    def pending_for_driver(self, driver_id: str) -> list[Offer]:
+        offer = self.lookup("pending_driver", driver_id)
+        return [] if offer is None else [offer]
+
+    def for_trip(self, trip_id: str) -> list[Offer]:
+        found = [self.get(k) for k, o in list(self.rows.items()) if o.trip_id == trip_id]
+        return sorted((o for o in found if o is not None), key=lambda o: o.created_at)
+
+    def expired_pending(self, now: float, limit: int = 100) -> list[Offer]:
+        keys = [k for (rule, _v), k in list(self.uidx.items()) if rule == "pending_trip"]
+        found = [o for o in (self.get(k) for k in keys) if o is not None and o.deadline <= now]
+        return sorted(found, key=lambda o: o.deadline)[:limit]
+
+
+class SqlDispatchRecords(SqlVersioned[DispatchRecord]):
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn, dispatch_records, RECORD_CODEC, key="trip_id")
+
+    def add(self, record: DispatchRecord) -> None:
+        self.insert(record)
+
+
+class MemoryDispatchRecords(MemoryVersioned[DispatchRecord]):
+    def __init__(self, store: MemoryStore, undo: UndoLog) -> None:
+        super().__init__(store, undo, "dispatch_records", key="trip_id")
+
+    def add(self, record: DispatchRecord) -> None:
+        self.insert(record)
+
+
+register_repository("drivers", SqlDriverStates, MemoryDriverStates)
+register_repository("offers", SqlOffers, MemoryOffers)
+register_repository("records", SqlDispatchRecords, MemoryDispatchRecords)

@@ -1,0 +1,115 @@
+"""Request and response bodies of the ride-flow API (pydantic; also the OpenAPI schemas)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from ridehail.validation import Body, Query
+
+Lat = Annotated[float, Field(ge=-90, le=90)]
+Lng = Annotated[float, Field(ge=-180, le=180)]
+VehicleClassName = Literal["standard", "xl", "premium"]
+DriverId = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[0-9]+$")]
+
+
+class LatLng(Body):
+    lat: Lat
+    lng: Lng
+
+
+class StatusIn(Body):
+    status: Literal["online", "offline"]
+
+
+class LocationIn(Body):
+    lat: Lat
+    lng: Lng
+    heading: Annotated[float, Field(ge=0, le=360)] | None = None
+    speed_mps: Annotated[float, Field(ge=0, le=100)] | None = None
+    # ISO 8601 with a zone (strict mode would refuse the text form a JSON body carries).
+    ts: Annotated[datetime, Field(strict=False)] | None = None
+
+
+class BatchUpdate(Body):
+    driver_id: DriverId
+    lat: Lat
+    lng: Lng
+    ts: Annotated[datetime, Field(strict=False)] | None = None
+
+
+class BatchIn(Body):
+    updates: Annotated[list[BatchUpdate], Field(min_length=1, max_length=5000)]
+
+
+class BatchOut(BaseModel):
+    accepted: int
+    rejected: list[dict[str, object]]
+
+
+class NearbyQuery(Query):
+    lat: Lat
+    lng: Lng
+    radius_m: Annotated[float, Field(gt=0, le=50_000)] = 3000.0
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    vehicle_class: VehicleClassName | None = None
+
+
+class TripIn(Body):
+    pickup: LatLng
+    dropoff: LatLng
+    vehicle_class: VehicleClassName = "standard"
+
+
+class CancelIn(Body):
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+
+class OffersQuery(Query):
+    wait: Annotated[float, Field(ge=0, le=30)] = 0.0
+
+
+class Money(BaseModel):
+    amount: int
+    currency: str
+    display: str
+
+
+class OfferOut(BaseModel):
+    id: str
+    trip_id: str
+    state: str
+    created_at: datetime
+    deadline: datetime
+    rank: int
+    distance_m: float
+    eta_s: float
+    pickup: dict[str, float] | None = None
+    dropoff: dict[str, float] | None = None
+    fare_estimate: Money | None = None
+
+
+class TripOut(BaseModel):
+    id: str
+    state: str
+    rider_id: str
+    driver_id: str | None
+    vehicle_class: str
+    pickup: dict[str, float]
+    dropoff: dict[str, float]
+    requested_at: datetime
+    assigned_at: datetime | None
+    arrived_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    cancelled_by: str | None
+    surge_multiplier: str
+    fare_estimate: Money | None
+    fare: Money | None
+    distance_m: float | None
+    duration_s: float | None
+    payment_state: str | None
+    driver_location: dict[str, float] | None = None

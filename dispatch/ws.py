@@ -1,0 +1,90 @@
+"""The driver's WebSocket: offers pushed down as they are made, locations sent up as frames.
+
+Frames up: {"type": "location", "lat": .., "lng": .., "ts"?: ISO 8601} and {"type": "ping"}.
+Frames down: {"type": "offer", "offer": {...}}, {"type": "ack"|"pong"}, {"type": "error",
+"detail": ..., "field": ...}. A bad frame gets an error frame; the connection stays open.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+from typing import Any
+
+from flask import Flask
+from flask_sock import Sock
+from pydantic import ValidationError
+
+from accounts.auth import principal_from_request
+from accounts.model import Role
+from ridehail.errors import Problem
+
+from .api import engine, offers_payload
+from .model import DispatchError
+from .schemas import LocationIn
+
+
+def register_ws(app: Flask) -> Sock:
+    sock = Sock(app)
+
+    @sock.route("/v1/drivers/me/ws")
+    def driver_ws(ws: Any) -> None:
+        principal = principal_from_request(allow_query_token=True)
+        if principal.role != Role.driver:
+            raise Problem(403, "Forbidden", "the driver channel is for drivers")
+        me = principal.account_id
+        eng = engine()
+        sub = eng.channel.subscribe(me)
+        try:
+            for offer in offers_payload(me):
+                ws.send(json.dumps({"type": "offer", "offer": offer}))
+            while True:
+                _push(ws, sub, me)
+                raw = ws.receive(timeout=0.05)
+                if raw is None:
+                    continue
+                ws.send(json.dumps(_handle(me, raw)))
+        finally:
+            eng.channel.unsubscribe(me, sub)
+
+    return sock
+
+
+def _push(ws: Any, sub: queue.SimpleQueue[dict[str, Any]], me: str) -> None:
+    pushed = False
+    while True:
+        try:
+            sub.get_nowait()
+        except queue.Empty:
+            break
+        pushed = True
+    if pushed:  # send the offers as stored (the message is only a wake-up)
+        for offer in offers_payload(me):
+            ws.send(json.dumps({"type": "offer", "offer": offer}))
+
+
+def _handle(me: str, raw: str | bytes) -> dict[str, Any]:
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        return {"type": "error", "detail": "frame is not JSON", "field": "frame"}
+    if not isinstance(frame, dict):
+        return {"type": "error", "detail": "frame must be an object", "field": "frame"}
+    kind = frame.pop("type", None)
+    if kind == "ping":
+        return {"type": "pong"}
+    if kind != "location":
+        return {"type": "error", "detail": "type: expected 'location' or 'ping'",
+                "field": "type"}
+    try:
+        loc = LocationIn.model_validate(frame)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"])
+        return {"type": "error", "detail": f"{field}: {err['msg']}", "field": field}
+    try:
+        ts = loc.ts.timestamp() if loc.ts is not None and loc.ts.tzinfo else None
+        engine().update_location(me, loc.lat, loc.lng, ts)
+    except DispatchError as exc:
+        return {"type": "error", "detail": str(exc), "field": "status"}
+    return {"type": "ack"}

@@ -1,0 +1,172 @@
+"""Versioned rows for repositories: every save is a compare-and-set on `version`, in SQL
+(`UPDATE ... WHERE id = :id AND version = :seen`) and in memory alike. A lost race surfaces as
+`Conflict` instead of a silent overwrite, which is how claims stay atomic across processes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, Table, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .uow import MemoryStore, UndoLog
+
+T = TypeVar("T")
+
+
+class Conflict(Exception):
+    """A concurrent change won: the row's version moved, or a uniqueness rule refused the row."""
+
+
+class RowCodec(Generic[T]):
+    """Turns dataclasses into rows and back. Id columns are BIGINT in the database and str in
+    the domain; enums are stored as their values."""
+
+    def __init__(self, cls: type[T], id_columns: Iterable[str],
+                 decoders: dict[str, Callable[[Any], Any]] | None = None) -> None:
+        self.cls = cls
+        self.fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        self.id_columns = set(id_columns)
+        self.decoders = decoders or {}
+
+    def to_row(self, obj: T) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for name in self.fields:
+            value = getattr(obj, name)
+            if name in self.id_columns and value is not None:
+                value = int(value)
+            elif hasattr(value, "value") and isinstance(value.value, str):
+                value = value.value
+            elif isinstance(value, list):
+                value = list(value)
+            row[name] = value
+        return row
+
+    def from_row(self, row: Any) -> T:
+        data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+        for name in self.id_columns:
+            if data.get(name) is not None:
+                data[name] = str(data[name])
+        for name, decode in self.decoders.items():
+            if data.get(name) is not None:
+                data[name] = decode(data[name])
+        return self.cls(**{k: data[k] for k in self.fields if k in data})
+
+
+class SqlVersioned(Generic[T]):
+    def __init__(self, conn: Connection, table: Table, codec: RowCodec[T], key: str = "id"):
+        self.conn = conn
+        self.table = table
+        self.codec = codec
+        self.key = key
+
+    def insert(self, obj: T) -> None:
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(insert(self.table).values(**self.codec.to_row(obj)))
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from None
+
+    def get(self, key: str, *, for_update: bool = False) -> T | None:
+        stmt = select(self.table).where(self.table.c[self.key] == int(key))
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return None if row is None else self.codec.from_row(row)
+
+    def find(self, *conditions: Any, order_by: Any = None, limit: int | None = None) -> list[T]:
+        stmt = select(self.table).where(and_(*conditions))
+        if order_by is not None:
+            stmt = stmt.order_by(order_by)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [self.codec.from_row(r) for r in self.conn.execute(stmt)]
+
+    def save(self, obj: T) -> None:
+        """Write `obj` if nobody changed it since we read it; bump its version."""
+        seen = obj.version  # type: ignore[attr-defined]
+        row = self.codec.to_row(obj)
+        row["version"] = seen + 1
+        key = row.pop(self.key)
+        try:
+            with self.conn.begin_nested():
+                result = self.conn.execute(
+                    update(self.table)
+                    .where(self.table.c[self.key] == key, self.table.c.version == seen)
+                    .values(**row)
+                )
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from None
+        if result.rowcount != 1:
+            raise Conflict(f"{self.table.name} {key} changed concurrently")
+        obj.version = seen + 1  # type: ignore[attr-defined]
+
+
+class MemoryVersioned(Generic[T]):
+    """The same contract over a dict of copies (callers never alias stored objects).
+    Uniqueness rules are kept in a hash index, as a database would, so checks are O(1)."""
+
+    def __init__(self, store: MemoryStore, undo: UndoLog, name: str, key: str = "id",
+                 unique: Callable[[T], Iterable[tuple[str, Any]]] | None = None) -> None:
+        self.rows: dict[str, T] = store.table(name)
+        self.uidx: dict[tuple[str, Any], str] = store.table(name + ":unique")
+        self.undo = undo
+        self.key = key
+        # Uniqueness rules: each object yields (rule, value) pairs that must be unique.
+        self.unique = unique
+
+    def _reindex(self, key: str, old: T | None, new: T) -> None:
+        if self.unique is None:
+            return
+        new_pairs = set(self.unique(new))
+        for pair in new_pairs:
+            owner = self.uidx.get(pair)
+            if owner is not None and owner != key:
+                raise Conflict(f"uniqueness {pair[0]}: {pair[1]} is taken")
+        old_pairs = set(self.unique(old)) if old is not None else set()
+        for pair in old_pairs - new_pairs:
+            self.undo.delete(self.uidx, pair)
+        for pair in new_pairs - old_pairs:
+            self.undo.set(self.uidx, pair, key)
+
+    def insert(self, obj: T) -> None:
+        key = getattr(obj, self.key)
+        if key in self.rows:
+            raise Conflict(f"duplicate key {key}")
+        self._reindex(key, None, obj)
+        self.undo.set(self.rows, key, _copy(obj))
+
+    def get(self, key: str, *, for_update: bool = False) -> T | None:
+        obj = self.rows.get(key)
+        return None if obj is None else _copy(obj)
+
+    def values(self) -> Iterable[T]:
+        return self.rows.values()
+
+    def lookup(self, rule: str, value: Any) -> T | None:
+        """The row that holds a unique value (e.g. a driver's live trip), or None."""
+        key = self.uidx.get((rule, value))
+        return None if key is None else self.get(key)
+
+    def save(self, obj: T) -> None:
+        key = getattr(obj, self.key)
+        current = self.rows.get(key)
+        seen = obj.version  # type: ignore[attr-defined]
+        if current is None or current.version != seen:  # type: ignore[attr-defined]
+            raise Conflict(f"{key} changed concurrently")
+        new = _copy(obj)
+        new.version = seen + 1  # type: ignore[attr-defined]
+        self._reindex(key, current, new)
+        obj.version = seen + 1  # type: ignore[attr-defined]
+        self.undo.set(self.rows, key, new)
+
+
+def _copy(obj: T) -> T:
+    new = dataclasses.replace(obj)  # type: ignore[type-var]
+    for f in dataclasses.fields(new):  # type: ignore[arg-type]
+        value = getattr(new, f.name)
+        if isinstance(value, list | dict):
+            setattr(new, f.name, type(value)(value))
+    return new
