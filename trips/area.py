@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -18,6 +19,13 @@ class ServiceArea:
 
     @classmethod
     def from_geojson(cls, path: str | Path) -> ServiceArea:
+        """Load (and cache: the union of a city's polygons takes a second to build, and every
+        app instance in a process asks for the same file)."""
+        p = Path(path).resolve()
+        return _load(str(p), p.stat().st_mtime_ns)
+
+    @classmethod
+    def _parse(cls, path: str | Path) -> ServiceArea:
         data = json.loads(Path(path).read_text())
         if data.get("type") == "FeatureCollection":
             geoms = [shape(f["geometry"]) for f in data["features"] if f.get("geometry")]
@@ -37,3 +45,8 @@ class ServiceArea:
     def bounds(self) -> tuple[float, float, float, float]:
         """(min_lng, min_lat, max_lng, max_lat)"""
         return tuple(self.geometry.bounds)  # type: ignore[attr-defined,return-value]
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, _mtime_ns: int) -> ServiceArea:
+    return ServiceArea._parse(path)

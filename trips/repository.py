@@ -73,3 +73,6 @@ class MemoryTripRepository(MemoryVersioned[Trip]):
 
 
 register_repository("trips", SqlTripRepository, MemoryTripRepository)
+
+# Payments, ledger and ratings join the unit of work with the trips.
+from . import billing_repository, ratings_repository  # noqa: E402, F401

@@ -53,3 +53,100 @@ trips = Table(
     ),
     Index("ix_trips_rider", "rider_id", "requested_at"),
 )
+
+# --- payments, ledger, ratings (migration 0004) ----------------------------------------------
+# Every row below is keyed by what makes it unique in the domain, so the database itself
+# refuses a second charge record, a second set of ledger lines or a second rating.
+
+PAYMENT_STATES = ("pending", "captured", "failed")
+
+payment_methods = Table(
+    "payment_methods",
+    Base.metadata,
+    # One default method per rider: adding a method replaces it.
+    Column("account_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("token", String(64), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+payments = Table(
+    "payments",
+    Base.metadata,
+    Column("trip_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("rider_id", BigInteger, nullable=False),
+    Column("driver_id", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("state", String(16), nullable=False),
+    # Bumped when a failed payment is re-opened with a new method: part of the idempotency key.
+    Column("generation", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("token", String(64)),
+    Column("last_error", String(200)),
+    Column("provider_charge_id", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("captured_at", Float),
+    Column("version", Integer, nullable=False),
+    Index("ix_payments_rider_state", "rider_id", "state"),
+    Index("ix_payments_state_updated", "state", "updated_at"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    Base.metadata,
+    # (trip_id, kind) is the key: a trip's ledger lines can be written once, whatever retries.
+    Column("trip_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(16), primary_key=True),
+    Column("account", String(40), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # signed minor units; a trip's lines sum to 0
+    Column("currency", String(3), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_ledger_account", "account", "created_at"),
+)
+
+provider_charges = Table(
+    "provider_charges",
+    Base.metadata,
+    # The sandbox provider's own book: one row per idempotency key, as a real provider keeps.
+    Column("idempotency_key", String(80), primary_key=True),
+    Column("charge_id", String(64), nullable=False),
+    Column("token", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+ratings = Table(
+    "ratings",
+    Base.metadata,
+    # (trip_id, rater_role): each party rates a trip once, enforced by the key.
+    Column("trip_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("rater_role", String(8), primary_key=True),
+    Column("rater_id", BigInteger, nullable=False),
+    Column("ratee_id", BigInteger, nullable=False),
+    Column("stars", Integer, nullable=False),
+    Column("comment", String(500)),
+    Column("created_at", Float, nullable=False),
+    Column("applied", Integer, nullable=False),  # 0/1: counted in the ratee's aggregate
+    Index("ix_ratings_applied", "applied", "created_at"),
+)
+
+rating_aggregates = Table(
+    "rating_aggregates",
+    Base.metadata,
+    Column("account_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("count", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("recent", JSON, nullable=False),  # the last 20 stars, newest last
+    Column("version", Integer, nullable=False),
+)
+
+# The stuck-payment sweep reads completed trips still pending; a partial index keeps it small.
+Index("ix_trips_payment_pending", trips.c.completed_at,
+      sqlite_where=text("payment_state = 'pending'"),
+      postgresql_where=text("payment_state = 'pending'"))
