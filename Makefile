@@ -3,14 +3,24 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Leaflet for the debug map comes from npm (web/package-lock.json), never from a CDN.
+LEAFLET := web/node_modules/leaflet/dist
+VENDOR  := dispatch/static/debugmap/vendor
 
-.PHONY: demo test bench lint serve clean
+.PHONY: demo test bench lint serve clean web-vendor
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml web/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(MAKE) web-vendor
 	touch $(STAMP)
+
+web-vendor:
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)
+	cp $(LEAFLET)/leaflet.js $(LEAFLET)/leaflet.css $(VENDOR)/
+	cp -R $(LEAFLET)/images $(VENDOR)/images
 
 demo: $(STAMP)
 	$(BIN)/ridehail demo
@@ -29,4 +39,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) var/*.db var/broker
+	rm -rf $(VENV) var/*.db var/broker web/node_modules $(VENDOR)

@@ -230,6 +230,9 @@ def nearby(query: NearbyQuery) -> Response:
 @body(TripIn)
 @doc("Request a trip", responses={201: TripOut}, tags=["trips"])
 def request_trip(body: TripIn) -> Response:
+    from trips.api import require_payment_standing
+
+    require_payment_standing(current_principal().account_id)  # 402 after a failed charge
     trip = engine().request_trip(current_principal().account_id,
                                  (body.pickup.lat, body.pickup.lng),
                                  (body.dropoff.lat, body.dropoff.lng), body.vehicle_class)
@@ -240,7 +243,8 @@ def request_trip(body: TripIn) -> Response:
 
 
 def _check_id(value: str, what: str) -> None:
-    if not value.isdigit() or len(value) > 20:
+    # Ids are BIGINTs: anything else (or larger) cannot exist, and must not reach the driver.
+    if not value.isascii() or not value.isdigit() or len(value) > 19 or int(value) >= 2**63:
         raise Problem(404, "Not Found", f"no such {what} {value!r}")
 
 

@@ -34,7 +34,8 @@ class EngineBase:
     surge: SurgePricer | None
     hooks: Hooks
     directory: dict[str, DriverEntry]
-    traces: dict[str, list[tuple[float, float, float]]]
+    traces: Any  # LocalTraces or RedisTraces (dispatch/cluster.py)
+    events: Any  # LocalEvents or RedisDriverEvents
     driver_rating: dict[str, float]
     _pending_batch: list[str]
 

@@ -19,16 +19,19 @@ from typing import Any
 import h3
 
 from geoindex import GeoIndex, Neighbor
+from ridehail.versioned import Conflict
 from trips.area import ServiceArea
 from trips.fares import NYC_YELLOW_2016, Tariff
 from trips.surge import SurgePricer
 
 from .channel import OfferChannel
 from .clock import Clock, SystemClock, Timers
+from .cluster import LocalEvents, LocalTraces
 from .eta import EtaModel, StraightLineEta
+from .feed import FeedRows, InProcessFeed, LocationFeed
 from .lifecycle import Lifecycle
 from .matching import Matching
-from .model import DriverState, DriverStatus, NotOnline
+from .model import DriverBusy, DriverState, DriverStatus, NotOnline
 
 Trace = list[tuple[float, float, float]]
 
@@ -80,6 +83,9 @@ class Engine(Matching, Lifecycle):
         tariff: Tariff = NYC_YELLOW_2016,
         surge: SurgePricer | None = None,
         hooks: Hooks | None = None,
+        feed: LocationFeed | None = None,
+        events: Any = None,
+        traces: Any = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.index = index
@@ -94,7 +100,10 @@ class Engine(Matching, Lifecycle):
         self.surge = surge
         self.hooks = hooks or Hooks()
         self.directory: dict[str, DriverEntry] = {}
-        self.traces: dict[str, Trace] = {}
+        # Embedded by default; the scaled mode plugs in the Redis ones (ridehail/bootstrap.py).
+        self.feed: LocationFeed = feed or InProcessFeed(index)
+        self.events = events or LocalEvents()
+        self.traces = traces if traces is not None else LocalTraces()
         self._lock = threading.Lock()
         self._supply: tuple[float, dict[str, int]] = (-1e18, {})
         self._pending_batch = []
@@ -125,16 +134,20 @@ class Engine(Matching, Lifecycle):
         now = self.clock.now()
         with self.uow_factory() as uow:
             st = uow.drivers.get(driver_id)
-            if st is None:
-                st = DriverState(driver_id, vehicle_class, DriverStatus.available, now)
-                uow.drivers.add(st)
-            elif st.status == DriverStatus.offline:
-                st.status = DriverStatus.available
-                st.vehicle_class = vehicle_class
-                st.updated_at = now
-                uow.drivers.save(st)
+            try:
+                if st is None:
+                    st = DriverState(driver_id, vehicle_class, DriverStatus.available, now)
+                    uow.drivers.add(st)
+                elif st.status == DriverStatus.offline:
+                    st.status = DriverStatus.available
+                    st.vehicle_class = vehicle_class
+                    st.updated_at = now
+                    uow.drivers.save(st)
+            except Conflict:
+                raise _changed_concurrently(driver_id) from None
             uow.commit()
         self._remember(st)
+        self.events.announce(driver_id, st.status.value, st.vehicle_class, st.trip_id)
         return st
 
     def go_offline(self, driver_id: str) -> DriverState:
@@ -150,14 +163,18 @@ class Engine(Matching, Lifecycle):
                 from .model import DriverBusy
 
                 raise DriverBusy(f"driver {driver_id} is {st.status.value} on trip {st.trip_id}")
-            if st.status == DriverStatus.offered:
-                redispatch = self._withdraw_offers_of_driver(uow, driver_id, now)
-            st.status = DriverStatus.offline
-            st.trip_id = None
-            st.updated_at = now
-            uow.drivers.save(st)
+            try:
+                if st.status == DriverStatus.offered:
+                    redispatch = self._withdraw_offers_of_driver(uow, driver_id, now)
+                st.status = DriverStatus.offline
+                st.trip_id = None
+                st.updated_at = now
+                uow.drivers.save(st)
+            except Conflict:
+                raise _changed_concurrently(driver_id) from None
             uow.commit()
         self._remember(st)
+        self.events.announce(driver_id, st.status.value, st.vehicle_class, None)
         if redispatch:
             self.dispatch(redispatch)
         return st
@@ -180,21 +197,19 @@ class Engine(Matching, Lifecycle):
         if entry is None:
             raise NotOnline(f"driver {driver_id} is offline; go online before sending locations")
         ts = self.clock.now() if ts is None else ts
-        self.index.upsert(driver_id, lat, lng, available=entry.status == DriverStatus.available,
-                          vehicle_class=entry.vehicle_class, ts=ts)
+        rows = FeedRows()
+        rows.add(driver_id, lat, lng, entry.status == DriverStatus.available,
+                 entry.vehicle_class, ts)
+        self.feed.publish(rows)
         if entry.status == DriverStatus.on_trip and entry.trip_id is not None:
-            self.traces.setdefault(entry.trip_id, []).append((ts, lat, lng))
+            self.traces.add({entry.trip_id: [(ts, lat, lng)]})
 
     def update_locations(self, rows: list[tuple[str, float, float, float | None]]
                          ) -> tuple[int, list[dict[str, Any]]]:
         """A fleet gateway's batch: the valid rows of online drivers are applied, the others
         are reported with a reason."""
-        ids: list[str] = []
-        lats: list[float] = []
-        lngs: list[float] = []
-        avail: list[bool] = []
-        classes: list[str] = []
-        tss: list[float] = []
+        out = FeedRows()
+        trace_points: dict[str, Trace] = {}
         rejected: list[dict[str, Any]] = []
         now = self.clock.now()
         for i, (driver_id, lat, lng, ts) in enumerate(rows):
@@ -202,23 +217,61 @@ class Engine(Matching, Lifecycle):
             if entry is None:
                 rejected.append({"index": i, "driver_id": driver_id, "reason": "offline"})
                 continue
-            ids.append(driver_id)
-            lats.append(lat)
-            lngs.append(lng)
-            avail.append(entry.status == DriverStatus.available)
-            classes.append(entry.vehicle_class)
-            tss.append(now if ts is None else ts)
+            t = now if ts is None else ts
+            out.add(driver_id, lat, lng, entry.status == DriverStatus.available,
+                    entry.vehicle_class, t)
             if entry.status == DriverStatus.on_trip and entry.trip_id is not None:
-                self.traces.setdefault(entry.trip_id, []).append((tss[-1], lat, lng))
+                trace_points.setdefault(entry.trip_id, []).append((t, lat, lng))
         accepted = 0
-        if ids:
-            result = self.index.upsert_many(ids, lats, lngs, available=avail,
-                                            vehicle_class=classes, ts=tss)
+        if len(out):
+            result = self.feed.publish(out)
             accepted = result.applied
-            for row in result.rejected:
-                rejected.append({"driver_id": ids[int(row[0])], "field": row.field,
-                                 "reason": row.reason})
+            for row, field_, reason in result.rejected:
+                rejected.append({"driver_id": out.ids[row], "field": field_, "reason": reason})
+        self.traces.add(trace_points)
         return accepted, rejected
+
+    # --- state shared across processes ----------------------------------------------------
+
+    def apply_driver_event(self, driver_id: str, status: str, vehicle_class: str | None,
+                           trip_id: str | None) -> None:
+        """Another process committed a status change: mirror it in this process's directory
+        and index (the database stays the truth; dispatch re-checks it before offering)."""
+        st = DriverStatus(status)
+        if st == DriverStatus.offline:
+            self.directory.pop(driver_id, None)
+            self.index.remove(driver_id)
+            return
+        entry = self.directory.get(driver_id)
+        if entry is None:
+            if vehicle_class is None:
+                return  # unknown here; driver_entry() loads it from the database on use
+            self.directory[driver_id] = DriverEntry(st, vehicle_class, trip_id)
+        else:
+            entry.status = st
+            entry.trip_id = trip_id
+        with contextlib.suppress(KeyError):
+            self.index.set_available(driver_id, st == DriverStatus.available)
+
+    def local_state(self, driver_id: str) -> tuple[bool, str] | None:
+        """(available, vehicle class) as this process knows it; None for a stranger."""
+        entry = self.directory.get(driver_id)
+        if entry is None:
+            return None
+        return entry.status == DriverStatus.available, entry.vehicle_class
+
+    def reconcile(self) -> int:
+        """Re-read online drivers from the database: repairs driver events lost while Redis
+        was away. A timer pays this whole-fleet pass, never a request."""
+        with self.uow_factory(readonly=True) as uow:
+            states = uow.drivers.online()
+        online = {st.driver_id for st in states}
+        for st in states:
+            self._remember(st)
+        for driver_id in [d for d in list(self.directory) if d not in online]:
+            self.directory.pop(driver_id, None)
+            self.index.remove(driver_id)
+        return len(states)
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -255,6 +308,12 @@ class Engine(Matching, Lifecycle):
         if self.surge is None:
             return Decimal(1)
         return self.surge.multiplier(lat, lng, self.supply())
+
+
+def _changed_concurrently(driver_id: str) -> DriverBusy:
+    # A concurrent status change (a double tap, an offer expiring, another process) won the
+    # compare-and-set: a 409 the app retries, never a 500.
+    return DriverBusy(f"driver {driver_id}'s status changed concurrently; retry")
 
 
 def monotonic_ms() -> float:

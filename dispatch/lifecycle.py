@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ridehail.versioned import Conflict
 from trips.fares import final_fare
-from trips.model import IllegalTransition, Trip, TripNotFound, TripState
+from trips.model import IllegalTransition, StaleState, Trip, TripNotFound, TripState
 
 from .base import EngineBase
 from .model import DispatchRecord, DriverStatus, OfferState
@@ -88,31 +88,34 @@ class Lifecycle(EngineBase):
                     by_role == "driver" and trip.driver_id != by_id):
                 raise TripNotFound(trip_id)
             record = uow.records.get(trip_id) or DispatchRecord(trip_id, now)
-            if by_role == "rider":
-                trip.cancel("rider", now, reason)
-                freed = trip.driver_id
-                for offer in uow.offers.for_trip(trip_id):
-                    if offer.state == OfferState.pending:
-                        offer.close(OfferState.withdrawn, now)
-                        uow.offers.save(offer)
-                        freed = offer.driver_id
-                record.outcome = "cancelled_by_rider"
-            else:
-                freed = trip.hand_back(now)
-                redispatch = True
-            record.log(f"cancelled_by_{by_role}", now, reason=reason)
-            if freed is not None:
-                st = uow.drivers.get(freed)
-                if st is not None and st.trip_id == trip_id:
-                    st.status = DriverStatus.available
-                    st.trip_id = None
-                    st.updated_at = now
-                    uow.drivers.save(st)
+            # Any write may lose a compare-and-set to a concurrent accept, expiry or step (in
+            # another process): that is a 409 to retry, never a 500. Rows are written in the
+            # order accept writes them (offer, trip, driver) so PostgreSQL cannot deadlock.
             try:
+                if by_role == "rider":
+                    trip.cancel("rider", now, reason)
+                    freed = trip.driver_id
+                    for offer in uow.offers.for_trip(trip_id):
+                        if offer.state == OfferState.pending:
+                            offer.close(OfferState.withdrawn, now)
+                            uow.offers.save(offer)
+                            freed = offer.driver_id
+                    record.outcome = "cancelled_by_rider"
+                else:
+                    freed = trip.hand_back(now)
+                    redispatch = True
+                record.log(f"cancelled_by_{by_role}", now, reason=reason)
                 uow.trips.save(trip)
+                if freed is not None:
+                    st = uow.drivers.get(freed)
+                    if st is not None and st.trip_id == trip_id:
+                        st.status = DriverStatus.available
+                        st.trip_id = None
+                        st.updated_at = now
+                        uow.drivers.save(st)
+                self._save_record(uow, record)
             except Conflict:
-                raise IllegalTransition(trip.id, trip.state, TripState.cancelled) from None
-            self._save_record(uow, record)
+                raise StaleState(f"trip {trip_id} changed concurrently; retry") from None
             uow.commit()
         if freed is not None:
             self.directory_set(freed, DriverStatus.available, None)

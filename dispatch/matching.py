@@ -23,6 +23,8 @@ from .model import (
     OfferState,
 )
 
+_RETRY = object()
+
 
 class OutsideServiceArea(ValueError):
     def __init__(self, field: str) -> None:
@@ -79,7 +81,8 @@ class Matching(EngineBase):
     def candidates(self, trip: Trip, exclude: set[str],
                    record: DispatchRecord) -> list[tuple[float, Neighbor]]:
         """k nearest available drivers of the trip's class, the radius growing step by step
-        until some untried driver is found; ranked by pickup ETA, then distance, then id."""
+        until some untried driver is found; ranked by pickup ETA (30 s bands, the better
+        rating first within a band), then distance, then id."""
         snap = self.index.snapshot()
         now = self.clock.now()
         k = self.config.max_candidates + len(exclude)
@@ -103,21 +106,42 @@ class Matching(EngineBase):
                 break
         ranked = [(self.eta.pickup_eta_s(n.distance_m, n.lat, n.lng, trip.pickup_lat,
                                          trip.pickup_lng), n) for n in found]
-        ranked.sort(key=lambda p: (p[0], p[1].distance_m, p[1].driver_id))
+        # Pickup times within the same 30 s band are a tie for the rider; the better-rated
+        # driver wins it (unrated drivers count as 4.5, neither favoured nor punished).
+        rating = self.driver_rating
+        ranked.sort(key=lambda p: (round(p[0] / 30), -rating.get(p[1].driver_id, 4.5), p[0],
+                                   p[1].distance_m, p[1].driver_id))
         return ranked[: self.config.max_candidates]
 
     def dispatch(self, trip_id: str, only: list[tuple[float, Neighbor]] | None = None
                  ) -> Offer | None:
-        """Offer the trip to the best untried candidate; none left ends it no_driver_found."""
+        """Offer the trip to the best untried candidate; none left ends it no_driver_found.
+
+        A claim that loses a race (another process offered that driver, or this trip, first)
+        abandons the whole unit of work and tries again without that driver, so no half-made
+        claim is ever committed."""
+        lost: set[str] = set()
+        for _attempt in range(5):
+            outcome = self._dispatch_once(trip_id, only, lost)
+            if outcome is not _RETRY:
+                return outcome  # type: ignore[return-value]
+        return None
+
+    def _dispatch_once(self, trip_id: str, only: list[tuple[float, Neighbor]] | None,
+                       lost: set[str]) -> Offer | None | object:
         now = self.clock.now()
         with self.uow_factory() as uow:
             trip = uow.trips.get(trip_id)
             if trip is None or trip.state != TripState.requested:
                 return None
+            if any(o.state == OfferState.pending for o in uow.offers.for_trip(trip_id)):
+                return None  # another dispatch of this trip is already waiting on a driver
             record = uow.records.get(trip_id) or DispatchRecord(trip_id, now)
-            exclude = record.tried_drivers() | set(trip.rejected_drivers)
+            exclude = record.tried_drivers() | set(trip.rejected_drivers) | lost
             ranked = only if only is not None else self.candidates(trip, exclude, record)
             for rank, (eta_s, cand) in enumerate(ranked):
+                if cand.driver_id in lost:
+                    continue
                 st = uow.drivers.get(cand.driver_id)
                 if st is None or st.status != DriverStatus.available:
                     record.log("skipped", now, driver_id=cand.driver_id,
@@ -133,9 +157,8 @@ class Matching(EngineBase):
                     uow.drivers.save(st)
                     uow.offers.add(offer)
                 except Conflict:
-                    # Another process claimed this driver (or this trip) first.
-                    record.log("skipped", now, driver_id=cand.driver_id, reason="claimed")
-                    continue
+                    lost.add(cand.driver_id)
+                    return _RETRY  # leaving the unit uncommitted rolls the claim back
                 record.log("offered", now, driver_id=cand.driver_id, offer_id=offer.id,
                            rank=rank, eta_s=round(eta_s, 1), distance_m=offer.distance_m)
                 self._save_record(uow, record)
@@ -145,8 +168,11 @@ class Matching(EngineBase):
             trip.no_driver(now)
             record.log("no_driver_found", now)
             record.outcome = "no_driver_found"
-            uow.trips.save(trip)
-            self._save_record(uow, record)
+            try:
+                uow.trips.save(trip)
+                self._save_record(uow, record)
+            except Conflict:
+                return None  # the trip changed meanwhile (cancelled, or matched elsewhere)
             uow.commit()
         self.hooks.trip_finished(trip_id, TripState.no_driver_found.value)
         return None
@@ -171,6 +197,9 @@ class Matching(EngineBase):
             entry.trip_id = trip_id
         with contextlib.suppress(KeyError):
             self.index.set_available(driver_id, status == DriverStatus.available)
+        # Other API processes mirror the change (a no-op in the embedded mode).
+        self.events.announce(driver_id, status.value,
+                             entry.vehicle_class if entry is not None else None, trip_id)
 
     # --- answers ---------------------------------------------------------------------------
 

@@ -5,14 +5,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from ridehail.validation import Body, Query
 
 Lat = Annotated[float, Field(ge=-90, le=90)]
 Lng = Annotated[float, Field(ge=-180, le=180)]
 VehicleClassName = Literal["standard", "xl", "premium"]
-DriverId = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[0-9]+$")]
+
+
+def _fits_bigint(value: str) -> str:
+    # Ids are BIGINT columns: a longer number cannot exist, and the database driver would
+    # fail on it (a 500) instead of finding nothing.
+    if int(value) >= 2**63:
+        raise ValueError("no such id (larger than a 64-bit id)")
+    return value
+
+
+DriverId = Annotated[str, Field(min_length=1, max_length=19, pattern=r"^[0-9]+$"),
+                     AfterValidator(_fits_bigint)]
 
 
 class LatLng(Body):

@@ -11,11 +11,11 @@ import json
 import queue
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask_sock import Sock
 from pydantic import ValidationError
 
-from accounts.auth import principal_from_request
+from accounts.auth import current_principal, principal_from_request
 from accounts.model import Role
 from ridehail.errors import Problem
 
@@ -27,12 +27,22 @@ from .schemas import LocationIn
 def register_ws(app: Flask) -> Sock:
     sock = Sock(app)
 
-    @sock.route("/v1/drivers/me/ws")
-    def driver_ws(ws: Any) -> None:
+    @app.before_request
+    def _authenticate_ws() -> None:
+        # flask-sock completes the handshake (101) before its view runs: a refusal raised in
+        # the view would come after the upgrade. Refuse here, as a plain HTTP problem.
+        if request.endpoint != "driver_ws":
+            return
         principal = principal_from_request(allow_query_token=True)
         if principal.role != Role.driver:
             raise Problem(403, "Forbidden", "the driver channel is for drivers")
-        me = principal.account_id
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise Problem(426, "Upgrade Required", "this endpoint is a WebSocket",
+                          headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+
+    @sock.route("/v1/drivers/me/ws")
+    def driver_ws(ws: Any) -> None:
+        me = current_principal().account_id
         eng = engine()
         sub = eng.channel.subscribe(me)
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, Response, jsonify
 
 from . import ids
@@ -25,7 +27,8 @@ def create_app(
 ) -> Flask:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
-    ids.configure(settings.worker_id)
+    lease = _lease_worker_id(settings)
+    ids.configure(lease.worker_id if lease is not None else settings.worker_id)
 
     app = Flask("ridehail")
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=settings.max_body_bytes)
@@ -52,16 +55,30 @@ def create_app(
     from .bootstrap import build_engine
 
     engine_, background = build_engine(settings, app.extensions["uow_factory"],
-                                       start=start_background)
+                                       start=start_background, celery=celery)
     app.extensions["dispatch"] = engine_
     if start_background and not settings.scaled and settings.embedded_worker:
         worker = EmbeddedWorker(celery)
         worker.start()
         background.append(worker)
+    if lease is not None:
+        background.insert(0, lease.start())  # stopped last: ids stay unique to the end
     app.extensions["background"] = background
     log.info("app created", mode="scaled" if settings.scaled else "embedded",
              database=_redact(settings.database_url))
     return app
+
+
+def _lease_worker_id(settings: Settings) -> Any:
+    """Scaled mode: each API process needs its own id-generator worker id (ridehail/ids.py)."""
+    if not settings.scaled or settings.worker_id is not None:
+        return None
+    from dispatch.feed import redis_client
+
+    from .worker_ids import WorkerIdLease
+
+    assert settings.redis_url is not None
+    return WorkerIdLease(redis_client(settings.redis_url))
 
 
 def shutdown(app: Flask) -> None:
@@ -76,11 +93,16 @@ def _register_blueprints(app: Flask) -> None:
     """One blueprint per area; each domain package's api.py translates HTTP into services."""
     from accounts.api import bp as accounts_bp
     from dispatch.api import bp as rides_bp
+    from dispatch.debugmap import bp as debugmap_bp
     from dispatch.ws import register_ws
 
     app.register_blueprint(accounts_bp)  # sign-up, sessions, /v1/me
     app.register_blueprint(rides_bp)  # drivers, locations, nearby, trips, offers, lifecycle
+    from trips.api import bp as billing_bp
+
+    app.register_blueprint(billing_bp)  # payment methods, receipts, earnings, ratings
     register_ws(app)  # the driver's WebSocket
+    app.register_blueprint(debugmap_bp)  # /debug/map and its GeoJSON (issue 7)
 
 
 def _register_core_routes(app: Flask) -> None:

@@ -12,6 +12,7 @@ from trips.area import ServiceArea
 from trips.surge import SurgePricer
 
 from . import ids
+from .scaled import scaled_parts, start_scaled
 from .settings import Settings
 
 
@@ -24,8 +25,17 @@ class _Stoppable:
             p.stop()
 
 
+def payment_hooks(celery: Any) -> Hooks:
+    """Completing a trip enqueues its charge (the hook runs after the trip's commit)."""
+    from trips.tasks import enqueue_charge
+
+    return Hooks(trip_completed=lambda trip_id: enqueue_charge(celery, trip_id))
+
+
 def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
-                 hooks: Hooks | None = None) -> tuple[Engine, list[Any]]:
+                 hooks: Hooks | None = None, celery: Any = None) -> tuple[Engine, list[Any]]:
+    if hooks is None and celery is not None:
+        hooks = payment_hooks(celery)
     clock = SystemClock()
     index = GeoIndex(backend=settings.index_backend, resolution=settings.index_resolution,
                      ttl_s=settings.location_ttl_s, clock=clock.now)
@@ -35,13 +45,20 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
         max_candidates=settings.dispatch_max_candidates, policy=settings.dispatch_policy,
         batch_window_s=settings.batch_window_s,
     )
+    # The scaled mode shares the city through Redis (ridehail/scaled.py); embedded: in-process.
+    parts = scaled_parts(settings) if settings.scaled else None
+    shared: dict[str, Any] = {} if parts is None else {
+        "feed": parts.feed, "events": parts.events, "traces": parts.traces,
+        "channel": parts.channel}
     engine = Engine(
         uow_factory, index, new_id=ids.new_id, clock=clock, timers=timers, config=config,
         service_area=ServiceArea.from_geojson(settings.service_area),
-        surge=SurgePricer(clock=clock.now), hooks=hooks,
+        surge=SurgePricer(clock=clock.now), hooks=hooks, **shared,
     )
     background: list[Any] = []
     if start:
+        if parts is not None:
+            background.append(start_scaled(parts, engine))  # before restore: nothing missed
         engine.restore()
         publisher = IndexPublisher(index, settings.publish_interval_s)
         publisher.start()
@@ -49,5 +66,39 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
         # Deadlines are swept from the database too: an offer made by a process that died
         # still expires, exactly once (the expiry is a compare-and-set).
         timers.every(1.0, lambda: None if engine.sweep_expired() else None)
+        if parts is not None:
+            # Repairs driver events lost while Redis was away (a timer, not a request).
+            timers.every(10.0, lambda: None if engine.reconcile() else None)
         background.append(_Stoppable(publisher, timers))
+        if celery is not None:
+            background.append(_wire_payments(settings, engine, uow_factory, timers, celery))
     return engine, background
+
+
+class _DisposeTasks:
+    def __init__(self, celery: Any) -> None:
+        self.celery = celery
+
+    def stop(self) -> None:
+        from trips.tasks import dispose
+
+        dispose(self.celery)
+
+
+def _wire_payments(settings: Settings, engine: Engine, uow_factory: Any, timers: ThreadTimers,
+                   celery: Any) -> _DisposeTasks:
+    from trips.ratings import averages
+    from trips.tasks import sweep
+
+    def refresh_ratings() -> None:
+        # Dispatch breaks ETA ties by rating: keep the online drivers' averages at hand.
+        engine.driver_rating.update(averages(uow_factory, list(engine.directory)))
+
+    refresh_ratings()
+    timers.every(30.0, refresh_ratings)
+    # A worker in this process applies ratings: it updates the ranking at once.
+    celery.conf.ridehail_rating_listener = engine.driver_rating.__setitem__
+    if not settings.scaled:
+        # No beat in the embedded mode: this process sweeps stuck payments itself.
+        timers.every(settings.payment_sweep_interval_s, lambda: None if sweep(celery) else None)
+    return _DisposeTasks(celery)

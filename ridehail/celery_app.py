@@ -36,9 +36,18 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options=_transport_options(settings),
     )
     app.conf.ridehail_settings = settings
+    from trips import tasks as trip_tasks
+
     from . import health_tasks
 
     health_tasks.register(app)
+    trip_tasks.register(app)
+    # `ridehail worker --beat` runs this; the embedded mode sweeps on its own timer instead.
+    app.conf.beat_schedule = {
+        "sweep-payments": {"task": trip_tasks.SWEEP,
+                           "schedule": settings.payment_sweep_interval_s},
+    }
+    app.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")
     return app
 
 
@@ -51,7 +60,11 @@ def _local_results(settings: Settings) -> str:
 def _transport_options(settings: Settings) -> dict[str, Any]:
     if settings.redis_url:
         # acks_late + a visibility timeout: a task whose worker died is delivered again.
-        return {"visibility_timeout": settings.task_visibility_timeout_s}
+        timeout = settings.task_visibility_timeout_s
+        # Look for expired unacked messages every half timeout (kombu's default would be
+        # 10 s x a throttle of 10), so a dead worker's task comes back about when it is due.
+        return {"visibility_timeout": timeout, "unacked_restore_throttle": 1,
+                "unacked_restore_interval": min(10.0, max(0.5, timeout / 2))}
     folder = settings.var_dir / "broker"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "control").mkdir(exist_ok=True)
@@ -80,8 +93,11 @@ class EmbeddedWorker:
         self._thread = threading.Thread(target=self._run, daemon=True, name="celery-embedded")
 
     def _run(self) -> None:
-        # The solo pool traces tasks against the thread's current app: make it ours.
+        # The solo pool traces tasks against the thread's current app: make it ours. Tasks
+        # with a countdown (retries with backoff) run from the timer thread, which sees the
+        # default app: make it ours too (the embedded process has one Celery app).
         self.app.set_current()
+        self.app.set_default()
         self.worker.start()
 
     def start(self, timeout: float = 30.0) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from typing import Any
 
@@ -70,16 +71,59 @@ def worker(concurrency: int, beat: bool) -> None:
 @main.command()
 @click.option("--port", type=int, default=None, help="port [RIDEHAIL_PORT]")
 @click.option("--host", default=None, help="bind address [RIDEHAIL_HOST]")
-def demo(port: int | None, host: str | None) -> None:
-    """API + embedded worker on SQLite; the URL is printed when it is ready. Ctrl-C stops it."""
-    settings = load_settings(port=port, host=host)
+@click.option("--drivers", type=int, default=None,
+              help="simulated drivers (0: none) [RIDEHAIL_DEMO_DRIVERS]")
+def demo(port: int | None, host: str | None, drivers: int | None) -> None:
+    """API + embedded worker on SQLite + a simulated NYC fleet driving it over HTTP; the URL
+    is printed when it is ready. Ctrl-C stops it."""
+    settings = load_settings(port=port, host=host, demo_drivers=drivers)
     url = f"http://{settings.host}:{settings.port}"
+    fleet: list[subprocess.Popen[bytes]] = []
 
     def ready() -> None:
         click.echo(f"\nridehail demo ready at {url}  (health: {url}/health, "
-                   f"API: {url}/openapi.json). Ctrl-C stops it.\n", err=True)
+                   f"map: {url}/debug/map, API: {url}/openapi.json). Ctrl-C stops it.\n",
+                   err=True)
+        if settings.demo_drivers > 0:
+            fleet.append(_start_demo_fleet(settings, url))
 
-    _serve(settings, on_ready=ready)
+    try:
+        _serve(settings, on_ready=ready)
+    finally:
+        for proc in fleet:
+            proc.terminate()
+            proc.wait(10)
+
+
+# The fleet is a separate process: a client of the API like any driver app, and nothing of it
+# is inherited by the gunicorn workers forked after `when_ready`.
+_FLEET = """
+import sys, threading, time, requests
+from simulator.http_mode import run_demo_fleet
+url, drivers, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for _ in range(600):
+    try:
+        requests.get(url + "/health", timeout=2)
+        break
+    except requests.RequestException:
+        time.sleep(0.1)
+run_demo_fleet(url, drivers=drivers, service_token=token, stop=threading.Event())
+"""
+
+
+def _start_demo_fleet(settings: Settings, url: str) -> subprocess.Popen[bytes]:
+    from accounts import service as accounts_service
+
+    from .db import make_engine
+    from .uow import SqlUnitOfWork
+
+    engine = make_engine(settings.database_url)
+    token = accounts_service.create_service(SqlUnitOfWork(engine), "demo-fleet")
+    engine.dispose()
+    click.echo(f"ridehail demo: {settings.demo_drivers} simulated drivers joining "
+               "(NYC, about 300 ride requests an hour)", err=True)
+    return subprocess.Popen([sys.executable, "-c", _FLEET, url, str(settings.demo_drivers),
+                             token])
 
 
 @main.group()
@@ -151,6 +195,10 @@ def accounts_create_admin(email: str) -> None:
     finally:
         engine.dispose()
 
+
+from simulator.cli import simulate  # noqa: E402 - the simulator's command joins the group
+
+main.add_command(simulate)
 
 if __name__ == "__main__":
     main()

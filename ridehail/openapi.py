@@ -53,7 +53,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
             continue
         view = app.view_functions[rule.endpoint]
         meta: dict[str, Any] = getattr(view, "_openapi", None) or {"responses": {}}

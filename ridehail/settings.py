@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -39,8 +40,8 @@ class Settings:
     var_dir: Path = PROJECT_ROOT / "var"
     service_area: Path = DEFAULT_SERVICE_AREA
     max_body_bytes: int = 2 * 1024 * 1024
-    index_backend: str = "h3"
-    index_resolution: int = 9
+    index_backend: str = "quadtree"
+    index_resolution: int | None = None  # None: the backend's default (quadtree 17, h3 9)
     location_ttl_s: float = 30.0
     publish_interval_s: float = 0.05
     offer_timeout_s: float = 15.0
@@ -52,7 +53,20 @@ class Settings:
     task_visibility_timeout_s: float = 60.0
     queue: str = "ridehail"
     debug_public: bool | None = None
+    debug_tile_url: str = ""  # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty: offline
     demo_drivers: int = 200
+    # Payments: the platform's commission in basis points (2500 = 25 %), the provider, the
+    # token charged for riders with no method of their own ("auto": the sandbox's tok_ok in
+    # the embedded mode, none in the scaled mode; "none": never), the retry policy for
+    # transient provider errors, and when a pending payment counts as stuck.
+    commission_bps: int = 2500
+    payment_provider: str = "sandbox"
+    default_payment_token: str = "auto"
+    payment_retry_base_s: float = 2.0
+    payment_max_retries: int = 5
+    payment_stuck_after_s: float = 60.0
+    payment_sweep_interval_s: float = 30.0
+    sandbox_slow_s: float = 30.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -70,6 +84,12 @@ class Settings:
             return self.redis_url
         # A persistent local transport: queued tasks survive a restart of the process.
         return "filesystem://"
+
+    @property
+    def fallback_payment_token(self) -> str | None:
+        if self.default_payment_token == "auto":
+            return None if self.scaled else "tok_ok"
+        return None if self.default_payment_token == "none" else self.default_payment_token
 
     @property
     def debug_map_public(self) -> bool:
@@ -132,8 +152,10 @@ class Settings:
             raise SettingsError(f"RIDEHAIL_SERVICE_AREA: no such file {self.service_area}")
         if self.index_backend not in ("h3", "quadtree"):
             raise SettingsError("RIDEHAIL_INDEX_BACKEND: must be 'h3' or 'quadtree'")
-        if not 0 <= self.index_resolution <= 15:
-            raise SettingsError("RIDEHAIL_INDEX_RESOLUTION: must be in [0, 15]")
+        top = 15 if self.index_backend == "h3" else 26
+        if self.index_resolution is not None and not 0 <= self.index_resolution <= top:
+            raise SettingsError(f"RIDEHAIL_INDEX_RESOLUTION: must be in [0, {top}] for "
+                                f"the {self.index_backend} backend")
         if self.dispatch_policy not in ("greedy", "batched"):
             raise SettingsError("RIDEHAIL_DISPATCH_POLICY: must be 'greedy' or 'batched'")
         for name in ("location_ttl_s", "publish_interval_s", "offer_timeout_s",
@@ -141,8 +163,31 @@ class Settings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise SettingsError(f"RIDEHAIL_{name.upper()}: must be a positive number")
+        if not 0 <= self.commission_bps <= 10_000:
+            raise SettingsError("RIDEHAIL_COMMISSION_BPS: must be in [0, 10000]")
+        if self.payment_provider != "sandbox":
+            raise SettingsError("RIDEHAIL_PAYMENT_PROVIDER: only 'sandbox' is built in")
+        if self.default_payment_token not in ("auto", "none") and not re.fullmatch(
+                r"tok_[a-z0-9_]{2,60}", self.default_payment_token):
+            raise SettingsError("RIDEHAIL_DEFAULT_PAYMENT_TOKEN: 'auto', 'none' or a token "
+                                "like tok_ok")
+        if self.payment_max_retries < 0:
+            raise SettingsError("RIDEHAIL_PAYMENT_MAX_RETRIES: must be >= 0")
+        for name in ("payment_retry_base_s", "payment_stuck_after_s",
+                     "payment_sweep_interval_s", "sandbox_slow_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise SettingsError(f"RIDEHAIL_{name.upper()}: must be a positive number")
         if self.max_body_bytes < 1024:
             raise SettingsError("RIDEHAIL_MAX_BODY_BYTES: must be at least 1024")
+        if self.debug_tile_url and not (
+            self.debug_tile_url.startswith(("http://", "https://", "/"))
+            and "{z}" in self.debug_tile_url
+        ):
+            raise SettingsError(
+                "RIDEHAIL_DEBUG_TILE_URL: expected a tile URL template such as "
+                "https://tile.example.org/{z}/{x}/{y}.png"
+            )
         if self.dispatch_max_candidates < 1:
             raise SettingsError("RIDEHAIL_DISPATCH_MAX_CANDIDATES: must be at least 1")
 

@@ -62,8 +62,37 @@ def read_json() -> Any:
                       errors=[{"field": "body", "message": "invalid JSON"}]) from None
 
 
+def _nul_field(value: Any, path: str = "") -> str | None:
+    """The path of the first string holding a NUL character: PostgreSQL cannot store one, and
+    no field of ours has a use for it."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            found = _nul_field(k, sub) or _nul_field(v, sub)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _nul_field(v, f"{path}.{i}" if path else str(i))
+            if found:
+                return found
+    return None
+
+
+def _refuse_nul(value: Any, where: str) -> None:
+    field = _nul_field(value)
+    if field is not None:
+        field = field if where == "body" or field != "body" else where
+        raise Problem(422, "Unprocessable Content", f"{field}: contains a NUL character",
+                      errors=[{"field": field, "message": "contains a NUL character",
+                               "type": "string_nul"}])
+
+
 def parse_body(model: type[BaseModel]) -> Any:
     data = read_json()
+    _refuse_nul(data, "body")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -91,8 +120,10 @@ def query(model: type[BaseModel]) -> Callable[[F], F]:
     def deco(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            params = request.args.to_dict()
+            _refuse_nul(params, "query")
             try:
-                kwargs["query"] = model.model_validate(request.args.to_dict())
+                kwargs["query"] = model.model_validate(params)
             except ValidationError as exc:
                 raise validation_problem(exc, "query") from None
             return fn(*args, **kwargs)

@@ -87,9 +87,11 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | N
             out = proc.stdout.read().decode() if proc.stdout else ""
             raise AssertionError(f"server exited with {proc.returncode}:\n{out}")
         try:
-            requests.get(url, timeout=1)
+            # A listening socket is not a ready app (gunicorn accepts before the worker has
+            # built it): only an HTTP answer counts.
+            requests.get(url, timeout=2)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.05)
     raise AssertionError(f"{url} did not answer within {timeout} s")
 

@@ -1,0 +1,332 @@
+"""Scale-out benchmark: 1, 2 and 3 API processes sharing one city through Redis and PostgreSQL.
+
+    RIDEHAIL_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+        python bench/cluster.py [--quick] [--out bench/results/cluster.json]
+
+Per process count it measures, with real `ridehail serve` processes on loopback:
+- `locations_per_s`: batched `POST /v1/locations` (500 rows, a service token) from client
+  threads spread over the processes, as fast as they go;
+- at a fixed background location load: `nearby_p99_ms` (`GET /v1/vehicles/nearby`) and
+  `request_to_offer_p99_ms` (`POST /v1/trips` returns once the offer is committed; the rider
+  then cancels, freeing rider and driver);
+- with 2+ processes, the cross-process visibility lag: a location posted to process A, nearby
+  polled on process B every 2 ms until the driver appears there (p50/p99), at the fixed
+  background load and at a 25,000 updates/s background load (the summary's figure).
+
+It starts its own redis-server on a free port and a throwaway PostgreSQL schema, and stops both.
+The client runs on the same 2 cores as the servers, so absolute figures understate a real
+deployment; the ratios between process counts are the point. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import free_port  # noqa: E402
+
+PICKUPS = [(40.7549, -73.9840), (40.7580, -73.9855), (40.7505, -73.9934), (40.7614, -73.9776)]
+BOX = (40.705, 40.800, -74.010, -73.940)  # lower Manhattan to Harlem
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(q * len(s)))], 2)
+
+
+class Procs:
+    def __init__(self, env: dict[str, str], tmp: Path) -> None:
+        self.env = env
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.urls: list[str] = []
+
+    def start(self, n: int) -> list[str]:
+        for i in range(n):
+            port = free_port()
+            with open(self.tmp / f"api{i}.log", "wb") as out:
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "ridehail.cli", "serve"],
+                    env={**os.environ, **self.env, "RIDEHAIL_PORT": str(port)}, cwd=ROOT,
+                    stdout=out, stderr=subprocess.STDOUT))
+            self.urls.append(f"http://127.0.0.1:{port}")
+            self._wait(self.urls[-1], self.procs[-1])
+        return self.urls
+
+    def _wait(self, url: str, proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"API process exited; see {self.tmp}")
+            try:
+                if requests.get(url + "/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise SystemExit(f"{url} did not start")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs, self.urls = [], []
+
+
+def seed_drivers(db_url: str, n: int) -> list[str]:
+    """Online drivers straight into driver_states (sign-up over HTTP would time the password
+    hash, not the city)."""
+    ids = [str(9_000_000_000 + i) for i in range(n)]
+    eng = create_engine(db_url)
+    with eng.begin() as conn:
+        conn.execute(text("DELETE FROM driver_states"))
+        conn.execute(text(
+            "INSERT INTO driver_states (driver_id, vehicle_class, status, updated_at, trip_id, "
+            "version) VALUES (:d, 'standard', 'available', :t, NULL, 1)"),
+            [{"d": int(d), "t": time.time()} for d in ids])
+    eng.dispose()
+    return ids
+
+
+def batch(ids: list[str], rnd: random.Random, size: int) -> dict[str, Any]:
+    picked = rnd.sample(ids, size)
+    return {"updates": [{"driver_id": d, "lat": rnd.uniform(BOX[0], BOX[1]),
+                         "lng": rnd.uniform(BOX[2], BOX[3])} for d in picked]}
+
+
+def throughput(urls: list[str], svc: str, ids: list[str], seconds: float, threads: int,
+               rate: float | None = None, stop: threading.Event | None = None) -> float:
+    """Posts batches of 500 until `seconds` pass (or `stop`); returns accepted updates/s.
+    With `rate`, paces itself to about that many updates/s (the fixed background load)."""
+    accepted = [0]
+    lock = threading.Lock()
+    t0 = time.monotonic()
+    end = t0 + seconds
+
+    def run(k: int) -> None:
+        rnd = random.Random(k)
+        s = requests.Session()
+        sent = 0
+        while time.monotonic() < end and not (stop and stop.is_set()):
+            if rate is not None:
+                due = t0 + sent * threads / rate
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+            sent += 500
+            try:
+                r = s.post(f"{urls[k % len(urls)]}/v1/locations", json=batch(ids, rnd, 500),
+                           headers={"Authorization": f"Bearer {svc}"}, timeout=30)
+            except requests.ConnectionError:
+                s = requests.Session()
+                continue
+            if r.status_code == 202:
+                with lock:
+                    accepted[0] += r.json()["accepted"]
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, range(threads)))
+    return accepted[0] / (time.monotonic() - t0)
+
+
+def sign_up_riders(url: str, n: int) -> list[str]:
+    out = []
+    for _ in range(n):
+        tag = uuid.uuid4().hex[:10]
+        r = requests.post(f"{url}/v1/riders", json={
+            "name": "Bench", "email": f"bench-{tag}@example.com",
+            "password": "correct horse battery"}, timeout=30)
+        out.append(r.json()["token"])
+    return out
+
+
+def latencies(urls: list[str], riders: list[str], seconds: float) -> dict[str, Any]:
+    nearby: list[float] = []
+    to_offer: list[float] = []
+    outcomes: dict[str, int] = {}
+    end = time.monotonic() + seconds
+
+    def rider(k: int) -> None:
+        tok = riders[k]
+        h = {"Authorization": f"Bearer {tok}"}
+        s = requests.Session()
+        rnd = random.Random(k)
+        i = 0
+        while time.monotonic() < end:
+            url = urls[(k + i) % len(urls)]
+            i += 1
+            lat, lng = rnd.choice(PICKUPS)
+            t = time.perf_counter()
+            r = s.get(f"{url}/v1/vehicles/nearby", params={"lat": lat, "lng": lng,
+                                                          "radius_m": 1500}, headers=h)
+            nearby.append((time.perf_counter() - t) * 1e3)
+            t = time.perf_counter()
+            r = s.post(f"{url}/v1/trips", json={"pickup": {"lat": lat, "lng": lng},
+                       "dropoff": {"lat": 40.7680, "lng": -73.9819}}, headers=h)
+            ms = (time.perf_counter() - t) * 1e3
+            state = r.json().get("state", str(r.status_code)) if r.ok else str(r.status_code)
+            outcomes[state] = outcomes.get(state, 0) + 1
+            if r.status_code == 201 and state == "requested":  # an offer is pending
+                to_offer.append(ms)
+            if r.status_code == 201:
+                s.post(f"{url}/v1/trips/{r.json()['id']}/cancel", headers=h)
+    with ThreadPoolExecutor(len(riders)) as pool:
+        list(pool.map(rider, range(len(riders))))
+    return {"nearby_p50_ms": pct(nearby, 0.5), "nearby_p99_ms": pct(nearby, 0.99),
+            "request_to_offer_p50_ms": pct(to_offer, 0.5),
+            "request_to_offer_p99_ms": pct(to_offer, 0.99), "requests": len(to_offer),
+            "request_outcomes": outcomes}
+
+
+def visibility_lag(urls: list[str], svc: str, rider: str, ids: list[str], samples: int
+                   ) -> list[float]:
+    """Post one driver's location to A; poll nearby on B (2 ms) until it shows there."""
+    a, b = urls[0], urls[1]
+    rnd = random.Random(7)
+    s = requests.Session()
+    out = []
+    for i in range(samples):
+        d = ids[i % len(ids)]
+        lat, lng = rnd.uniform(40.72, 40.78), rnd.uniform(-74.00, -73.96)
+        t = time.perf_counter()
+        try:
+            s.post(f"{a}/v1/locations", json={"updates": [{"driver_id": d, "lat": lat,
+                                                           "lng": lng}]},
+                   headers={"Authorization": f"Bearer {svc}"})
+        except requests.ConnectionError:  # a saturated server reset a kept-alive connection
+            s = requests.Session()
+            continue
+        while time.perf_counter() - t < 5:
+            try:
+                r = s.get(f"{b}/v1/vehicles/nearby", params={"lat": lat, "lng": lng,
+                                                            "radius_m": 5, "limit": 5},
+                          headers={"Authorization": f"Bearer {rider}"})
+            except requests.ConnectionError:
+                s = requests.Session()
+                continue
+            if any(f["id"] == d for f in r.json()["features"]):
+                out.append((time.perf_counter() - t) * 1e3)
+                break
+            time.sleep(0.002)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a short smoke run")
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--processes", default="1,2,3")
+    args = ap.parse_args()
+    base_db = os.environ.get("RIDEHAIL_DATABASE_URL",
+                             "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    quick = args.quick
+    n_drivers = 2000 if quick else 10_000
+    phase_s = 3.0 if quick else 8.0
+    bg_rate = 5000.0
+    schema = f"rh_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base_db)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base_db else "?"
+    db_url = f"{base_db}{sep}options=-csearch_path%3D{schema}"
+    tmp = Path(tempfile.mkdtemp(prefix="rh-bench-cluster-"))
+    rport = free_port()
+    redis_proc = subprocess.Popen(["redis-server", "--port", str(rport), "--save", "",
+                                   "--appendonly", "no", "--dir", str(tmp)],
+                                  stdout=subprocess.DEVNULL)
+    env = {"RIDEHAIL_DATABASE_URL": db_url, "RIDEHAIL_REDIS_URL": f"redis://127.0.0.1:{rport}/0",
+           "RIDEHAIL_VAR_DIR": str(tmp), "RIDEHAIL_WORKERS": "1", "RIDEHAIL_LOG_LEVEL": "ERROR",
+           "RIDEHAIL_LOCATION_TTL_S": "600"}
+    results: dict[str, Any] = {"per_processes": {}}
+    procs = Procs(env, tmp)
+    try:
+        subprocess.run([sys.executable, "-m", "ridehail.cli", "db", "upgrade"], cwd=ROOT,
+                       env={**os.environ, **env}, check=True, capture_output=True)
+        svc = subprocess.run([sys.executable, "-m", "ridehail.cli", "accounts",
+                              "create-service", "bench"], cwd=ROOT, env={**os.environ, **env},
+                             check=True, capture_output=True, text=True).stdout.strip().split()[-1]
+        lags: list[float] = []
+        lags25: list[float] = []
+        for n in [int(x) for x in args.processes.split(",")]:
+            ids = seed_drivers(db_url, n_drivers)
+            urls = procs.start(n)
+            riders = sign_up_riders(urls[0], 4 if quick else 8)
+            throughput(urls, svc, ids, 2.0, 4)  # warm-up: every driver gets a position
+            locs = throughput(urls, svc, ids, phase_s, 6)
+            stop = threading.Event()
+            bg = threading.Thread(target=throughput, args=(urls, svc, ids, 600, 2, bg_rate, stop))
+            bg.start()
+            try:
+                lat = latencies(urls, riders, phase_s)
+                if n >= 2:
+                    lag = visibility_lag(urls, svc, riders[0], ids, 30 if quick else 100)
+                    lags += lag
+                    lat["visibility_lag_p50_ms"] = pct(lag, 0.5)
+                    lat["visibility_lag_p99_ms"] = pct(lag, 0.99)
+            finally:
+                stop.set()
+                bg.join()
+            if n >= 2:  # the target load: a city of 100k drivers, one location every 4 s
+                stop = threading.Event()
+                bg = threading.Thread(target=throughput,
+                                      args=(urls, svc, ids, 600, 6, 25_000.0, stop))
+                bg.start()
+                try:
+                    lag = visibility_lag(urls, svc, riders[0], ids, 30 if quick else 100)
+                finally:
+                    stop.set()
+                    bg.join()
+                lags25 += lag
+                lat["visibility_lag_at_25k_p50_ms"] = pct(lag, 0.5)
+                lat["visibility_lag_at_25k_p99_ms"] = pct(lag, 0.99)
+            results["per_processes"][str(n)] = {"locations_per_s": round(locs), **lat}
+            procs.stop()
+            print(f"{n} process(es): {results['per_processes'][str(n)]}", file=sys.stderr)
+        per = results["per_processes"]
+        results["summary"] = {
+            "visibility_lag_p50_ms": pct(lags25, 0.5),
+            "visibility_lag_p99_ms": pct(lags25, 0.99),
+            "visibility_lag_load_updates_per_s": 25_000,
+            "visibility_lag_at_5k_p99_ms": pct(lags, 0.99),
+            "background_load_updates_per_s": bg_rate,
+            **{f"{n}_processes": {"locations_per_s": v["locations_per_s"],
+                                  "request_to_offer_p99_ms": v["request_to_offer_p99_ms"],
+                                  "nearby_p99_ms": v["nearby_p99_ms"]} for n, v in per.items()},
+        }
+        results["setup"] = {"drivers": n_drivers, "batch_rows": 500, "phase_s": phase_s,
+                            "cores": os.cpu_count(), "quick": quick,
+                            "note": "client and servers share the cores"}
+    finally:
+        procs.stop()
+        redis_proc.kill()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+    doc = json.dumps(results, indent=2)
+    print(doc)
+    if args.out:
+        args.out.write_text(doc + "\n")
+
+
+if __name__ == "__main__":
+    main()

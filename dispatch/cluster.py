@@ -1,0 +1,182 @@
+"""State the API processes of one city share in the scaled mode, with in-process twins for the
+embedded mode:
+
+- driver events: each status change a process commits (online, offered, en route, on trip,
+  available, offline) is announced on the Redis stream `ridehail:driver-events`; every other
+  process applies it to its directory and to its index's availability flag;
+- trip traces: the on-trip driver's locations, a Redis list per trip (`RPUSH`/`LRANGE`, with
+  an expiry), so whichever process completes the trip prices the whole trace;
+- the offer channel: an offer made by one process wakes long-polls and WebSockets held by any
+  process, through the Redis pub/sub channel `ridehail:offers`.
+
+PostgreSQL stays the truth (offers, deadlines, claims are compare-and-set rows there); these
+are caches and wake-ups. Announcing is best-effort: a lost event is repaired by the periodic
+reconcile of the directory against the database (`Engine.reconcile`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ridehail.logging import get_logger
+
+from .channel import OfferChannel
+from .feed import decode
+
+log = get_logger(__name__)
+
+DRIVER_EVENTS_STREAM = "ridehail:driver-events"
+OFFERS_CHANNEL = "ridehail:offers"
+TRACE_KEY = "ridehail:trace:{}"
+TRACE_TTL_S = 6 * 3600  # longer than any trip; a trace nobody completes goes away by itself
+
+Point = tuple[float, float, float]
+
+
+# --- driver events ---------------------------------------------------------------------------
+
+class LocalEvents:
+    """Embedded mode: one process, nobody to tell."""
+
+    def announce(self, driver_id: str, status: str, vehicle_class: str | None,
+                 trip_id: str | None) -> None:
+        return None
+
+
+class RedisDriverEvents:
+    def __init__(self, redis: Any, origin: str, *, stream: str = DRIVER_EVENTS_STREAM,
+                 maxlen: int = 100_000) -> None:
+        self.redis = redis
+        self.origin = origin
+        self.stream = stream
+        self.maxlen = maxlen
+
+    def announce(self, driver_id: str, status: str, vehicle_class: str | None,
+                 trip_id: str | None) -> None:
+        try:
+            self.redis.xadd(self.stream, {"o": self.origin, "d": driver_id, "s": status,
+                                          "c": vehicle_class or "", "t": trip_id or ""},
+                            maxlen=self.maxlen, approximate=True)
+        except Exception as exc:  # noqa: BLE001 - the change is committed; reconcile repairs
+            log.warning("driver event not announced", driver_id=driver_id, error=repr(exc))
+
+    def handler(self, apply: Callable[[str, str, str | None, str | None], None]
+                ) -> Callable[[dict[bytes, bytes]], None]:
+        """The tailer callback: apply the events other processes announced."""
+        def handle(fields: dict[bytes, bytes]) -> None:
+            if decode(fields[b"o"]) == self.origin:
+                return  # applied locally before it was announced
+            apply(decode(fields[b"d"]), decode(fields[b"s"]), decode(fields[b"c"]) or None,
+                  decode(fields[b"t"]) or None)
+        return handle
+
+
+# --- trip traces -----------------------------------------------------------------------------
+
+class LocalTraces(dict[str, list[Point]]):
+    """Embedded mode: the traces in this process's memory (a dict, as the lifecycle uses it)."""
+
+    def add(self, points: dict[str, list[Point]]) -> None:
+        for trip_id, pts in points.items():
+            self.setdefault(trip_id, []).extend(pts)
+
+
+class RedisTraces:
+    """Scaled mode: a Redis list per trip. Offers the few dict methods the lifecycle uses."""
+
+    def __init__(self, redis: Any, ttl_s: int = TRACE_TTL_S) -> None:
+        self.redis = redis
+        self.ttl_s = ttl_s
+
+    def add(self, points: dict[str, list[Point]]) -> None:
+        if not points:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for trip_id, pts in points.items():
+            key = TRACE_KEY.format(trip_id)
+            pipe.rpush(key, *[f"{t!r},{la!r},{ln!r}" for t, la, ln in pts])
+            pipe.expire(key, self.ttl_s)
+        pipe.execute()
+
+    def get(self, trip_id: str, default: list[Point] | None = None) -> list[Point]:
+        # Raises when Redis is down: completing then fails cleanly (503) before its commit,
+        # rather than pricing a trip on a partial trace.
+        raw = self.redis.lrange(TRACE_KEY.format(trip_id), 0, -1)
+        out: list[Point] = []
+        for item in raw:
+            t, la, ln = decode(item).split(",")
+            out.append((float(t), float(la), float(ln)))
+        return out if out or default is None else default
+
+    def setdefault(self, trip_id: str, default: list[Point]) -> list[Point]:
+        return default  # the list is created by the first RPUSH
+
+    def pop(self, trip_id: str, default: Any = None) -> Any:
+        try:
+            self.redis.delete(TRACE_KEY.format(trip_id))
+        except Exception as exc:  # noqa: BLE001 - after the commit; the key expires anyway
+            log.warning("trace not deleted", trip_id=trip_id, error=repr(exc))
+        return default
+
+
+# --- offer channel ---------------------------------------------------------------------------
+
+class RedisOfferChannel(OfferChannel):
+    """Local subscribers as in `OfferChannel`; `publish` wakes them directly and tells the other
+    processes through Redis pub/sub. The message is only a wake-up: readers then load pending
+    offers from the database, so a lost message costs at most one long-poll period."""
+
+    def __init__(self, redis: Any, origin: str, channel: str = OFFERS_CHANNEL) -> None:
+        super().__init__()
+        self.redis = redis
+        self.origin = origin
+        self.name = channel
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True, name="offer-channel")
+
+    def publish(self, driver_id: str, message: dict[str, Any]) -> int:
+        n = super().publish(driver_id, message)
+        try:
+            self.redis.publish(self.name, json.dumps(
+                {"o": self.origin, "d": driver_id, "m": message}, default=str))
+        except Exception as exc:  # noqa: BLE001 - the offer is committed; long-polls re-read
+            log.warning("offer wake-up not published", driver_id=driver_id, error=repr(exc))
+        return n
+
+    def start(self) -> None:
+        self._thread.start()
+        self.connected.wait(5.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self.name)
+                self.connected.set()
+                backoff = 0.1
+                while not self._stop.is_set():
+                    msg = pubsub.get_message(timeout=1.0)
+                    if msg is None or msg.get("type") != "message":
+                        continue
+                    body = json.loads(msg["data"])
+                    if body.get("o") != self.origin:
+                        super().publish(body["d"], body["m"])
+            except Exception as exc:  # noqa: BLE001 - Redis down: resubscribe with backoff
+                self.connected.clear()
+                log.warning("offer channel disconnected", error=repr(exc), retry_in_s=backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):  # closing a dead connection
+                    pubsub.close()

@@ -1,0 +1,244 @@
+"""The location feed: how a validated location update reaches the live index of every API process.
+
+Two implementations behind one interface:
+
+- `InProcessFeed` (embedded mode): straight into this process's index writer, as before.
+- `RedisStreamFeed` (scaled mode): each request's batch becomes one entry of the Redis stream
+  `ridehail:locations` (`XADD ... MAXLEN ~`, pipelined when a batch is split in chunks). Every
+  API process runs a `StreamTailer` (`XREAD BLOCK`, from `$` at start) that applies the entries
+  to its own index with `upsert_many`. The process that took the request applies its own
+  entries through the stream too, so every index sees the updates in the same (stream) order.
+
+A location is visible to nearby queries of any process after that process's next publish: the
+visibility lag is stream latency + at most one publish interval (`bench/cluster.py` measures it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from geoindex import GeoIndex
+from ridehail.logging import get_logger
+
+log = get_logger(__name__)
+
+LOCATIONS_STREAM = "ridehail:locations"
+CHUNK_ROWS = 1000  # rows per stream entry: one entry is decoded in one go by every tailer
+
+
+@dataclass
+class FeedRows:
+    """Resolved location updates: who, where, and what the poster knew of the driver."""
+
+    ids: list[str] = field(default_factory=list)
+    lats: list[float] = field(default_factory=list)
+    lngs: list[float] = field(default_factory=list)
+    available: list[bool] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
+
+    def add(self, driver_id: str, lat: float, lng: float, available: bool, vclass: str,
+            ts: float) -> None:
+        self.ids.append(driver_id)
+        self.lats.append(lat)
+        self.lngs.append(lng)
+        self.available.append(available)
+        self.classes.append(vclass)
+        self.ts.append(ts)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class FeedResult:
+    applied: int
+    rejected: list[tuple[int, str, str]]  # (row, field, reason)
+
+
+class LocationFeed(Protocol):
+    def publish(self, rows: FeedRows) -> FeedResult: ...
+
+
+class InProcessFeed:
+    """Embedded mode: updates go straight into this process's index writer."""
+
+    def __init__(self, index: GeoIndex) -> None:
+        self.index = index
+
+    def publish(self, rows: FeedRows) -> FeedResult:
+        if len(rows) == 1:  # the single-driver path keeps upsert's own validation errors
+            self.index.upsert(rows.ids[0], rows.lats[0], rows.lngs[0],
+                              available=rows.available[0], vehicle_class=rows.classes[0],
+                              ts=rows.ts[0])
+            return FeedResult(1, [])
+        lats: Any = rows.lats
+        lngs: Any = rows.lngs
+        ts: Any = rows.ts
+        try:
+            # Arrays skip the index's per-value conversion of Python lists (a fleet tick is
+            # thousands of rows); anything odd stays a list and is checked row by row.
+            lats, lngs, ts = (np.asarray(v, dtype=np.float64) for v in (lats, lngs, ts))
+        except (TypeError, ValueError):
+            lats, lngs, ts = rows.lats, rows.lngs, rows.ts
+        result = self.index.upsert_many(rows.ids, lats, lngs,
+                                        available=np.asarray(rows.available, dtype=bool),
+                                        vehicle_class=rows.classes, ts=ts)
+        return FeedResult(result.applied, [(int(r[0]), r.field, r.reason)
+                                           for r in result.rejected])
+
+
+def _bad_field(lat: float, lng: float, ts: float) -> tuple[str, str] | None:
+    if not (isinstance(lat, float | int) and math.isfinite(lat) and -90 <= lat <= 90):
+        return "lat", f"lat must be finite and in range, got {lat!r}"
+    if not (isinstance(lng, float | int) and math.isfinite(lng) and -180 <= lng <= 180):
+        return "lng", f"lng must be finite and in range, got {lng!r}"
+    if not math.isfinite(ts):
+        return "ts", f"ts must be finite, got {ts!r}"
+    return None
+
+
+class RedisStreamFeed:
+    """Scaled mode: batches go onto one Redis stream that every API process tails.
+
+    Rows are validated here, before they are shared: a bad row must not reach every process.
+    A Redis failure raises redis' ConnectionError, which the API renders as a 503 problem.
+    """
+
+    def __init__(self, redis: Any, origin: str, *, stream: str = LOCATIONS_STREAM,
+                 maxlen: int = 100_000) -> None:
+        self.redis = redis
+        self.origin = origin
+        self.stream = stream
+        self.maxlen = maxlen
+
+    def publish(self, rows: FeedRows) -> FeedResult:
+        rejected: list[tuple[int, str, str]] = []
+        packed: list[list[Any]] = []
+        for i in range(len(rows)):
+            bad = _bad_field(rows.lats[i], rows.lngs[i], rows.ts[i])
+            if bad is not None:
+                if len(rows) == 1:
+                    raise ValueError(bad[1])
+                rejected.append((i, bad[0], bad[1]))
+                continue
+            packed.append([rows.ids[i], rows.lats[i], rows.lngs[i], int(rows.available[i]),
+                           rows.classes[i], rows.ts[i]])
+        if packed:
+            pipe = self.redis.pipeline(transaction=False)
+            for start in range(0, len(packed), CHUNK_ROWS):
+                payload = json.dumps(packed[start:start + CHUNK_ROWS], separators=(",", ":"))
+                pipe.xadd(self.stream, {"o": self.origin, "r": payload},
+                          maxlen=self.maxlen, approximate=True)
+            pipe.execute()
+        return FeedResult(len(packed), rejected)
+
+
+def apply_location_entry(index: GeoIndex, payload: str | bytes,
+                         local_state: Callable[[str], tuple[bool, str] | None]) -> int:
+    """Apply one stream entry to this process's index. A driver this process knows gets its
+    availability and class from this process's directory (kept current by driver events), so
+    a poster's stale view cannot make a busy driver available here."""
+    rows = json.loads(payload)
+    ids = []
+    lats = []
+    lngs = []
+    avail = []
+    classes = []
+    tss = []
+    for driver_id, lat, lng, a, cls, ts in rows:
+        known = local_state(driver_id)
+        ids.append(driver_id)
+        lats.append(lat)
+        lngs.append(lng)
+        avail.append(known[0] if known is not None else bool(a))
+        classes.append(known[1] if known is not None else cls)
+        tss.append(ts)
+    if not ids:
+        return 0
+    return index.upsert_many(ids, lats, lngs, available=avail, vehicle_class=classes,
+                             ts=tss).applied
+
+
+class StreamTailer:
+    """A daemon thread that reads a Redis stream from `$` (new entries only) and hands each
+    entry's fields to `handle`. It survives Redis going away: it reconnects with backoff and
+    resumes after the last entry it saw, so a short outage loses nothing still in the stream."""
+
+    def __init__(self, redis: Any, stream: str, handle: Callable[[dict[bytes, bytes]], None],
+                 *, name: str, block_ms: int = 1000, count: int = 200) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.handle = handle
+        self.block_ms = block_ms
+        self.count = count
+        self.last_id: bytes | str = "$"
+        self.connected = threading.Event()
+        self._started = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+
+    def start(self) -> None:
+        self._thread.start()
+        # Wait (briefly) until the first XREAD is issued: entries added after start() returns
+        # are then seen. Bounded: a Redis that is down must not block the app's start-up.
+        self._started.wait(5.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(self.block_ms / 1000 + 5)
+
+    def _resolve_start(self) -> None:
+        if self.last_id == "$":
+            # Pin "$" to a concrete id, so a reconnect resumes here instead of skipping ahead.
+            info = self.redis.xinfo_stream(self.stream) if self.redis.exists(self.stream) \
+                else None
+            self.last_id = info["last-generated-id"] if info else b"0-0"
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                self._resolve_start()
+                self.connected.set()
+                self._started.set()
+                backoff = 0.1
+                while not self._stop.is_set():
+                    got = self.redis.xread({self.stream: self.last_id}, count=self.count,
+                                           block=self.block_ms)
+                    for _stream, entries in got or ():
+                        for entry_id, fields in entries:
+                            self.last_id = entry_id
+                            try:
+                                self.handle(fields)
+                            except Exception:  # noqa: BLE001 - one bad entry must not stop us
+                                log.exception("stream entry failed", stream=self.stream)
+            except Exception as exc:  # noqa: BLE001 - Redis down: retry with backoff
+                self.connected.clear()
+                self._started.set()
+                log.warning("stream tailer disconnected", stream=self.stream, error=repr(exc),
+                            retry_in_s=backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+
+def redis_client(url: str, *, timeout_s: float = 2.0) -> Any:
+    """A Redis client whose calls fail fast when Redis is down (the API turns that into 503)
+    instead of hanging a request thread."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=timeout_s + 3.0,
+                                socket_connect_timeout=timeout_s, health_check_interval=15)
+
+
+def decode(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+

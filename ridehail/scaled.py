@@ -1,0 +1,69 @@
+"""The scaled mode's shared parts for one API process: the Redis location feed and its tailer,
+driver events and their tailer, Redis trip traces and the Redis offer channel.
+
+`build_engine` calls `scaled_parts` before it builds the engine and `start_scaled` once the
+engine exists (the tailers apply entries to it). Tailers are positioned before the engine
+restores its drivers from the database, so no change made in between is missed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from dispatch.cluster import (
+    DRIVER_EVENTS_STREAM,
+    RedisDriverEvents,
+    RedisOfferChannel,
+    RedisTraces,
+)
+from dispatch.engine import Engine
+from dispatch.feed import LOCATIONS_STREAM, RedisStreamFeed, StreamTailer, apply_location_entry
+
+from .settings import Settings
+
+
+@dataclass
+class ScaledParts:
+    redis: Any
+    feed: RedisStreamFeed
+    events: RedisDriverEvents
+    traces: RedisTraces
+    channel: RedisOfferChannel
+
+
+class _Stoppable:
+    def __init__(self, *parts: Any) -> None:
+        self.parts = parts
+
+    def stop(self) -> None:
+        for p in self.parts:
+            p.stop()
+
+
+def scaled_parts(settings: Settings) -> ScaledParts:
+    from dispatch.feed import redis_client
+
+    assert settings.redis_url is not None
+    redis = redis_client(settings.redis_url)
+    # Who published an entry: a process skips its own driver events and offer wake-ups.
+    origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return ScaledParts(redis, RedisStreamFeed(redis, origin), RedisDriverEvents(redis, origin),
+                       RedisTraces(redis), RedisOfferChannel(redis, origin))
+
+
+def start_scaled(parts: ScaledParts, engine: Engine) -> Any:
+    """Start the tailers and the offer listener; returns something with stop()."""
+    locations = StreamTailer(
+        parts.redis, LOCATIONS_STREAM,
+        lambda f: None if apply_location_entry(engine.index, f[b"r"], engine.local_state)
+        else None,
+        name="location-tailer")
+    events = StreamTailer(parts.redis, DRIVER_EVENTS_STREAM,
+                          parts.events.handler(engine.apply_driver_event), name="event-tailer")
+    for part in (events, locations, parts.channel):
+        part.start()
+    return _Stoppable(locations, events, parts.channel)

@@ -1,0 +1,343 @@
+"""HTTP mode: the same riders and drivers as clients of a running server's REST API.
+
+A load generator, not a second engine: a scheduler thread pops due actions (in simulated
+time = wall time x `speed`) and hands them to a bounded thread pool; each driver's actions are
+chained (the next is scheduled when the last one returns), so a driver never races itself.
+Drivers discover offers by polling `GET /v1/drivers/me/offers` while idle, as a simple app
+would; locations go up as one `POST /v1/locations` batch per tick when a service token is
+given, otherwise one `POST /v1/drivers/me/location` per driver. The run stops by itself: after
+the demand window it finishes the open trips (bounded by the drain limit) and reads every
+trip back for the report. `run_demo_fleet` keeps a small fleet going until told to stop.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import requests
+from tqdm import tqdm
+
+from .demand import TripRequest, build_demand
+from .fleet import Fleet, Phase
+from .metrics import ConservationError, Metrics, TripFacts, conservation_violations
+from .report import SimulationResult
+from .riders import Riders
+from .scenario import Scenario, SimConfig, build_result, prepare
+
+TIMEOUT_S = 10.0
+POLL_SIM_S = 5.0  # an idle driver asks for offers this often (simulated time: well inside
+POLL_MIN_WALL_S = 0.05  # the server's 15 s offer deadline), but at most 20 times a wall second
+
+
+class Api:
+    """Thin JSON client; one `requests.Session` per thread (sessions are not thread-safe)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._local = threading.local()
+        self.errors: Counter[str] = Counter()
+
+    def call(self, method: str, path: str, token: str | None = None,
+             json: Any = None, ok: tuple[int, ...] = (200, 201, 202, 204)) -> Any:
+        s = getattr(self._local, "s", None)
+        if s is None:
+            s = self._local.s = requests.Session()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        r = s.request(method, self.url + path, json=json, headers=headers, timeout=TIMEOUT_S)
+        if r.status_code not in ok:
+            self.errors[f"{method} {path.split('/')[2]} {r.status_code}"] += 1
+            return None
+        return r.json() if r.content else {}
+
+    def sign_up(self, role: str, n: int, tag: str) -> list[tuple[str, str]]:
+        out = []
+        for k in range(n):
+            body: dict[str, Any] = {"name": f"sim {role} {k}", "password": "sim-password-1",
+                                    "email": f"sim-{tag}-{role}-{k}@example.com"}
+            if role == "driver":
+                body["vehicle"] = {"make": "Toyota", "model": "Prius",
+                                   "plate": f"S{k:06d}"[-8:], "seats": 4,
+                                   "vehicle_class": "standard"}
+            got = self.call("POST", f"/v1/{role}s", json=body)
+            if got is None:
+                raise RuntimeError(f"could not sign up a {role} at {self.url}: {self.errors}")
+            out.append((str(got["id"]), str(got["token"])))
+        return out
+
+
+class HttpSimulation:
+    def __init__(self, sc: Scenario, url: str, *, speed: float = 60.0, concurrency: int = 8,
+                 service_token: str | None = None, forever: bool = False) -> None:
+        self.sc, self.speed, self.forever = sc, speed, forever
+        self.api = Api(url)
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sim-http")
+        self.lock = threading.RLock()
+        self.service_token = service_token
+        self.heap: list[tuple[float, int, Callable[[], None]]] = []
+        self.seq = itertools.count()
+        self.stop = threading.Event()
+        tag = uuid.uuid4().hex[:8]
+        drivers = self.api.sign_up("driver", sc.config.drivers, tag)
+        self.driver_tokens = dict(drivers)
+        self.fleet = Fleet(sc.config.fleet_config(), sc.city, sc.rng, [d for d, _ in drivers])
+        self.riders = Riders(sc.config.rider_config(), sc.rng)
+        self.rider_pool = self.api.sign_up("rider", 2, tag + "r")
+        self.rider_tag = itertools.count()
+        self.tag = tag
+        self.metrics = Metrics(sc.config.duration_s)
+        self.trips: dict[str, tuple[str, str]] = {}  # trip id -> (rider id, rider token)
+        self.open: set[str] = set()
+        self.t0 = time.time()
+
+    # --- time ------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return (time.time() - self.t0) * self.speed
+
+    def at(self, when: float, fn: Callable[[], None]) -> None:
+        with self.lock:
+            heapq.heappush(self.heap, (when, next(self.seq), fn))
+
+    def _guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except requests.RequestException as exc:
+                self.api.errors[type(exc).__name__] += 1
+        return run
+
+    def loop(self, until: Callable[[], bool], progress: bool = False) -> None:
+        total = int(self.sc.config.duration_s)
+        with tqdm(total=total, unit="sim s", disable=not progress, leave=False,
+                  desc="simulate http") as bar:
+            while not self.stop.is_set() and not until():
+                with self.lock:
+                    due = []
+                    while self.heap and self.heap[0][0] <= self.now():
+                        due.append(heapq.heappop(self.heap)[2])
+                    wait = (self.heap[0][0] - self.now()) / self.speed if self.heap else 0.05
+                for fn in due:
+                    self.pool.submit(self._guarded(fn))
+                bar.update(max(0, min(int(self.now()), total) - bar.n))
+                # A load generator paces itself on the wall clock: this is its schedule.
+                self.stop.wait(min(max(wait, 0.001), 0.05))
+
+    # --- the run ---------------------------------------------------------------------------
+
+    def start(self, requests_: list[TripRequest]) -> None:
+        self.fleet.place(requests_)
+        self.fleet.online_at[:] = 0.0  # the HTTP fleet logs on at once
+        for i, d in enumerate(self.fleet.ids):
+            self.api.call("PUT", "/v1/drivers/me/status", self.driver_tokens[d],
+                          {"status": "online"})
+            self.fleet.phase[i] = Phase.idle
+        self.t0 = time.time()
+        self.schedule_requests(requests_, 0.0)
+        self.at(0.0, self._tick)
+        for i in range(len(self.fleet.ids)):
+            self.at(0.0, functools.partial(self._poll, i))
+
+    def schedule_requests(self, reqs: list[TripRequest], offset: float) -> None:
+        for r in reqs:
+            self.at(offset + r.t_s, functools.partial(self._request, r))
+
+    def run(self, progress: bool = False) -> SimulationResult:
+        cfg = self.sc.config
+        self.start(self.sc.plan.requests)
+        self.loop(lambda: self.now() >= cfg.duration_s, progress)
+        self.loop(lambda: not self.open or self.now() >= cfg.duration_s + cfg.drain_limit_s)
+        self.stop.set()
+        self.pool.shutdown(wait=True)
+        return self.result()
+
+    def result(self) -> SimulationResult:
+        trips = [self._facts(tid) for tid in sorted(self.trips, key=int)]
+        finished = Counter({t.trip_id: 1 for t in trips if t.state in
+                            ("completed", "cancelled", "no_driver_found")})
+        done = Counter({t.trip_id: 1 for t in trips if t.state == "completed"})
+        bad = conservation_violations(trips, finished, done)
+        if bad:
+            raise ConservationError("; ".join(bad[:10]))
+        self.fleet.finish_legs(self.now())
+        return build_result(self.sc, self.metrics, trips, self.fleet.empty_m,
+                            self.fleet.loaded_m, "http",
+                            {"speed": self.speed, "http_errors": dict(self.api.errors)})
+
+    def _sim_t(self, iso: str | None) -> float | None:
+        if iso is None:
+            return None
+        return (datetime.fromisoformat(iso).timestamp() - self.t0) * self.speed
+
+    def _facts(self, tid: str) -> TripFacts:
+        _rider, token = self.trips[tid]
+        t = self.api.call("GET", f"/v1/trips/{tid}", token) or {"state": "unknown"}
+        end = self._sim_t(t.get("completed_at") or t.get("cancelled_at"))
+        assigned = self._sim_t(t.get("assigned_at"))
+        spans = ((t["driver_id"], assigned, end if end is not None else self.now()),) \
+            if t.get("driver_id") and assigned is not None else ()
+        fare = (t.get("fare") or {}).get("amount")
+        return TripFacts(tid, self._sim_t(t.get("requested_at")) or 0.0, t["state"],
+                         t.get("driver_id"), self._sim_t(t.get("arrived_at")), end, fare,
+                         t.get("cancelled_by"), spans)
+
+    # --- drivers ---------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        t = self.now()
+        with self.lock:
+            lats, lngs = self.fleet.positions(t)
+            online = np.flatnonzero(self.fleet.phase != Phase.offline).tolist()
+            busy = int(np.isin(self.fleet.phase, (3, 4, 5)).sum())
+        self.metrics.tick(t, self.sc.config.tick_s, len(online), busy)
+        ids = self.fleet.ids
+        if self.service_token:
+            ups = [{"driver_id": ids[i], "lat": lats[i], "lng": lngs[i]} for i in online]
+            for k in range(0, len(ups), 5000):
+                self.api.call("POST", "/v1/locations", self.service_token,
+                              {"updates": ups[k:k + 5000]})
+        else:
+            for i in online:
+                self.api.call("POST", "/v1/drivers/me/location", self.driver_tokens[ids[i]],
+                              {"lat": lats[i], "lng": lngs[i]})
+        if not self.stop.is_set():
+            # Every tick_s simulated, but never faster than twice a wall second.
+            self.at(t + max(self.sc.config.tick_s, 0.5 * self.speed), self._tick)
+
+    def _poll(self, i: int) -> None:
+        d = self.fleet.ids[i]
+        offers = self.api.call("GET", "/v1/drivers/me/offers", self.driver_tokens[d]) or []
+        if not offers:
+            gap = max(POLL_SIM_S, POLL_MIN_WALL_S * self.speed)
+            self.at(self.now() + gap, lambda: self._poll(i))
+            return
+        offer = offers[0]
+        with self.lock:
+            self.metrics.offers_made += 1
+            accept = self.fleet.accepts()
+        verb = "accept" if accept else "reject"
+        trip = self.api.call("POST", f"/v1/offers/{offer['id']}/{verb}", self.driver_tokens[d])
+        if not accept or trip is None:
+            self.at(self.now(), lambda: self._poll(i))
+            return
+        with self.lock:
+            self.metrics.offers_accepted += 1
+            self.fleet.phase[i] = Phase.to_pickup
+            p = trip["pickup"]
+            arrive = self.fleet.go_to(i, p["lat"], p["lng"], self.now())
+        self.at(arrive, lambda: self._step(i, trip, "arrive"))
+
+    def _step(self, i: int, trip: dict[str, Any], step: str) -> None:
+        d, tid = self.fleet.ids[i], trip["id"]
+        token = self.driver_tokens[d]
+        if step == "complete":
+            q = trip["dropoff"]
+            self.api.call("POST", "/v1/drivers/me/location", token, {"lat": q["lat"],
+                                                                     "lng": q["lng"]})
+        got = self.api.call("POST", f"/v1/trips/{tid}/{step}", token)
+        with self.lock:
+            now = self.now()
+            if got is None or step == "complete":
+                self.fleet.phase[i] = Phase.idle
+                nxt: tuple[float, Callable[[], None]] = (now, lambda: self._poll(i))
+            elif step == "arrive":
+                self.fleet.phase[i] = Phase.waiting
+                nxt = (now + self.riders.boarding_s(), lambda: self._step(i, trip, "start"))
+            else:
+                self.fleet.phase[i] = Phase.on_trip
+                q = trip["dropoff"]
+                at = self.fleet.go_to(i, q["lat"], q["lng"], now, loaded=True)
+                nxt = (at, lambda: self._step(i, trip, "complete"))
+        self.at(*nxt)
+
+    # --- riders ----------------------------------------------------------------------------
+
+    def _rider(self) -> tuple[str, str]:
+        with self.lock:
+            busy = {r for r, _ in self.trips.values() if _ in self.open}
+            free = [rt for rt in self.rider_pool if rt[0] not in busy]
+            if free:
+                return free[0]
+        got = self.api.sign_up("rider", 1, f"{self.tag}-{next(self.rider_tag)}")[0]
+        with self.lock:
+            self.rider_pool.append(got)
+        return got
+
+    def _request(self, r: TripRequest) -> None:
+        rider, token = self._rider()
+        body = {"pickup": {"lat": r.pickup_lat, "lng": r.pickup_lng},
+                "dropoff": {"lat": r.dropoff_lat, "lng": r.dropoff_lng}}
+        trip = self.api.call("POST", "/v1/trips", token, body)
+        if trip is None:
+            return
+        with self.lock:
+            self.metrics.request(r.pickup_lat, r.pickup_lng)
+            self.trips[trip["id"]] = (rider, token)
+            patience = self.riders.patience_s()
+        self._track(trip)
+        self.at(self.now() + patience, lambda: self._give_up(trip["id"]))
+
+    def _track(self, trip: dict[str, Any]) -> None:
+        tid = trip["id"]
+        with self.lock:
+            if trip["state"] in ("completed", "cancelled", "no_driver_found"):
+                self.open.discard(tid)
+                return
+            self.open.add(tid)
+        self.at(self.now() + 2.0 * self.speed, lambda: self._refresh(tid))
+
+    def _refresh(self, tid: str) -> None:
+        got = self.api.call("GET", f"/v1/trips/{tid}", self.trips[tid][1])
+        if got is not None:
+            self._track(got)
+
+    def _give_up(self, tid: str) -> None:
+        got = self.api.call("GET", f"/v1/trips/{tid}", self.trips[tid][1])
+        if got is not None and got["state"] == "requested":
+            self.api.call("POST", f"/v1/trips/{tid}/cancel", self.trips[tid][1],
+                          {"reason": "no driver in time"}, ok=(200, 409))
+
+
+def run_http(sc: Scenario, url: str, *, speed: float = 60.0, progress: bool = False,
+             service_token: str | None = None) -> SimulationResult:
+    return HttpSimulation(sc, url, speed=speed, service_token=service_token).run(progress)
+
+
+def run_demo_fleet(url: str, drivers: int = 200, *, riders_per_hour: float = 300.0,
+                   stop: threading.Event | None = None, seed: int = 0,
+                   service_token: str | None = None) -> None:
+    """Drive a small NYC fleet through the API in real time until `stop` is set: drivers sign
+    up, go online, move and report locations, accept most offers and drive trips to the end;
+    riders request trips at `riders_per_hour` from synthetic hotspots. Blocks; run it in a
+    thread (`threading.Thread(target=run_demo_fleet, args=(url,), kwargs={"stop": ev},
+    daemon=True)`)."""
+    hour = 3600.0
+    cfg = SimConfig(drivers=drivers, duration_s=hour, demand_rate=riders_per_hour, seed=seed,
+                    reposition="random")
+    sim = HttpSimulation(prepare(cfg), url, speed=1.0, concurrency=4,
+                         service_token=service_token, forever=True)
+    if stop is not None:
+        sim.stop = stop
+    sim.start(sim.sc.plan.requests)
+    loop_no = itertools.count(1)
+    while not sim.stop.is_set():
+        k = next(loop_no)
+        sim.loop(functools.partial(lambda k: sim.now() >= k * hour, k))
+        if sim.stop.is_set():
+            break
+        more = build_demand(sim.sc.city, None, duration_s=hour, rate_per_hour=riders_per_hour,
+                            seed=seed + k)
+        sim.schedule_requests(more.requests, k * hour)
+        with sim.lock:
+            sim.trips = {t: v for t, v in sim.trips.items() if t in sim.open}
+    sim.pool.shutdown(wait=False, cancel_futures=True)
