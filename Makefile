@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml web/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m geoindex.warmup
 	$(MAKE) web-vendor
 	touch $(STAMP)
 

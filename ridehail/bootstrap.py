@@ -8,21 +8,13 @@ from dispatch.clock import SystemClock, ThreadTimers
 from dispatch.engine import DispatchConfig, Engine, Hooks
 from dispatch.publisher import IndexPublisher
 from geoindex import GeoIndex
+from geoindex.warmup import warm_up
 from trips.area import ServiceArea
 from trips.surge import SurgePricer
 
 from . import ids
-from .scaled import scaled_parts, start_scaled
+from .scaled import Stoppable, scaled_parts, start_scaled
 from .settings import Settings
-
-
-class _Stoppable:
-    def __init__(self, *parts: Any) -> None:
-        self.parts = parts
-
-    def stop(self) -> None:
-        for p in self.parts:
-            p.stop()
 
 
 def payment_hooks(celery: Any) -> Hooks:
@@ -36,6 +28,8 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
                  hooks: Hooks | None = None, celery: Any = None) -> tuple[Engine, list[Any]]:
     if hooks is None and celery is not None:
         hooks = payment_hooks(celery)
+    if start:
+        warm_up()  # compile or load the index kernels now, not in the first request
     clock = SystemClock()
     index = GeoIndex(backend=settings.index_backend, resolution=settings.index_resolution,
                      ttl_s=settings.location_ttl_s, clock=clock.now)
@@ -69,7 +63,7 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
         if parts is not None:
             # Repairs driver events lost while Redis was away (a timer, not a request).
             timers.every(10.0, lambda: None if engine.reconcile() else None)
-        background.append(_Stoppable(publisher, timers))
+        background.append(Stoppable(publisher, timers))
         if celery is not None:
             background.append(_wire_payments(settings, engine, uow_factory, timers, celery))
     return engine, background

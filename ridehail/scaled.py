@@ -35,7 +35,9 @@ class ScaledParts:
     channel: RedisOfferChannel
 
 
-class _Stoppable:
+class Stoppable:
+    """Background parts stopped together (threads, timers, leases)."""
+
     def __init__(self, *parts: Any) -> None:
         self.parts = parts
 
@@ -66,4 +68,4 @@ def start_scaled(parts: ScaledParts, engine: Engine) -> Any:
                           parts.events.handler(engine.apply_driver_event), name="event-tailer")
     for part in (events, locations, parts.channel):
         part.start()
-    return _Stoppable(locations, events, parts.channel)
+    return Stoppable(locations, events, parts.channel)

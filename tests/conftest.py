@@ -46,14 +46,13 @@ def sqlite_settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 
 
-@pytest.fixture(scope="session")
-def pg_schema_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema, dropped after the session."""
+def throwaway_pg_schema(prefix: str = "rh_test") -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
     if not PG_URL.startswith("postgresql"):
         pytest.skip("needs PostgreSQL: RIDEHAIL_DATABASE_URL is not set to a postgresql:// URL")
     from ridehail.db import make_engine
 
-    schema = f"rh_test_{uuid.uuid4().hex[:10]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = make_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -62,6 +61,11 @@ def pg_schema_url() -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url() -> Iterator[str]:
+    yield from throwaway_pg_schema()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
