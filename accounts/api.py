@@ -12,7 +12,7 @@ from ridehail.uow import UnitOfWork
 from ridehail.validation import body, doc
 
 from . import service
-from .auth import current_principal, require, token_from_request
+from .auth import current_principal, require, token_cache, token_from_request
 from .model import AccountNotFound, DuplicateEmail, InvalidCredentials, Role, Vehicle, VehicleClass
 from .schemas import DriverSignUp, LogIn, Profile, RiderSignUp, Session, SignedUp
 
@@ -86,6 +86,7 @@ def log_out() -> Response:
     token = token_from_request()
     assert token is not None  # require() has authenticated it
     service.revoke(_uow(), token)
+    token_cache().drop(token)
     return Response(status=204)
 
 

@@ -12,6 +12,8 @@ The token is checked in a read-only unit of work (on SQLite it does not take the
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,6 +27,47 @@ from .model import Principal, Role
 F = TypeVar("F", bound=Callable[..., Any])
 
 _CHALLENGE = 'Bearer realm="ridehail"'
+
+
+class TokenCache:
+    """Recently authenticated tokens, kept for `ttl_s` seconds so a busy endpoint does not read
+    the token table on every request. Revoking through this process drops the entry at once; a
+    token revoked by another process stops working within `ttl_s` (0 turns the cache off)."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Principal | None:
+        if self.ttl_s <= 0:
+            return None
+        hit = self._entries.get(token)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()  # crude but bounded; entries are cheap to rebuild
+            self._entries[token] = (time.monotonic() + self.ttl_s, principal)
+
+    def drop(self, token: str) -> None:
+        with self._lock:
+            self._entries.pop(token, None)
+
+
+def token_cache() -> TokenCache:
+    cache: TokenCache | None = current_app.extensions.get("token_cache")
+    if cache is None:
+        settings = current_app.extensions.get("settings")
+        cache = TokenCache(getattr(settings, "auth_cache_s", 0.0))
+        current_app.extensions["token_cache"] = cache
+    return cache
 
 
 def _unauthorized(detail: str, *, invalid: bool) -> Problem:
@@ -54,10 +97,14 @@ def principal_from_request(allow_query_token: bool = False) -> Principal:
     token = token_from_request(allow_query_token)
     if token is None:
         raise _unauthorized("this endpoint needs a bearer token", invalid=False)
-    uow = current_app.extensions["uow_factory"](readonly=True)
-    principal = service.authenticate(uow, token)
+    cache = token_cache()
+    principal = cache.get(token)
     if principal is None:
-        raise _unauthorized("the token is unknown or revoked", invalid=True)
+        uow = current_app.extensions["uow_factory"](readonly=True)
+        principal = service.authenticate(uow, token)
+        if principal is None:
+            raise _unauthorized("the token is unknown or revoked", invalid=True)
+        cache.put(token, principal)
     g.principal = principal
     return principal
 

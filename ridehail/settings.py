@@ -55,6 +55,7 @@ class Settings:
     debug_public: bool | None = None
     debug_tile_url: str = ""  # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty: offline
     demo_drivers: int = 200
+    auth_cache_s: float = 2.0  # a token revoked by another process works for at most this long
     # Payments: the platform's commission in basis points (2500 = 25 %), the provider, the
     # token charged for riders with no method of their own ("auto": the sandbox's tok_ok in
     # the embedded mode, none in the scaled mode; "none": never), the retry policy for
@@ -178,6 +179,8 @@ class Settings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise SettingsError(f"RIDEHAIL_{name.upper()}: must be a positive number")
+        if not (math.isfinite(self.auth_cache_s) and self.auth_cache_s >= 0):
+            raise SettingsError("RIDEHAIL_AUTH_CACHE_S: must be a number >= 0")
         if self.max_body_bytes < 1024:
             raise SettingsError("RIDEHAIL_MAX_BODY_BYTES: must be at least 1024")
         if self.debug_tile_url and not (
