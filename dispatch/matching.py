@@ -134,7 +134,7 @@ class Matching(EngineBase):
             trip = uow.trips.get(trip_id)
             if trip is None or trip.state != TripState.requested:
                 return None
-            if any(o.state == OfferState.pending for o in uow.offers.for_trip(trip_id)):
+            if uow.offers.pending_for_trip(trip_id) is not None:
                 return None  # another dispatch of this trip is already waiting on a driver
             record = uow.records.get(trip_id) or DispatchRecord(trip_id, now)
             exclude = record.tried_drivers() | set(trip.rejected_drivers) | lost

@@ -64,6 +64,10 @@ class SqlOffers(SqlVersioned[Offer]):
     def for_trip(self, trip_id: str) -> list[Offer]:
         return self.find(offers.c.trip_id == int(trip_id), order_by=offers.c.created_at)
 
+    def pending_for_trip(self, trip_id: str) -> Offer | None:
+        found = self.find(offers.c.trip_id == int(trip_id), offers.c.state == "pending")
+        return found[0] if found else None
+
     def expired_pending(self, now: float, limit: int = 100) -> list[Offer]:
         return self.find(offers.c.state == "pending", offers.c.deadline <= now,
                          order_by=offers.c.deadline, limit=limit)
@@ -72,16 +76,24 @@ class SqlOffers(SqlVersioned[Offer]):
 class MemoryOffers(MemoryVersioned[Offer]):
     def __init__(self, store: MemoryStore, undo: UndoLog) -> None:
         super().__init__(store, undo, "offers", unique=_offer_unique)
+        # trip id -> its offer ids: the index a database would keep (ix_offers_trip), so a
+        # trip's offers are found without scanning every offer of the run.
+        self.by_trip: dict[str, tuple[str, ...]] = store.table("offers:by_trip")
 
     def add(self, offer: Offer) -> None:
         self.insert(offer)
+        self.undo.set(self.by_trip, offer.trip_id,
+                      self.by_trip.get(offer.trip_id, ()) + (offer.id,))
+
+    def pending_for_trip(self, trip_id: str) -> Offer | None:
+        return self.lookup("pending_trip", trip_id)
 
     def pending_for_driver(self, driver_id: str) -> list[Offer]:
         offer = self.lookup("pending_driver", driver_id)
         return [] if offer is None else [offer]
 
     def for_trip(self, trip_id: str) -> list[Offer]:
-        found = [self.get(k) for k, o in list(self.rows.items()) if o.trip_id == trip_id]
+        found = [self.get(k) for k in self.by_trip.get(trip_id, ())]
         return sorted((o for o in found if o is not None), key=lambda o: o.created_at)
 
     def expired_pending(self, now: float, limit: int = 100) -> list[Offer]:

@@ -41,6 +41,8 @@ class EngineSimulation:
         self.sc = sc
         self.clock = SimClock()
         ids = itertools.count(1)
+        # H3 here: surge's supply counts come straight from the snapshot's H3 cells, where the
+        # quadtree needs a pass over every driver (39x real time against 54x, same KPIs).
         self.index = GeoIndex(backend="h3", resolution=9, ttl_s=30.0, clock=self.clock.now)
         self.hooks = Hooks(trip_completed=self._on_completed, trip_finished=self._on_finished,
                            offer_made=self._on_offer)
