@@ -3,17 +3,20 @@ RIDEHAIL_REDIS_URL and skip, saying so, when the variable is not set."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+from flask import Flask
 from sqlalchemy import text
 
 from ridehail.settings import Settings
@@ -75,6 +78,27 @@ def any_db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         return make_settings(tmp_path)
     url = request.getfixturevalue("pg_schema_url")
     return make_settings(tmp_path, database_url=url)
+
+
+@contextlib.contextmanager
+def app_factory(settings_for: Callable[..., Settings], *,
+                start_background: bool) -> Iterator[Callable[..., Flask]]:
+    """`make(**overrides)` builds an app on `settings_for(**overrides)`; every app made is shut
+    down when the block ends (several calls give several instances, e.g. on one database)."""
+    from ridehail.app import create_app, shutdown
+
+    apps: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = create_app(settings_for(**overrides), start_background=start_background)
+        apps.append(app)
+        return app
+
+    try:
+        yield make
+    finally:
+        for app in apps:
+            shutdown(app)
 
 
 def free_port() -> int:

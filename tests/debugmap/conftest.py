@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from ridehail.app import create_app, shutdown
-from tests.conftest import make_settings
+from tests.conftest import app_factory, make_settings
 from tests.rides.conftest import (
     DROPOFF,
     PICKUP,
@@ -86,17 +85,9 @@ def _offered_driver(api: Api, drivers: list[Account]) -> str:
 
 @pytest.fixture
 def make_debug_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
-    apps: list[Flask] = []
-
-    def make(**overrides: Any) -> Flask:
-        # No background threads: the test publishes the index when it wants a new snapshot.
-        app = create_app(make_settings(tmp_path, **overrides), start_background=False)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        shutdown(app)
+    # No background threads: the test publishes the index when it wants a new snapshot.
+    with app_factory(lambda **o: make_settings(tmp_path, **o), start_background=False) as make:
+        yield make
 
 
 @pytest.fixture

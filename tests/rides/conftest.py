@@ -25,9 +25,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from ridehail.app import create_app, shutdown
 from ridehail.settings import Settings
-from tests.conftest import ROOT, Server, free_port
+from tests.conftest import ROOT, Server, app_factory, free_port
 
 # Midtown Manhattan (inside the default NYC service area) and a short ride south.
 PICKUP = {"lat": 40.7580, "lng": -73.9855}
@@ -236,18 +235,13 @@ def ride_settings(settings: Settings, **overrides: Any) -> Settings:
 def make_app(any_db_settings: Settings) -> Iterator[Callable[..., Flask]]:
     """Builds apps (with their timer and publisher threads) on this test's database; several
     calls give several instances on the same database. All are shut down afterwards."""
-    apps: list[Flask] = []
-
-    def make(**overrides: Any) -> Flask:
+    def settings_for(**overrides: Any) -> Settings:
         # Offers outlive any test (a loaded CI machine is slow); timeout tests set their own.
         overrides.setdefault("offer_timeout_s", 120.0)
-        app = create_app(ride_settings(any_db_settings, **overrides), start_background=True)
-        apps.append(app)
-        return app
+        return ride_settings(any_db_settings, **overrides)
 
-    yield make
-    for app in apps:
-        shutdown(app)
+    with app_factory(settings_for, start_background=True) as make:
+        yield make
 
 
 @pytest.fixture
