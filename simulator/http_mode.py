@@ -245,6 +245,8 @@ class HttpSimulation:
             self.api.call("POST", "/v1/drivers/me/location", token, {"lat": q["lat"],
                                                                      "lng": q["lng"]})
         got = self.api.call("POST", f"/v1/trips/{tid}/{step}", token)
+        if step == "complete" and got is not None:
+            self._rate(tid, token, str(got["rider_id"]))
         with self.lock:
             now = self.now()
             if got is None or step == "complete":
@@ -259,6 +261,16 @@ class HttpSimulation:
                 at = self.fleet.go_to(i, q["lat"], q["lng"], now, loaded=True)
                 nxt = (at, lambda: self._step(i, trip, "complete"))
         self.at(*nxt)
+
+    def _rate(self, trip_id: str, driver_token: str, rider_id: str) -> None:
+        """Both parties rate a finished trip, as the apps prompt them to (the worker applies
+        the ratings; a repeat gets 409)."""
+        with self.lock:
+            rider_token = dict(self.rider_pool).get(rider_id)
+        path = f"/v1/trips/{trip_id}/rating"
+        self.api.call("POST", path, driver_token, {"stars": 5}, ok=(202, 409))
+        if rider_token is not None:
+            self.api.call("POST", path, rider_token, {"stars": 5}, ok=(202, 409))
 
     # --- riders ----------------------------------------------------------------------------
 
