@@ -212,15 +212,25 @@ class Engine(Matching, Lifecycle):
         trace_points: dict[str, Trace] = {}
         rejected: list[dict[str, Any]] = []
         now = self.clock.now()
+        # The hot loop of every fleet tick (thousands of rows): plain appends, no method calls.
+        directory = self.directory
+        ids, lats, lngs, avail, classes, tss = (out.ids, out.lats, out.lngs, out.available,
+                                                out.classes, out.ts)
+        available, on_trip = DriverStatus.available, DriverStatus.on_trip
         for i, (driver_id, lat, lng, ts) in enumerate(rows):
-            entry = self.directory.get(driver_id) or self.driver_entry(driver_id)
+            entry = directory.get(driver_id) or self.driver_entry(driver_id)
             if entry is None:
                 rejected.append({"index": i, "driver_id": driver_id, "reason": "offline"})
                 continue
             t = now if ts is None else ts
-            out.add(driver_id, lat, lng, entry.status == DriverStatus.available,
-                    entry.vehicle_class, t)
-            if entry.status == DriverStatus.on_trip and entry.trip_id is not None:
+            status = entry.status
+            ids.append(driver_id)
+            lats.append(lat)
+            lngs.append(lng)
+            avail.append(status is available)
+            classes.append(entry.vehicle_class)
+            tss.append(t)
+            if status is on_trip and entry.trip_id is not None:
                 trace_points.setdefault(entry.trip_id, []).append((t, lat, lng))
         accepted = 0
         if len(out):

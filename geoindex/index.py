@@ -235,6 +235,11 @@ class GeoIndex:
             return np.full(n, -1, np.int8)
         if isinstance(available, (bool, np.bool_)):
             return np.full(n, int(available), np.int8)
+        if isinstance(available, np.ndarray) and available.dtype == np.bool_:
+            if available.shape != (n,):
+                raise ValueError(f"available: length {available.shape} does not match "
+                                 f"driver_ids ({n})")
+            return available.astype(np.int8)  # a bool array needs no per-row checks
         vals = list(available)
         if len(vals) != n:
             raise ValueError(f"available: length {len(vals)} does not match driver_ids ({n})")
@@ -260,6 +265,12 @@ class GeoIndex:
         vals = list(vehicle_class)
         if len(vals) != n:
             raise ValueError(f"vehicle_class: length {len(vals)} does not match driver_ids ({n})")
+        try:
+            # Fast path: every class already has a code (the usual fleet tick).
+            codes = self._class_codes
+            return np.fromiter((codes[v] for v in vals), np.int16, n)
+        except (KeyError, TypeError):
+            pass  # a new class, None or a bad value: the checked loop below sorts it out
         col = np.empty(n, np.int16)
         for r, v in enumerate(vals):
             if v is None:
