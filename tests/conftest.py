@@ -107,8 +107,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Wait until `url` answers (the server's readiness event), or fail with its output."""
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until `url` answers 200 (the server's readiness event), or fail with its output."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -117,8 +117,8 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | N
         try:
             # A listening socket is not a ready app (gunicorn accepts before the worker has
             # built it): only an HTTP answer counts.
-            requests.get(url, timeout=2)
-            return
+            if requests.get(url, timeout=2).status_code == 200:
+                return
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.05)
     raise AssertionError(f"{url} did not answer within {timeout} s")
@@ -146,6 +146,9 @@ def start_server(env: dict[str, str], args: list[str] | None = None) -> Server:
         [sys.executable, "-m", "ridehail.cli", *(args or ["serve"])],
         env=full_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/health", proc=proc)
-    return Server(proc, url)
+    server = Server(proc, f"http://127.0.0.1:{port}")
+    try:
+        wait_http(server.url + "/health", proc=proc)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{server.stop()}") from None
+    return server

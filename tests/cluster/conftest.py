@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import REDIS_URL, ROOT, free_port
+from tests.conftest import REDIS_URL, ROOT, free_port, wait_http
 
 # Midtown Manhattan: inside the service area.
 PICKUP = (40.7549, -73.9840)
@@ -58,21 +58,6 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(10)
             self.proc = None
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
-    """Until `url` answers 200 (gunicorn accepts connections before its worker has loaded the
-    app, so a read timeout means "not yet", like a refused connection)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited with {proc.returncode}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.05)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
 @dataclass

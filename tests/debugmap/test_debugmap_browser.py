@@ -4,6 +4,7 @@ dispatch record, refreshes update layers in place, and a screenshot goes to docs
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import ROOT, Server, free_port
+from tests.conftest import ROOT, Server, start_server
 from tests.debugmap.conftest import Fleet, build_fleet
 from tests.rides.conftest import PICKUP, Api
 
@@ -42,45 +43,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
         "RIDEHAIL_LOCATION_TTL_S": "3600",
         "RIDEHAIL_OFFER_TIMEOUT_S": "3600",
     }
-    server = _start_server(env)
+    server = start_server(env)
     try:
         token = subprocess.run(
             [sys.executable, "-m", "ridehail.cli", "accounts", "create-admin", "ops@example.com"],
-            env={**_environ(), **env}, cwd=ROOT, capture_output=True, text=True, check=True,
+            env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, check=True,
         ).stdout.strip().splitlines()[-1]
         api = Api(server.url)
         fleet = build_fleet(api, lambda: _wait_published(server.url, token, 6))
         yield server, token, fleet
     finally:
         server.stop()
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
-
-
-def _start_server(env: dict[str, str]) -> Server:
-    """tests/conftest.py::start_server, except that the readiness wait also tolerates a read
-    timeout: gunicorn accepts connections before its worker has built the app (about a second),
-    and conftest's wait_http only retries refused connections."""
-    port = free_port()
-    full = {**_environ(), **env, "RIDEHAIL_PORT": str(port), "RIDEHAIL_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "ridehail.cli", "serve"], env=full, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    server = Server(proc, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{server.stop()}")
-        try:
-            if requests.get(server.url + "/health", timeout=5).status_code == 200:
-                return server
-        except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.05)
-    out = server.stop()
-    raise AssertionError(f"the server did not answer /health within 60 s:\n{out}")
 
 
 def _wait_published(url: str, token: str, drivers: int) -> None:

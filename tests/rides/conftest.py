@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from ridehail.settings import Settings
-from tests.conftest import ROOT, Server, app_factory, free_port
+from tests.conftest import app_factory
 
 # Midtown Manhattan (inside the default NYC service area) and a short ride south.
 PICKUP = {"lat": 40.7580, "lng": -73.9855}
@@ -202,29 +199,6 @@ def check_invariants(app: Flask) -> None:
 def _json_list(value: Any) -> list[Any]:
     # JSON columns come back parsed from PostgreSQL and as text from raw SQLite queries.
     return list(json.loads(value) if isinstance(value, str) else value or [])
-
-
-def start_ride_server(env: dict[str, str]) -> Server:
-    """`tests.conftest.start_server`, but tolerant of a slow first answer: gunicorn accepts
-    connections before its worker has built the app (~1.5 s), and that helper's 1 s read
-    timeout on /health then escapes as ReadTimeout instead of being retried."""
-    port = free_port()
-    full_env = {**os.environ, **env, "RIDEHAIL_PORT": str(port), "RIDEHAIL_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "ridehail.cli", "serve"], env=full_env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    server = Server(proc, url)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{server.stop()}")
-        try:
-            if requests.get(url + "/health", timeout=10).status_code == 200:
-                return server
-        except requests.RequestException:
-            time.sleep(0.05)
-    server.stop()
-    raise AssertionError(f"{url}/health did not answer within 60 s")
 
 
 def ride_settings(settings: Settings, **overrides: Any) -> Settings:

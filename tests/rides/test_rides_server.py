@@ -13,7 +13,7 @@ import pytest
 import simple_websocket
 
 from ridehail.settings import Settings
-from tests.conftest import Server
+from tests.conftest import Server, start_server
 from tests.rides.conftest import (
     PICKUP,
     Account,
@@ -24,13 +24,12 @@ from tests.rides.conftest import (
     request_trip,
     sign_up_driver,
     sign_up_rider,
-    start_ride_server,
 )
 
 
 @pytest.fixture
 def server(any_db_settings: Settings, tmp_path: Path) -> Iterator[Server]:
-    srv = start_ride_server({
+    srv = start_server({
         "RIDEHAIL_DATABASE_URL": any_db_settings.database_url,
         "RIDEHAIL_VAR_DIR": str(tmp_path),
         "RIDEHAIL_OFFER_TIMEOUT_S": "3.0",  # margin for a loaded machine
