@@ -11,7 +11,6 @@ Bad input raises `CityError` (a `ValueError`) whose message names the file and t
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -20,8 +19,10 @@ from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
+
+from trips.area import AreaError, read_geojson_area
 
 __all__ = [
     "EARTH_RADIUS_KM",
@@ -34,7 +35,6 @@ __all__ = [
 
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG), the one h3 uses too
 
-_POLYGON_TYPES = ("Polygon", "MultiPolygon")
 _GENERIC_STEMS = frozenset(
     {"boroughs", "neighbourhoods", "neighborhoods", "city", "districts", "zones", "service_area"}
 )
@@ -146,16 +146,9 @@ def load_city(path: str | os.PathLike[str], name: str | None = None) -> City:
     """Load a service area from a GeoJSON file; `name` defaults to the file's own or its stem."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CityError(f"city file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CityError(f"city file {p} cannot be read: {exc}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CityError(f"city file {p} is not GeoJSON (invalid JSON: {exc})") from None
-    geometry = _polygons_from_geojson(doc, p)
+        doc, geometry = read_geojson_area(p, f"city file {p}")
+    except AreaError as exc:
+        raise CityError(str(exc)) from None
     if name is None:
         doc_name = doc.get("name") if isinstance(doc, dict) else None
         if isinstance(doc_name, str) and doc_name:
@@ -165,50 +158,6 @@ def load_city(path: str | os.PathLike[str], name: str | None = None) -> City:
         else:
             name = p.stem
     return City(name=name, geometry=geometry)
-
-
-def _polygons_from_geojson(doc: Any, p: Path) -> Polygon | MultiPolygon:
-    if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
-        raise CityError(f"city file {p} is not GeoJSON (no top-level object with a 'type')")
-    kind = doc["type"]
-    if kind == "FeatureCollection":
-        features = doc.get("features")
-        if not isinstance(features, list):
-            raise CityError(f"city file {p}: FeatureCollection without a 'features' list")
-        geoms = [f.get("geometry") for f in features if isinstance(f, dict)]
-    elif kind == "Feature":
-        geoms = [doc.get("geometry")]
-    else:
-        geoms = [doc]
-    polys: list[BaseGeometry] = []
-    for i, g in enumerate(geoms):
-        if not isinstance(g, dict) or g.get("type") not in _POLYGON_TYPES:
-            continue
-        try:
-            shp = shape(g)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise CityError(f"city file {p}: geometry #{i} is malformed: {exc}") from None
-        if not shp.is_valid:
-            shp = shp.buffer(0)  # repairs self-intersections in hand-drawn polygons
-        if not shp.is_empty:
-            polys.append(shp)
-    if not polys:
-        raise CityError(f"city file {p} has no Polygon or MultiPolygon geometry")
-    union = shapely.union_all(polys)
-    if isinstance(union, Polygon | MultiPolygon):
-        geom: Polygon | MultiPolygon = union
-    else:  # a GeometryCollection after a repair: keep its polygonal parts
-        parts = [g for g in getattr(union, "geoms", []) if isinstance(g, Polygon | MultiPolygon)]
-        merged = shapely.union_all(parts) if parts else None
-        if not isinstance(merged, Polygon | MultiPolygon) or merged.is_empty:
-            raise CityError(f"city file {p} has no usable polygon area")
-        geom = merged
-    min_lng, min_lat, max_lng, max_lat = geom.bounds
-    if not (-90 <= min_lat <= max_lat <= 90 and -180 <= min_lng <= max_lng <= 180):
-        raise CityError(
-            f"city file {p}: coordinates are not WGS84 [lng, lat] (bounds {geom.bounds})"
-        )
-    return geom
 
 
 def _area_km2(geometry: BaseGeometry) -> float:

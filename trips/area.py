@@ -1,14 +1,27 @@
-"""The service area: pickups and dropoffs must lie inside a polygon loaded from GeoJSON."""
+"""The service area: pickups and dropoffs must lie inside a polygon loaded from GeoJSON.
+
+`read_geojson_area` is the one GeoJSON polygon reader of the project (the simulator's cities use
+it too): a FeatureCollection, a Feature or a bare geometry of Polygons and MultiPolygons,
+repaired where self-intersecting, unioned, and checked to be WGS84 ``[lng, lat]``.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 from pathlib import Path
+from typing import Any
 
+import shapely
 from shapely import Point, prepare
-from shapely.geometry import shape
-from shapely.ops import unary_union
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+
+_POLYGON_TYPES = ("Polygon", "MultiPolygon")
+
+
+class AreaError(ValueError):
+    """A GeoJSON area file we cannot use; the message names the file and the problem."""
 
 
 class ServiceArea:
@@ -24,20 +37,6 @@ class ServiceArea:
         p = Path(path).resolve()
         return _load(str(p), p.stat().st_mtime_ns)
 
-    @classmethod
-    def _parse(cls, path: str | Path) -> ServiceArea:
-        data = json.loads(Path(path).read_text())
-        if data.get("type") == "FeatureCollection":
-            geoms = [shape(f["geometry"]) for f in data["features"] if f.get("geometry")]
-        elif data.get("type") == "Feature":
-            geoms = [shape(data["geometry"])]
-        else:
-            geoms = [shape(data)]
-        polys = [g for g in geoms if g.geom_type in ("Polygon", "MultiPolygon")]
-        if not polys:
-            raise ValueError(f"{path}: no polygons in the service area file")
-        return cls(unary_union(polys), Path(path).stem)
-
     def contains(self, lat: float, lng: float) -> bool:
         return bool(self.geometry.contains(Point(lng, lat)))  # type: ignore[attr-defined]
 
@@ -49,4 +48,63 @@ class ServiceArea:
 
 @functools.lru_cache(maxsize=8)
 def _load(path: str, _mtime_ns: int) -> ServiceArea:
-    return ServiceArea._parse(path)
+    _doc, geometry = read_geojson_area(Path(path), f"service area file {path}")
+    return ServiceArea(geometry, Path(path).stem)
+
+
+def read_geojson_area(path: Path, label: str) -> tuple[Any, Polygon | MultiPolygon]:
+    """The parsed document and the union of its polygons; `label` starts every error message
+    (e.g. "city file /x.geojson")."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AreaError(f"{label} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AreaError(f"{label} cannot be read: {exc}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AreaError(f"{label} is not GeoJSON (invalid JSON: {exc})") from None
+    return doc, polygons_from_geojson(doc, label)
+
+
+def polygons_from_geojson(doc: Any, label: str) -> Polygon | MultiPolygon:
+    if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
+        raise AreaError(f"{label} is not GeoJSON (no top-level object with a 'type')")
+    kind = doc["type"]
+    if kind == "FeatureCollection":
+        features = doc.get("features")
+        if not isinstance(features, list):
+            raise AreaError(f"{label}: FeatureCollection without a 'features' list")
+        geoms = [f.get("geometry") for f in features if isinstance(f, dict)]
+    elif kind == "Feature":
+        geoms = [doc.get("geometry")]
+    else:
+        geoms = [doc]
+    polys: list[BaseGeometry] = []
+    for i, g in enumerate(geoms):
+        if not isinstance(g, dict) or g.get("type") not in _POLYGON_TYPES:
+            continue
+        try:
+            shp = shape(g)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise AreaError(f"{label}: geometry #{i} is malformed: {exc}") from None
+        if not shp.is_valid:
+            shp = shp.buffer(0)  # repairs self-intersections in hand-drawn polygons
+        if not shp.is_empty:
+            polys.append(shp)
+    if not polys:
+        raise AreaError(f"{label} has no Polygon or MultiPolygon geometry")
+    union = shapely.union_all(polys)
+    if isinstance(union, Polygon | MultiPolygon):
+        geom: Polygon | MultiPolygon = union
+    else:  # a GeometryCollection after a repair: keep its polygonal parts
+        parts = [g for g in getattr(union, "geoms", []) if isinstance(g, Polygon | MultiPolygon)]
+        merged = shapely.union_all(parts) if parts else None
+        if not isinstance(merged, Polygon | MultiPolygon) or merged.is_empty:
+            raise AreaError(f"{label} has no usable polygon area")
+        geom = merged
+    min_lng, min_lat, max_lng, max_lat = geom.bounds
+    if not (-90 <= min_lat <= max_lat <= 90 and -180 <= min_lng <= max_lng <= 180):
+        raise AreaError(f"{label}: coordinates are not WGS84 [lng, lat] (bounds {geom.bounds})")
+    return geom
