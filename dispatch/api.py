@@ -16,12 +16,12 @@ from accounts.auth import current_principal, require
 from accounts.model import Role
 from ridehail.errors import Problem
 from ridehail.validation import body, doc, query
-from trips.model import IllegalTransition, Trip, TripError, TripNotFound
+from trips.model import Trip, TripError, TripNotFound
 from trips.money import format_minor
 
 from .engine import Engine
 from .matching import OutsideServiceArea, RiderBusy
-from .model import DispatchError, DriverBusy, NotOnline, Offer, OfferClosed, OfferNotFound
+from .model import DispatchError, Offer, OfferNotFound
 from .schemas import (
     BatchIn,
     BatchOut,
@@ -56,8 +56,8 @@ def _domain_error(exc: Exception) -> Response:
     if isinstance(exc, OutsideServiceArea):
         return problem_response(Problem(422, "Unprocessable Content", str(exc),
                                         errors=[{"field": exc.field, "message": str(exc)}]))
-    if isinstance(exc, IllegalTransition | OfferClosed | RiderBusy | DriverBusy | NotOnline):
-        return problem_response(Problem(409, "Conflict", str(exc)))
+    # Everything else (illegal transitions, closed offers, busy riders or drivers, a driver
+    # offline) is a conflict with the current state.
     return problem_response(Problem(409, "Conflict", str(exc)))
 
 

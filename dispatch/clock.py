@@ -60,7 +60,9 @@ class ThreadTimers:
             heapq.heappush(self._heap, (when, next(self._seq), fn))
             self._cond.notify_all()
 
-    def every(self, interval: float, fn: Callable[[], None]) -> None:
+    def every(self, interval: float, fn: Callable[[], object]) -> None:
+        """Run `fn` every `interval` seconds (its result, e.g. a count of swept rows, is
+        ignored)."""
         def tick() -> None:
             try:
                 fn()

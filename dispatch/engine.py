@@ -9,8 +9,6 @@ and channel only after it has committed.
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -104,7 +102,6 @@ class Engine(Matching, Lifecycle):
         self.feed: LocationFeed = feed or InProcessFeed(index)
         self.events = events or LocalEvents()
         self.traces = traces if traces is not None else LocalTraces()
-        self._lock = threading.Lock()
         self._supply: tuple[float, dict[str, int]] = (-1e18, {})
         self._pending_batch = []
         self.driver_rating = {}
@@ -324,7 +321,3 @@ def _changed_concurrently(driver_id: str) -> DriverBusy:
     # A concurrent status change (a double tap, an offer expiring, another process) won the
     # compare-and-set: a 409 the app retries, never a 500.
     return DriverBusy(f"driver {driver_id}'s status changed concurrently; retry")
-
-
-def monotonic_ms() -> float:
-    return time.perf_counter() * 1000.0

@@ -3,6 +3,8 @@ against the trip's state machine (illegal -> IllegalTransition) and its actor.""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from ridehail.versioned import Conflict
 from trips.fares import final_fare
 from trips.model import IllegalTransition, StaleState, Trip, TripNotFound, TripState
@@ -29,7 +31,7 @@ class Lifecycle(EngineBase):
                 if trip.state != TripState.in_progress:
                     raise IllegalTransition(trip.id, trip.state, TripState.completed)
                 trace = self._trip_trace(trip, now)
-                fare = final_fare(self.tariff, trace, surge=_decimal(trip.surge))
+                fare = final_fare(self.tariff, trace, surge=Decimal(trip.surge))
                 trip.complete(now, distance_m=fare.distance_m, fare_final=fare.total)
                 if st is not None:
                     st.status = DriverStatus.available
@@ -124,9 +126,3 @@ class Lifecycle(EngineBase):
             return self.get_trip(trip_id)
         self.hooks.trip_finished(trip_id, TripState.cancelled.value)
         return trip
-
-
-def _decimal(text: str):  # type: ignore[no-untyped-def]
-    from decimal import Decimal
-
-    return Decimal(text)

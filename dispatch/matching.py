@@ -185,7 +185,9 @@ class Matching(EngineBase):
 
     def _after_offer(self, offer: Offer) -> None:
         self.directory_set(offer.driver_id, DriverStatus.offered, offer.trip_id)
-        self.channel.publish(offer.driver_id, {"type": "offer", "offer": offer_view(offer)})
+        # A wake-up only: long-polls and WebSockets read the pending offers from the database.
+        self.channel.publish(offer.driver_id, {"type": "offer", "offer_id": offer.id,
+                                               "trip_id": offer.trip_id})
         self.timers.call_at(offer.deadline, lambda: self.expire_offer(offer.id))
         self.hooks.offer_made(offer)
 
@@ -321,11 +323,3 @@ class Matching(EngineBase):
 
         batch, self._pending_batch = self._pending_batch, []
         assign_batch(self, batch)
-
-
-def offer_view(offer: Offer) -> dict[str, Any]:
-    return {
-        "id": offer.id, "trip_id": offer.trip_id, "state": offer.state.value,
-        "created_at": offer.created_at, "deadline": offer.deadline, "rank": offer.rank,
-        "distance_m": offer.distance_m, "eta_s": offer.eta_s,
-    }

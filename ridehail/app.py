@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify
 
 from . import ids
 from .celery_app import EmbeddedWorker, make_celery
-from .db import make_engine, make_session_factory
+from .db import make_engine
 from .errors import register_error_handlers
 from .logging import configure_logging, get_logger
 from .metrics import Metrics
@@ -41,7 +41,6 @@ def create_app(
 
         upgrade(settings.database_url, engine=engine)
     app.extensions["engine"] = engine
-    app.extensions["session_factory"] = make_session_factory(engine)
     app.extensions["uow_factory"] = sql_uow_factory(engine)
 
     celery = make_celery(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from dispatch.clock import SystemClock, ThreadTimers
@@ -59,10 +60,10 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
         timers.start()
         # Deadlines are swept from the database too: an offer made by a process that died
         # still expires, exactly once (the expiry is a compare-and-set).
-        timers.every(1.0, lambda: None if engine.sweep_expired() else None)
+        timers.every(1.0, engine.sweep_expired)
         if parts is not None:
             # Repairs driver events lost while Redis was away (a timer, not a request).
-            timers.every(10.0, lambda: None if engine.reconcile() else None)
+            timers.every(10.0, engine.reconcile)
         background.append(Stoppable(publisher, timers))
         if celery is not None:
             background.append(_wire_payments(settings, engine, uow_factory, timers, celery))
@@ -94,5 +95,5 @@ def _wire_payments(settings: Settings, engine: Engine, uow_factory: Any, timers:
     celery.conf.ridehail_rating_listener = engine.driver_rating.__setitem__
     if not settings.scaled:
         # No beat in the embedded mode: this process sweeps stuck payments itself.
-        timers.every(settings.payment_sweep_interval_s, lambda: None if sweep(celery) else None)
+        timers.every(settings.payment_sweep_interval_s, functools.partial(sweep, celery))
     return _DisposeTasks(celery)
