@@ -36,7 +36,7 @@ NEEDS_REDIS = pytest.mark.skipif(
 def make_settings(tmp: Path, **overrides: object) -> Settings:
     """Settings isolated in a temporary folder; the environment is not read."""
     base: dict[str, object] = {
-        "database_url": f"sqlite:///{tmp / 'ridehail.db'}",
+        "database_url": f"sqlite:///{tmp / 'ridehail.kernel.db'}",
         "var_dir": tmp,
         "log_level": "WARNING",
     }
@@ -53,7 +53,7 @@ def throwaway_pg_schema(prefix: str = "rh_test") -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
     if not PG_URL.startswith("postgresql"):
         pytest.skip("needs PostgreSQL: RIDEHAIL_DATABASE_URL is not set to a postgresql:// URL")
-    from ridehail.db import make_engine
+    from ridehail.kernel.db import make_engine
 
     schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = make_engine(PG_URL)
@@ -78,6 +78,41 @@ def any_db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         return make_settings(tmp_path)
     url = request.getfixturevalue("pg_schema_url")
     return make_settings(tmp_path, database_url=url)
+
+
+BACKENDS = ("memory", "sqlite", "postgresql")
+
+
+@contextlib.contextmanager
+def units_on(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The unit-of-work factory the app uses, over memory, SQLite (a fresh file) or PostgreSQL
+    (the `pg_schema_url` fixture: it skips, saying so, without RIDEHAIL_DATABASE_URL). The SQL
+    schema is the migrations' own."""
+    from ridehail.kernel.db import make_engine
+    from ridehail.migrate import upgrade
+    from ridehail.units import memory_uow_factory, sql_uow_factory
+
+    if backend == "memory":
+        yield memory_uow_factory()
+        return
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'units.db'}"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    engine = make_engine(url)
+    upgrade(url, engine=engine)
+    try:
+        yield sql_uow_factory(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def uow_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """The same unit-of-work factory the API uses, over memory, SQLite and PostgreSQL: the
+    repository contract suites run each test on all three."""
+    with units_on(request.param, request, tmp_path) as units:
+        yield units
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
-"""Fixtures for the accounts tests: an app on SQLite and PostgreSQL, units of work over memory
-and SQL, request bodies with unique emails (the PostgreSQL schema is shared by the whole
-session). Helpers are fixtures because test modules are imported by path, not as a package."""
+"""Fixtures for the accounts tests: an app on SQLite and PostgreSQL, request bodies with
+unique emails (the PostgreSQL schema is shared by the whole session). The units of work over
+memory and SQL are the shared `uow_factory` (tests/conftest.py). Helpers are fixtures because
+test modules are imported by path, not as a package."""
 
 from __future__ import annotations
 
@@ -13,10 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ridehail.app import create_app, shutdown
-from ridehail.db import make_engine
-from ridehail.migrate import upgrade
 from ridehail.settings import Settings
-from ridehail.uow import memory_uow_factory, sql_uow_factory
 
 
 def unique_email(prefix: str = "user") -> str:
@@ -75,19 +73,3 @@ def app(any_db_settings: Settings) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def uow_factory(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Callable[..., Any]]:
-    """The same unit-of-work factory the API uses, over memory, SQLite and PostgreSQL."""
-    if request.param == "memory":
-        yield memory_uow_factory()
-        return
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'accounts.db'}"
-    else:
-        url = request.getfixturevalue("pg_schema_url")
-    engine = make_engine(url)
-    upgrade(url, engine=engine)
-    yield sql_uow_factory(engine)
-    engine.dispose()

@@ -1,0 +1,187 @@
+"""The memory and SQL dispatch repositories keep one contract (memory, SQLite, PostgreSQL):
+driver states, offers and dispatch records. Round trips, every query, the uniqueness rules
+(one pending offer per driver and per trip, each a `Conflict`) and rollback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from dispatch.model import DispatchRecord, DriverState, DriverStatus, Offer, OfferState
+from ridehail.kernel.errors import Conflict
+from ridehail.kernel.ids import new_id
+
+Units = Callable[..., Any]
+T0 = 1_767_000_000.0
+
+
+def make_offer(trip_id: str | None = None, driver_id: str | None = None, **kw: Any) -> Offer:
+    fields: dict[str, Any] = {"created_at": T0, "deadline": T0 + 15, "rank": 0,
+                              "distance_m": 420.5, "eta_s": 61.0}
+    fields.update(kw)
+    return Offer(id=new_id(), trip_id=trip_id or new_id(), driver_id=driver_id or new_id(),
+                 **fields)
+
+
+def store(units: Units, *rows: tuple[str, Any]) -> None:
+    with units() as uow:
+        for repo, row in rows:
+            getattr(uow, repo).add(row)
+        uow.commit()
+
+
+def close(units: Units, offer_id: str, state: OfferState, now: float = T0 + 1) -> None:
+    with units() as uow:
+        offer = uow.offers.get(offer_id)
+        offer.close(state, now)
+        uow.offers.save(offer)
+        uow.commit()
+
+
+# --- driver states -----------------------------------------------------------------------------
+
+def test_driver_state_round_trip_and_online(uow_factory: Units) -> None:
+    off = DriverState(new_id(), "standard")
+    on = DriverState(new_id(), "xl", DriverStatus.available, T0)
+    busy = DriverState(new_id(), "standard", DriverStatus.en_route, T0, trip_id=new_id())
+    store(uow_factory, ("drivers", off), ("drivers", on), ("drivers", busy))
+    with uow_factory() as uow:
+        assert uow.drivers.get(busy.driver_id) == busy
+        assert uow.drivers.get(busy.driver_id).status is DriverStatus.en_route
+        assert uow.drivers.get(new_id()) is None
+        assert sorted(d.driver_id for d in uow.drivers.online()) == sorted(
+            [on.driver_id, busy.driver_id])
+        with pytest.raises(Conflict):
+            uow.drivers.add(DriverState(on.driver_id, "standard"))
+        st = uow.drivers.get(off.driver_id)
+        st.status, st.updated_at = DriverStatus.offered, T0 + 3
+        uow.drivers.save(st)
+        assert st.version == 1
+        uow.commit()
+    with uow_factory(readonly=True) as uow:
+        assert uow.drivers.get(off.driver_id) == st
+        assert len(uow.drivers.online()) == 3
+
+
+# --- offers ------------------------------------------------------------------------------------
+
+def test_offer_round_trip_and_queries(uow_factory: Units) -> None:
+    trip, driver = new_id(), new_id()
+    first = make_offer(trip, created_at=T0 + 1)
+    store(uow_factory, ("offers", first))
+    close(uow_factory, first.id, OfferState.rejected, T0 + 2)
+    second = make_offer(trip, driver, created_at=T0 + 3, deadline=T0 + 18, rank=1)
+    store(uow_factory, ("offers", second))
+    with uow_factory(readonly=True) as uow:
+        got = uow.offers.get(second.id)
+        assert got == second and got.state is OfferState.pending
+        assert uow.offers.get(new_id()) is None
+        assert [o.id for o in uow.offers.for_trip(trip)] == [first.id, second.id]
+        assert uow.offers.for_trip(trip)[0].state is OfferState.rejected
+        assert uow.offers.for_trip(trip)[0].responded_at == T0 + 2
+        assert uow.offers.for_trip(new_id()) == []
+        assert uow.offers.pending_for_trip(trip) == second
+        assert uow.offers.pending_for_driver(driver) == [second]
+        assert uow.offers.pending_for_driver(first.driver_id) == []
+        assert uow.offers.pending_for_trip(new_id()) is None
+    close(uow_factory, second.id, OfferState.accepted, T0 + 4)
+    with uow_factory(readonly=True) as uow:
+        assert uow.offers.pending_for_trip(trip) is None
+        assert uow.offers.pending_for_driver(driver) == []
+        assert uow.offers.get(second.id).version == 1
+
+
+def test_expired_pending_offers_oldest_deadline_first(uow_factory: Units) -> None:
+    late = make_offer(deadline=T0 + 30)
+    early = make_offer(deadline=T0 + 10)
+    due_now = make_offer(deadline=T0 + 20)
+    answered = make_offer(deadline=T0 + 5)
+    store(uow_factory, *(("offers", o) for o in [late, early, due_now, answered]))
+    close(uow_factory, answered.id, OfferState.accepted)
+    with uow_factory(readonly=True) as uow:
+        assert [o.id for o in uow.offers.expired_pending(T0 + 20)] == [early.id, due_now.id]
+        assert [o.id for o in uow.offers.expired_pending(T0 + 20, limit=1)] == [early.id]
+        assert uow.offers.expired_pending(T0 + 9) == []
+
+
+@pytest.mark.parametrize("same", ["driver", "trip"])
+def test_one_pending_offer_per_driver_and_per_trip(uow_factory: Units, same: str) -> None:
+    first = make_offer()
+    store(uow_factory, ("offers", first))
+    clash = make_offer(**{f"{same}_id": getattr(first, f"{same}_id")})
+    with uow_factory() as uow:
+        with pytest.raises(Conflict):
+            uow.offers.add(clash)
+        assert uow.offers.get(first.id) == first  # the unit is still usable
+    close(uow_factory, first.id, OfferState.expired)
+    store(uow_factory, ("offers", clash))  # the first is no longer pending: now it may
+    with uow_factory() as uow:
+        old = uow.offers.get(first.id)
+        old.state = OfferState.pending  # re-opening a closed offer clashes with the new one
+        with pytest.raises(Conflict):
+            uow.offers.save(old)
+    with uow_factory(readonly=True) as uow:
+        assert uow.offers.get(first.id).state is OfferState.expired
+        pending = uow.offers.pending_for_trip(clash.trip_id)
+        assert pending is not None and pending.id == clash.id
+
+
+# --- dispatch records --------------------------------------------------------------------------
+
+def test_dispatch_record_round_trip_keeps_its_events(uow_factory: Units) -> None:
+    record = DispatchRecord(new_id(), T0)
+    record.log("search", T0, radius_m=1500.0, found=3, vehicle_class="standard")
+    store(uow_factory, ("records", record))
+    driver = new_id()
+    with uow_factory() as uow:
+        with pytest.raises(Conflict):
+            uow.records.add(DispatchRecord(record.trip_id, T0 + 1))
+        got = uow.records.get(record.trip_id)
+        assert got == record and got.events[0]["found"] == 3
+        got.log("offered", T0 + 1, driver_id=driver, rank=0)
+        got.outcome = "assigned"
+        uow.records.save(got)
+        uow.commit()
+    with uow_factory() as uow:
+        again = uow.records.get(record.trip_id)
+        assert again == got and again.version == 1
+        assert again.tried_drivers() == {driver}
+        assert uow.records.get(new_id()) is None
+        again.events.append({"kind": "not stored", "at": T0})  # a copy, not the stored row
+        assert len(uow.records.get(record.trip_id).events) == 2
+
+
+# --- rollback ----------------------------------------------------------------------------------
+
+def test_an_uncommitted_unit_leaves_nothing(uow_factory: Units) -> None:
+    driver = DriverState(new_id(), "standard", DriverStatus.available, T0)
+    offer = make_offer(driver_id=driver.driver_id)
+    record = DispatchRecord(offer.trip_id, T0)
+    store(uow_factory, ("drivers", driver), ("offers", offer), ("records", record))
+    dropped = make_offer()
+    with pytest.raises(RuntimeError), uow_factory() as uow:
+        st = uow.drivers.get(driver.driver_id)
+        st.status, st.trip_id = DriverStatus.en_route, offer.trip_id
+        uow.drivers.save(st)
+        uow.drivers.add(DriverState(new_id(), "xl", DriverStatus.available, T0))
+        o = uow.offers.get(offer.id)
+        o.close(OfferState.accepted, T0 + 1)
+        uow.offers.save(o)
+        uow.offers.add(dropped)
+        rec = uow.records.get(record.trip_id)
+        rec.log("accepted", T0 + 1, driver_id=driver.driver_id)
+        uow.records.save(rec)
+        uow.records.add(DispatchRecord(dropped.trip_id, T0))
+        raise RuntimeError("the use case failed half way")
+    with uow_factory(readonly=True) as uow:
+        assert uow.drivers.get(driver.driver_id) == driver
+        assert [d.driver_id for d in uow.drivers.online()] == [driver.driver_id]
+        assert uow.offers.get(offer.id) == offer
+        assert uow.offers.pending_for_driver(driver.driver_id) == [offer]
+        assert uow.offers.get(dropped.id) is None
+        assert uow.offers.pending_for_trip(dropped.trip_id) is None
+        assert uow.offers.for_trip(dropped.trip_id) == []
+        assert uow.records.get(record.trip_id) == record
+        assert uow.records.get(dropped.trip_id) is None
