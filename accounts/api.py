@@ -7,21 +7,21 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from ridehail.errors import Problem
-from ridehail.uow import UnitOfWork
-from ridehail.validation import body, doc
+from ridehail.kernel.errors import Problem
+from ridehail.kernel.validation import body, doc
 
 from . import service
 from .auth import current_principal, require, token_cache, token_from_request
 from .model import AccountNotFound, DuplicateEmail, InvalidCredentials, Role, Vehicle, VehicleClass
 from .schemas import DriverSignUp, LogIn, Profile, RiderSignUp, Session, SignedUp
+from .unit import AccountsUnits
 
 bp = Blueprint("accounts", __name__)
 
 
-def _uow(readonly: bool = False) -> UnitOfWork:
-    uow: UnitOfWork = current_app.extensions["uow_factory"](readonly=readonly)
-    return uow
+def _units() -> AccountsUnits:
+    units: AccountsUnits = current_app.extensions["uow_factory"]
+    return units
 
 
 def _json(model: Any, status: int = 200) -> Response:
@@ -42,7 +42,7 @@ def _email_taken(exc: DuplicateEmail) -> Problem:
 def sign_up_rider(body: RiderSignUp) -> Response:
     try:
         account, token = service.sign_up_rider(
-            _uow(), name=body.name, email=body.email, password=body.password, phone=body.phone)
+            _units(), name=body.name, email=body.email, password=body.password, phone=body.phone)
     except DuplicateEmail as exc:
         raise _email_taken(exc) from None
     return _json(SignedUp(id=account.id, token=token), 201)
@@ -58,7 +58,7 @@ def sign_up_driver(body: DriverSignUp) -> Response:
                       vehicle_class=VehicleClass(v.vehicle_class))
     try:
         account, token = service.sign_up_driver(
-            _uow(), name=body.name, email=body.email, password=body.password,
+            _units(), name=body.name, email=body.email, password=body.password,
             vehicle=vehicle, phone=body.phone)
     except DuplicateEmail as exc:
         raise _email_taken(exc) from None
@@ -71,7 +71,7 @@ def sign_up_driver(body: DriverSignUp) -> Response:
 @body(LogIn)
 def log_in(body: LogIn) -> Response:
     try:
-        account, token = service.log_in(_uow(), body.email, body.password)
+        account, token = service.log_in(_units(), body.email, body.password)
     except InvalidCredentials:
         raise Problem(401, "Unauthorized", "wrong email or password",
                       headers={"WWW-Authenticate": 'Bearer realm="ridehail"'}) from None
@@ -85,7 +85,7 @@ def log_in(body: LogIn) -> Response:
 def log_out() -> Response:
     token = token_from_request()
     assert token is not None  # require() has authenticated it
-    service.revoke(_uow(), token)
+    service.revoke(_units(), token)
     token_cache().drop(token)
     return Response(status=204)
 
@@ -97,7 +97,7 @@ def log_out() -> Response:
 def me() -> Response:
     principal = current_principal()
     try:
-        account = service.profile(_uow(readonly=True), principal.account_id)
+        account = service.profile(_units(), principal.account_id)
     except AccountNotFound:  # deleted after the token was checked
         raise Problem(401, "Unauthorized", "the account no longer exists") from None
     out = Profile.of(account).model_dump(mode="json")

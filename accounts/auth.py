@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
-from ridehail.errors import Problem
+from ridehail.kernel.errors import Problem
 
 from . import service
 from .model import Principal, Role
@@ -100,8 +100,7 @@ def principal_from_request(allow_query_token: bool = False) -> Principal:
     cache = token_cache()
     principal = cache.get(token)
     if principal is None:
-        uow = current_app.extensions["uow_factory"](readonly=True)
-        principal = service.authenticate(uow, token)
+        principal = service.authenticate(current_app.extensions["uow_factory"], token)
         if principal is None:
             raise _unauthorized("the token is unknown or revoked", invalid=True)
         cache.put(token, principal)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ridehail.uow import MemoryStore, UndoLog, register_repository
+from ridehail.kernel.units import MemoryStore, UndoLog
 
 from .model import Account, DuplicateEmail, Principal, Role, Vehicle, VehicleClass, normalize_email
 from .tables import accounts, api_tokens, vehicles
@@ -195,5 +195,3 @@ class MemoryAccountRepository:
             self._replace(account_id, rating_sum=account.rating_sum + stars,
                           rating_count=account.rating_count + 1)
 
-
-register_repository("accounts", SqlAccountRepository, MemoryAccountRepository)

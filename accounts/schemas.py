@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from ridehail.validation import Body
+from ridehail.kernel.validation import Body
 
 from .model import Account
 

@@ -1,5 +1,6 @@
-"""Account use cases: sign-up, log-in, tokens, profiles. Each takes a unit of work and runs
-its writes in one transaction; none imports Flask. Times come from `now` so tests can pin them.
+"""Account use cases: sign-up, log-in, tokens, profiles. Each takes the unit-of-work
+factory and runs its writes in one transaction; none imports Flask. Times come from `now` so
+tests can pin them.
 
 Password hashing (tens of milliseconds) runs outside the transaction: inside it, on SQLite, it
 would hold the database's write lock while the CPU works.
@@ -10,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from ridehail.ids import new_id
-from ridehail.uow import UnitOfWork
+from ridehail.kernel.ids import new_id
 
 from . import passwords
 from .model import (
@@ -26,6 +26,7 @@ from .model import (
     normalize_email,
 )
 from .tokens import MAX_TOKEN_LENGTH, new_token, token_hash
+from .unit import AccountsUnit, AccountsUnits
 
 Clock = Callable[[], datetime]
 
@@ -34,14 +35,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _issue_token(uow: UnitOfWork, account_id: str, at: datetime) -> str:
+def _issue_token(uow: AccountsUnit, account_id: str, at: datetime) -> str:
     token = new_token()
     uow.accounts.add_token(token_hash(token), account_id, at)
     return token
 
 
-def _create(uow: UnitOfWork, account: Account) -> tuple[Account, str]:
-    with uow:
+def _create(units: AccountsUnits, account: Account) -> tuple[Account, str]:
+    with units() as uow:
         uow.accounts.add(account)
         token = _issue_token(uow, account.id, account.created_at)
         uow.commit()
@@ -50,7 +51,7 @@ def _create(uow: UnitOfWork, account: Account) -> tuple[Account, str]:
 
 
 def sign_up_rider(
-    uow: UnitOfWork, *, name: str, email: str, password: str, phone: str | None = None,
+    units: AccountsUnits, *, name: str, email: str, password: str, phone: str | None = None,
     now: Clock = utc_now,
 ) -> tuple[Account, str]:
     """A new rider and their first token. Raises DuplicateEmail."""
@@ -58,11 +59,11 @@ def sign_up_rider(
         id=new_id(), role=Role.rider, name=name, email=normalize_email(email),
         password_hash=passwords.hash_password(password), created_at=now(), phone=phone,
     )
-    return _create(uow, account)
+    return _create(units, account)
 
 
 def sign_up_driver(
-    uow: UnitOfWork, *, name: str, email: str, password: str, vehicle: Vehicle,
+    units: AccountsUnits, *, name: str, email: str, password: str, vehicle: Vehicle,
     phone: str | None = None, now: Clock = utc_now,
 ) -> tuple[Account, str]:
     """A new driver with their vehicle, and their first token. Raises DuplicateEmail."""
@@ -71,15 +72,15 @@ def sign_up_driver(
         password_hash=passwords.hash_password(password), created_at=now(), phone=phone,
         vehicle=vehicle,
     )
-    return _create(uow, account)
+    return _create(units, account)
 
 
 def log_in(
-    uow: UnitOfWork, email: str, password: str, *, now: Clock = utc_now
+    units: AccountsUnits, email: str, password: str, *, now: Clock = utc_now
 ) -> tuple[Account, str]:
     """A new token for the right password. Raises InvalidCredentials for a wrong password and
     for an unknown email alike (same message, same time spent)."""
-    with uow:
+    with units(readonly=True) as uow:
         account = uow.accounts.get_by_email(email)
     if account is None:
         passwords.burn_verify_time(password)
@@ -90,7 +91,7 @@ def log_in(
         passwords.hash_password(password) if passwords.needs_rehash(account.password_hash)
         else None
     )
-    with uow:
+    with units() as uow:
         current = uow.accounts.get(account.id)
         # The password may have changed between the read and now; the check above was
         # against the old one, so it no longer counts.
@@ -104,25 +105,25 @@ def log_in(
     return current, token
 
 
-def authenticate(uow: UnitOfWork, token: str) -> Principal | None:
+def authenticate(units: AccountsUnits, token: str) -> Principal | None:
     """The principal a token stands for; None for an unknown or revoked token."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
-    with uow:
+    with units(readonly=True) as uow:
         principal: Principal | None = uow.accounts.principal_for(token_hash(token))
     return principal
 
 
-def revoke(uow: UnitOfWork, token: str, *, now: Clock = utc_now) -> None:
+def revoke(units: AccountsUnits, token: str, *, now: Clock = utc_now) -> None:
     """Revoke a token (log out). Revoking an unknown or revoked token is a no-op."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return
-    with uow:
+    with units() as uow:
         uow.accounts.revoke_token(token_hash(token), now())
         uow.commit()
 
 
-def create_service(uow: UnitOfWork, name: str, *, now: Clock = utc_now) -> str:
+def create_service(units: AccountsUnits, name: str, *, now: Clock = utc_now) -> str:
     """A service account (fleet gateway, simulator) and its token. Services have no email
     or password of their own; the reserved `.invalid` domain keeps the email column unique."""
     account_id = new_id()
@@ -130,14 +131,14 @@ def create_service(uow: UnitOfWork, name: str, *, now: Clock = utc_now) -> str:
         id=account_id, role=Role.service, name=name, email=f"{account_id}@service.invalid",
         password_hash=UNUSABLE_PASSWORD, created_at=now(),
     )
-    return _create(uow, account)[1]
+    return _create(units, account)[1]
 
 
-def create_admin(uow: UnitOfWork, email: str, *, now: Clock = utc_now) -> str:
+def create_admin(units: AccountsUnits, email: str, *, now: Clock = utc_now) -> str:
     """A token for the admin with this email, creating the admin if needed. Raises
     DuplicateEmail when the email belongs to a rider, driver or service."""
     email = normalize_email(email)
-    with uow:
+    with units() as uow:
         existing = uow.accounts.get_by_email(email)
         if existing is not None:
             if existing.role != Role.admin:
@@ -154,9 +155,9 @@ def create_admin(uow: UnitOfWork, email: str, *, now: Clock = utc_now) -> str:
     return token
 
 
-def profile(uow: UnitOfWork, account_id: str) -> Account:
+def profile(units: AccountsUnits, account_id: str) -> Account:
     """The account, with its vehicle and rating. Raises AccountNotFound."""
-    with uow:
+    with units(readonly=True) as uow:
         account: Account | None = uow.accounts.get(account_id)
     if account is None:
         raise AccountNotFound(account_id)

@@ -1,11 +1,11 @@
 """SQLAlchemy Core tables for accounts, vehicles and API tokens (on the shared metadata, so
-Alembic and `ridehail.tables.metadata` see them). Ids are 64-bit ints from `ridehail.ids`."""
+Alembic and `ridehail.tables.metadata` see them). Ids are 64-bit ints from `ridehail.kernel.ids`."""
 
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Integer, String, Table, text
 
-from ridehail.db import Base
+from ridehail.kernel.db import Base
 
 metadata = Base.metadata
 

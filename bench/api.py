@@ -97,8 +97,8 @@ class Bench:
         them on the map."""
         from dispatch.model import DriverState, DriverStatus
         from ridehail import ids
-        from ridehail.db import make_engine
-        from ridehail.uow import sql_uow_factory
+        from ridehail.kernel.db import make_engine
+        from ridehail.units import sql_uow_factory
 
         engine = make_engine(self.env["RIDEHAIL_DATABASE_URL"])
         ids.configure(1)

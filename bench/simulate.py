@@ -25,6 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ridehail.bootstrap import build_sim_engine  # noqa: E402
 from simulator.engine_mode import EngineSimulation  # noqa: E402
 from simulator.report import report_json  # noqa: E402
 from simulator.scenario import SimConfig, prepare  # noqa: E402
@@ -43,13 +44,13 @@ AREAS = {
     "final_fare (trips.fares)": ("trips/fares.py", "final_fare"),
     "arrive + start": ("dispatch/lifecycle.py", "arrive|start"),
     "memory unit of work enter/exit": ("ridehail/uow.py", "__enter__|__exit__"),
-    "row copies (ridehail.versioned._copy)": ("ridehail/versioned.py", "_copy"),
+    "row copies (ridehail.kernel.versioned._copy)": ("ridehail/kernel/versioned.py", "_copy"),
 }
 
 
 def run_one(cfg: SimConfig) -> dict[str, Any]:
     sc = prepare(cfg)
-    sim = EngineSimulation(sc)
+    sim = EngineSimulation(sc, build_sim_engine)
     result = sim.run()
     doc = report_json(result)
     sim_s = float(cfg.duration_s)
@@ -70,7 +71,7 @@ def run_one(cfg: SimConfig) -> dict[str, Any]:
 
 def profile(cfg: SimConfig, top: int = 20) -> dict[str, Any]:
     sc = prepare(cfg)
-    sim = EngineSimulation(sc)
+    sim = EngineSimulation(sc, build_sim_engine)
     prof = cProfile.Profile()
     prof.enable()
     sim.run()

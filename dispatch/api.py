@@ -14,8 +14,8 @@ from flask import Blueprint, Response, current_app, jsonify
 from accounts import service as accounts_service
 from accounts.auth import current_principal, require
 from accounts.model import Role
-from ridehail.errors import Problem
-from ridehail.validation import body, doc, query
+from ridehail.kernel.errors import Problem
+from ridehail.kernel.validation import body, doc, query
 from trips.model import Trip, TripError, TripNotFound
 from trips.money import format_minor
 
@@ -48,7 +48,7 @@ def engine() -> Engine:
 @bp.errorhandler(RiderBusy)
 @bp.errorhandler(OutsideServiceArea)
 def _domain_error(exc: Exception) -> Response:
-    from ridehail.errors import problem_response
+    from ridehail.kernel.errors import problem_response
 
     if isinstance(exc, TripNotFound | OfferNotFound):
         what = "trip" if isinstance(exc, TripNotFound) else "offer"
@@ -134,8 +134,7 @@ def put_status(body: StatusIn) -> Response:
     me = current_principal().account_id
     eng = engine()
     if body.status == "online":
-        with current_app.extensions["uow_factory"](readonly=True) as uow:
-            account = accounts_service.profile(uow, me)
+        account = accounts_service.profile(current_app.extensions["uow_factory"], me)
         vclass = account.vehicle.vehicle_class if account.vehicle else "standard"
         st = eng.go_online(me, str(vclass))
     else:
@@ -282,7 +281,7 @@ def cancel(trip_id: str) -> Response:
     _check_id(trip_id, "trip")
     from flask import request
 
-    from ridehail.validation import parse_body
+    from ridehail.kernel.validation import parse_body
 
     reason = parse_body(CancelIn).reason if request.data else None
     me = current_principal()

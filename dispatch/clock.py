@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ridehail.logging import get_logger
+from ridehail.kernel.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ridehail.logging import get_logger
+from ridehail.kernel.logging import get_logger
 
 from .channel import OfferChannel
 from .feed import decode

@@ -21,8 +21,8 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from accounts.auth import principal_from_request
 from accounts.model import Role
 from geoindex import Snapshot
-from ridehail.errors import Problem
-from ridehail.validation import Query, doc, query
+from ridehail.kernel.errors import Problem
+from ridehail.kernel.validation import Query, doc, query
 from trips.model import TripState
 
 from . import debug_geojson as gj

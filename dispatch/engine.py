@@ -17,7 +17,7 @@ from typing import Any
 import h3
 
 from geoindex import GeoIndex, Neighbor
-from ridehail.versioned import Conflict
+from ridehail.kernel.errors import Conflict
 from trips.area import ServiceArea
 from trips.fares import NYC_YELLOW_2016, Tariff
 from trips.surge import SurgePricer

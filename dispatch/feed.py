@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from geoindex import GeoIndex
-from ridehail.logging import get_logger
+from ridehail.kernel.logging import get_logger
 
 log = get_logger(__name__)
 

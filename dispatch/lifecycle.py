@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from ridehail.versioned import Conflict
+from ridehail.kernel.errors import Conflict
 from trips.fares import final_fare
 from trips.model import IllegalTransition, StaleState, Trip, TripNotFound, TripState
 

@@ -9,7 +9,7 @@ import contextlib
 from typing import Any
 
 from geoindex import Neighbor
-from ridehail.versioned import Conflict
+from ridehail.kernel.errors import Conflict
 from trips.fares import estimate_fare
 from trips.model import Trip, TripNotFound, TripState
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from geoindex import GeoIndex
-from ridehail.logging import get_logger
+from ridehail.kernel.logging import get_logger
 
 log = get_logger(__name__)
 

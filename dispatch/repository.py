@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from ridehail.uow import MemoryStore, UndoLog, register_repository
-from ridehail.versioned import MemoryVersioned, RowCodec, SqlVersioned
+from ridehail.kernel.units import MemoryStore, UndoLog
+from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
 
 from .model import DispatchRecord, DriverState, DriverStatus, Offer, OfferState
 from .tables import dispatch_records, driver_states, offers
@@ -117,7 +117,3 @@ class MemoryDispatchRecords(MemoryVersioned[DispatchRecord]):
     def add(self, record: DispatchRecord) -> None:
         self.insert(record)
 
-
-register_repository("drivers", SqlDriverStates, MemoryDriverStates)
-register_repository("offers", SqlOffers, MemoryOffers)
-register_repository("records", SqlDispatchRecords, MemoryDispatchRecords)

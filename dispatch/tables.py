@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, String, Table, text
 
-from ridehail.db import Base
+from ridehail.kernel.db import Base
 
 driver_states = Table(
     "driver_states",

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from accounts.auth import current_principal, principal_from_request
 from accounts.model import Role
-from ridehail.errors import Problem
+from ridehail.kernel.errors import Problem
 
 from .api import engine, offers_payload
 from .model import DispatchError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from ridehail.db import make_engine
+from ridehail.kernel.db import make_engine
 from ridehail.tables import metadata
 
 config = context.config

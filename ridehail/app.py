@@ -6,15 +6,15 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 
-from . import ids
 from .celery_app import EmbeddedWorker, make_celery
-from .db import make_engine
 from .errors import register_error_handlers
-from .logging import configure_logging, get_logger
+from .kernel import ids
+from .kernel.db import make_engine
+from .kernel.logging import configure_logging, get_logger
 from .metrics import Metrics
 from .openapi import build_openapi
 from .settings import Settings
-from .uow import sql_uow_factory
+from .units import sql_uow_factory
 
 log = get_logger(__name__)
 
@@ -43,7 +43,11 @@ def create_app(
     app.extensions["engine"] = engine
     app.extensions["uow_factory"] = sql_uow_factory(engine)
 
-    celery = make_celery(settings)
+    from .bootstrap import payment_provider
+
+    provider = payment_provider(settings, app.extensions["uow_factory"])
+    app.extensions["payment_provider"] = provider
+    celery = make_celery(settings, app.extensions["uow_factory"], provider)
     app.extensions["celery"] = celery
 
     register_error_handlers(app)
@@ -105,7 +109,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_core_routes(app: Flask) -> None:
-    from .validation import doc
+    from .kernel.validation import doc
 
     @app.get("/health")
     @doc("Liveness", auth=False, tags=["ops"])

@@ -1,8 +1,11 @@
-"""Wires the engine for the API: index, publisher, timers, channel, fares, surge, hooks."""
+"""The one bootstrap: builds the engine (index, publisher, timers, channel, fares, surge,
+hooks), the payment provider and the Celery tasks' context, for the API, the worker and the
+simulator alike."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from dispatch.clock import SystemClock, ThreadTimers
@@ -11,11 +14,54 @@ from dispatch.publisher import IndexPublisher
 from geoindex import GeoIndex
 from geoindex.warmup import warm_up
 from trips.area import ServiceArea
+from trips.billing import BillingPolicy
+from trips.payments import PaymentProvider
+from trips.sandbox import SandboxProvider
 from trips.surge import SurgePricer
+from trips.tasks import WorkerContext
 
-from . import ids
+from .kernel import ids
+from .kernel.db import make_engine
 from .scaled import Stoppable, scaled_parts, start_scaled
 from .settings import Settings
+from .units import UnitFactory, memory_uow_factory, sql_uow_factory
+
+
+def payment_provider(settings: Settings, uow_factory: UnitFactory) -> PaymentProvider:
+    """The payment provider (the sandbox; a real one plugs in here)."""
+    return SandboxProvider(uow_factory, slow_s=settings.sandbox_slow_s)
+
+
+def worker_context(settings: Settings, uow_factory: UnitFactory | None = None,
+                   provider: PaymentProvider | None = None) -> Callable[[], WorkerContext]:
+    """How a process builds the Celery tasks' context: with the API's own units of work and
+    provider when given (the embedded worker shares the app's database engine), else with a
+    database engine of its own (a `ridehail worker` process)."""
+
+    def build() -> WorkerContext:
+        units, close = uow_factory, None
+        if units is None:
+            engine = make_engine(settings.database_url)
+            units, close = sql_uow_factory(engine), engine.dispose
+        return WorkerContext(
+            units, provider or payment_provider(settings, units),
+            BillingPolicy(settings.commission_bps, settings.fallback_payment_token),
+            stuck_after_s=settings.payment_stuck_after_s,
+            max_retries=settings.payment_max_retries,
+            retry_base_s=settings.payment_retry_base_s,
+            close=close or (lambda: None),
+        )
+
+    return build
+
+
+def build_sim_engine(*, index: GeoIndex, clock: Any, hooks: Hooks, config: DispatchConfig,
+                     service_area: ServiceArea, surge: SurgePricer,
+                     new_id: Callable[[], str]) -> Engine:
+    """The simulator's engine: the API's Engine on memory units of work, with the simulated
+    clock as its clock and its timers."""
+    return Engine(memory_uow_factory(), index, new_id=new_id, clock=clock, timers=clock,
+                  config=config, service_area=service_area, surge=surge, hooks=hooks)
 
 
 def payment_hooks(celery: Any) -> Hooks:

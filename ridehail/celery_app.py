@@ -10,14 +10,21 @@ from typing import Any
 from celery import Celery
 from celery.worker import WorkController
 
-from .logging import get_logger
+from trips.payments import PaymentProvider
+
+from .bootstrap import worker_context
+from .kernel.logging import get_logger
 from .settings import Settings
+from .units import UnitFactory
 
 log = get_logger(__name__)
 
 
 
-def make_celery(settings: Settings) -> Celery:
+def make_celery(settings: Settings, uow_factory: UnitFactory | None = None,
+                provider: PaymentProvider | None = None) -> Celery:
+    """The Celery app; its tasks use `uow_factory` and `provider` when given (the embedded
+    worker shares the API's), else build their own on the first task."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     app = Celery("ridehail")
     app.conf.update(
@@ -35,13 +42,13 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         broker_transport_options=_transport_options(settings),
     )
-    app.conf.ridehail_settings = settings
     from trips import tasks as trip_tasks
 
     from . import health_tasks
 
     health_tasks.register(app)
     trip_tasks.register(app)
+    trip_tasks.install(app, worker_context(settings, uow_factory, provider))
     # `ridehail worker --beat` runs this; the embedded mode sweeps on its own timer instead.
     app.conf.beat_schedule = {
         "sweep-payments": {"task": trip_tasks.SWEEP,

@@ -20,8 +20,16 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """ridehail: a ride-hailing matching backend."""
+    ctx.obj = {"build_sim_engine": _build_sim_engine}
+
+
+def _build_sim_engine(**parts: Any) -> Any:
+    from .bootstrap import build_sim_engine
+
+    return build_sim_engine(**parts)
 
 
 @main.command()
@@ -37,7 +45,7 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
 
 def _serve(settings: Settings, on_ready: Any = None) -> None:
     from .app import create_app
-    from .logging import configure_logging
+    from .kernel.logging import configure_logging
     from .migrate import upgrade
     from .server import serve as run_server
 
@@ -53,9 +61,9 @@ def _serve(settings: Settings, on_ready: Any = None) -> None:
 @click.option("--beat/--no-beat", default=False, help="also run the periodic scheduler")
 def worker(concurrency: int, beat: bool) -> None:
     """Run a Celery worker (the scaled mode)."""
-    from . import ids
     from .celery_app import make_celery
-    from .logging import configure_logging
+    from .kernel import ids
+    from .kernel.logging import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -114,11 +122,11 @@ run_demo_fleet(url, drivers=drivers, service_token=token, stop=threading.Event()
 def _start_demo_fleet(settings: Settings, url: str) -> subprocess.Popen[bytes]:
     from accounts import service as accounts_service
 
-    from .db import make_engine
-    from .uow import SqlUnitOfWork
+    from .kernel.db import make_engine
+    from .units import sql_uow_factory
 
     engine = make_engine(settings.database_url)
-    token = accounts_service.create_service(SqlUnitOfWork(engine), "demo-fleet")
+    token = accounts_service.create_service(sql_uow_factory(engine), "demo-fleet")
     engine.dispose()
     click.echo(f"ridehail demo: {settings.demo_drivers} simulated drivers joining "
                "(NYC, about 300 ride requests an hour)", err=True)
@@ -148,15 +156,15 @@ def accounts() -> None:
 
 
 def _accounts_uow(settings: Settings) -> tuple[Any, Any]:
-    from . import ids
-    from .db import make_engine
+    from .kernel import ids
+    from .kernel.db import make_engine
     from .migrate import upgrade
-    from .uow import sql_uow_factory
+    from .units import sql_uow_factory
 
     ids.configure(settings.worker_id)
     engine = make_engine(settings.database_url)
     upgrade(settings.database_url, engine=engine)
-    return engine, sql_uow_factory(engine)()
+    return engine, sql_uow_factory(engine)
 
 
 @accounts.command("create-service")
@@ -167,9 +175,9 @@ def accounts_create_service(name: str) -> None:
 
     if not 1 <= len(name) <= 100:
         raise click.BadParameter("must be 1 to 100 characters", param_hint="NAME")
-    engine, uow = _accounts_uow(load_settings())
+    engine, units = _accounts_uow(load_settings())
     try:
-        click.echo(create_service(uow, name))
+        click.echo(create_service(units, name))
     finally:
         engine.dispose()
 
@@ -186,9 +194,9 @@ def accounts_create_admin(email: str) -> None:
 
     if len(email) > 254 or not re.match(EMAIL_PATTERN, email):
         raise click.BadParameter("not an email address", param_hint="EMAIL")
-    engine, uow = _accounts_uow(load_settings())
+    engine, units = _accounts_uow(load_settings())
     try:
-        click.echo(create_admin(uow, email))
+        click.echo(create_admin(units, email))
     except DuplicateEmail:
         click.echo(f"ridehail: {email} belongs to an account that is not an admin", err=True)
         sys.exit(1)

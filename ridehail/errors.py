@@ -1,60 +1,17 @@
-"""Errors as RFC 9457 problem+json, registered in one place for the whole app."""
+"""The app's error handlers, registered in one place: every error becomes problem+json."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import Flask, Response, json
+from flask import Flask, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from .logging import get_logger
+from .kernel.errors import Problem, problem_response
+from .kernel.logging import get_logger
 
-PROBLEM_MIME = "application/problem+json"
 log = get_logger(__name__)
-
-
-class Problem(Exception):
-    """An error the client can act on. Raised anywhere below a view; rendered as problem+json."""
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str | None = None,
-        *,
-        type_: str = "about:blank",
-        errors: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail or title)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.type = type_
-        self.errors = errors
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
-        if self.detail:
-            out["detail"] = self.detail
-        if self.errors is not None:
-            out["errors"] = self.errors
-        return out
-
-
-def problem_response(problem: Problem) -> Response:
-    resp = Response(json.dumps(problem.body()), status=problem.status, mimetype=PROBLEM_MIME)
-    for k, v in problem.headers.items():
-        resp.headers[k] = v
-    return resp
-
-
-def not_found(what: str, id_: str) -> Problem:
-    return Problem(404, "Not Found", f"{what} {id_!r} does not exist")
 
 
 def register_error_handlers(app: Flask) -> None:

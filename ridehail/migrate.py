@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from .db import make_engine
+from .kernel.db import make_engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 

@@ -1,5 +1,5 @@
 """The OpenAPI 3.1 document, generated from the routes and the pydantic models they declare
-(see `ridehail.validation`), assembled with apispec."""
+(see `ridehail.kernel.validation`), assembled with apispec."""
 
 from __future__ import annotations
 

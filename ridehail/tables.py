@@ -6,6 +6,6 @@ import accounts.tables  # noqa: F401  (registers its tables on the metadata)
 import dispatch.tables  # noqa: F401
 import trips.tables  # noqa: F401
 
-from .db import Base
+from .kernel.db import Base
 
 metadata = Base.metadata

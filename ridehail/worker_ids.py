@@ -12,8 +12,8 @@ import threading
 import uuid
 from typing import Any
 
-from .ids import MAX_WORKER_ID
-from .logging import get_logger
+from .kernel.ids import MAX_WORKER_ID
+from .kernel.logging import get_logger
 
 log = get_logger(__name__)
 

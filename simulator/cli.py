@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +72,10 @@ def simulate(city: str | None, demand: str | None, demand_rate: float | None, dr
              speed: float, out: str, accept_prob: float, reposition: str,
              progress: bool) -> None:
     """Simulate a city's riders and drivers against the real dispatch engine."""
+    # The wiring (`ridehail simulate`) hands over how to build the engine.
+    build_engine = (click.get_current_context().obj or {}).get("build_sim_engine")
+    if mode == "engine" and build_engine is None:
+        raise click.UsageError("run the engine mode as `ridehail simulate`")
     from .report import write_report
     from .scenario import SimConfig
 
@@ -87,7 +90,8 @@ def simulate(city: str | None, demand: str | None, demand_rate: float | None, dr
     if mode == "engine":
         from .engine_mode import run_engine
 
-        result, _sim = run_engine(sc, progress=progress)
+        assert build_engine is not None
+        result, _sim = run_engine(sc, build_engine, progress=progress)
     else:
         from .http_mode import run_http
 
@@ -109,6 +113,3 @@ def _prepare(cfg: Any) -> Any:
     except DemandError as exc:
         raise click.BadParameter(str(exc), param_hint="--demand") from None
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(simulate())

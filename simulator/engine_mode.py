@@ -10,7 +10,7 @@ import bisect
 import itertools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -18,7 +18,6 @@ from tqdm import tqdm
 from dispatch.engine import DispatchConfig, Engine, Hooks
 from dispatch.model import DispatchError, Offer
 from geoindex import GeoIndex
-from ridehail.uow import memory_uow_factory
 from trips.area import ServiceArea
 from trips.model import TripError
 from trips.surge import SurgePricer
@@ -35,8 +34,18 @@ SUPPLY_SAMPLE_S = 60.0
 LOOKAHEAD_S = 900.0  # "toward demand" heads for pickups expected in the next 15 minutes
 
 
+class EngineBuilder(Protocol):
+    """Builds the engine the simulation drives: the wiring's `build_sim_engine` (the same
+    Engine as the API's, on memory units of work and the simulated clock)."""
+
+    def __call__(self, *, index: GeoIndex, clock: SimClock, hooks: Hooks,
+                 config: DispatchConfig, service_area: ServiceArea, surge: SurgePricer,
+                 new_id: Callable[[], str]) -> Engine: ...
+
+
 class EngineSimulation:
-    def __init__(self, sc: Scenario, engine_config: DispatchConfig | None = None) -> None:
+    def __init__(self, sc: Scenario, build_engine: EngineBuilder,
+                 engine_config: DispatchConfig | None = None) -> None:
         cfg = sc.config
         self.sc = sc
         self.clock = SimClock()
@@ -46,12 +55,11 @@ class EngineSimulation:
         self.index = GeoIndex(backend="h3", resolution=9, ttl_s=30.0, clock=self.clock.now)
         self.hooks = Hooks(trip_completed=self._on_completed, trip_finished=self._on_finished,
                            offer_made=self._on_offer)
-        self.engine = Engine(
-            memory_uow_factory(), self.index, new_id=lambda: str(next(ids)),
-            clock=self.clock, timers=self.clock,
+        self.engine = build_engine(
+            index=self.index, clock=self.clock, hooks=self.hooks,
             config=engine_config or DispatchConfig(policy=cfg.policy),
             service_area=ServiceArea(sc.city.geometry, sc.city.name),
-            surge=SurgePricer(clock=self.clock.now), hooks=self.hooks,
+            surge=SurgePricer(clock=self.clock.now), new_id=lambda: str(next(ids)),
         )
         self.fleet = Fleet(cfg.fleet_config(), sc.city, sc.rng)
         self.riders = Riders(cfg.rider_config(), sc.rng)
@@ -269,7 +277,7 @@ class EngineSimulation:
         self.metrics.finished[trip_id] += 1
 
 
-def run_engine(sc: Scenario, progress: bool = False, **kw: Any) -> tuple[SimulationResult,
-                                                                            EngineSimulation]:
-    sim = EngineSimulation(sc, **kw)
+def run_engine(sc: Scenario, build_engine: EngineBuilder, progress: bool = False,
+               **kw: Any) -> tuple[SimulationResult, EngineSimulation]:
+    sim = EngineSimulation(sc, build_engine, **kw)
     return sim.run(progress=progress), sim

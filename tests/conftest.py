@@ -36,7 +36,7 @@ NEEDS_REDIS = pytest.mark.skipif(
 def make_settings(tmp: Path, **overrides: object) -> Settings:
     """Settings isolated in a temporary folder; the environment is not read."""
     base: dict[str, object] = {
-        "database_url": f"sqlite:///{tmp / 'ridehail.kernel.db'}",
+        "database_url": f"sqlite:///{tmp / 'ridehail.db'}",
         "var_dir": tmp,
         "log_level": "WARNING",
     }

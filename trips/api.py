@@ -11,15 +11,15 @@ from pydantic import Field, field_validator
 
 from accounts.auth import current_principal, require
 from accounts.model import Role
-from ridehail.errors import Problem, problem_response
-from ridehail.validation import Body, body, doc
+from ridehail.kernel.errors import Problem, problem_response
+from ridehail.kernel.validation import Body, body, doc
 
 from . import billing, ratings, tasks
 from .fares import NYC_YELLOW_2016
 from .ledger import account_key
 from .model import Trip, TripNotFound
 from .money import format_minor, split_payment
-from .payments import TOKEN_PATTERN, SandboxProvider, UnknownPaymentMethod
+from .payments import TOKEN_PATTERN, PaymentProvider, UnknownPaymentMethod
 
 bp = Blueprint("billing", __name__)
 
@@ -84,7 +84,7 @@ def add_payment_method(body: PaymentMethodIn) -> Response:
     if not TOKEN_PATTERN.match(body.token):
         raise _field_problem("token", "expected a provider token like tok_xxx "
                                       "(lower-case letters, digits, _)")
-    provider = SandboxProvider(current_app.extensions["uow_factory"])
+    provider: PaymentProvider = current_app.extensions["payment_provider"]
     try:
         provider.check_token(body.token)
     except UnknownPaymentMethod as exc:

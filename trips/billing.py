@@ -17,9 +17,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
-from ridehail.versioned import Conflict
+from ridehail.kernel.errors import Conflict
 
 from .ledger import entries_for
 from .model import TripState
@@ -31,8 +31,9 @@ from .payments import (
     PaymentProvider,
     ProviderUnavailable,
 )
+from .unit import TripsUnit, TripsUnits
 
-UowFactory = Callable[..., Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class BillingPolicy:
     fallback_token: str | None = None  # charged when the rider has no method of their own
 
 
-def charge_trip(uow_factory: UowFactory, provider: PaymentProvider, trip_id: str,
+def charge_trip(uow_factory: TripsUnits, provider: PaymentProvider, trip_id: str,
                 policy: BillingPolicy, *, final_attempt: bool = False,
                 clock: Callable[[], float] = time.time) -> ChargeOutcome:
     """One attempt at charging a trip. `retry` means a transient provider error: the caller
@@ -71,7 +72,7 @@ def charge_trip(uow_factory: UowFactory, provider: PaymentProvider, trip_id: str
     return _settle(uow_factory, pay, token, policy, clock(), charge_id=result.charge_id)
 
 
-def _open(uow_factory: UowFactory, trip_id: str, policy: BillingPolicy,
+def _open(uow_factory: TripsUnits, trip_id: str, policy: BillingPolicy,
           now: float) -> tuple[Payment, str] | ChargeOutcome:
     """The trip's pending payment (created on first sight) and the token to charge."""
     with uow_factory() as uow:
@@ -88,7 +89,7 @@ def _open(uow_factory: UowFactory, trip_id: str, policy: BillingPolicy,
                 uow.payments.add(pay)
                 uow.commit()
             except Conflict:  # a duplicate delivery created it first: use theirs
-                pay = uow.payments.get(trip_id)
+                pay = _row(uow.payments.get(trip_id), "payment", trip_id)
         if pay.state != "pending":
             return ChargeOutcome(pay.state, "already settled")
     token = method.token if method is not None else policy.fallback_token
@@ -97,20 +98,20 @@ def _open(uow_factory: UowFactory, trip_id: str, policy: BillingPolicy,
     return pay, token
 
 
-def _settle(uow_factory: UowFactory, seen: Payment, token: str, policy: BillingPolicy,
+def _settle(uow_factory: TripsUnits, seen: Payment, token: str, policy: BillingPolicy,
             now: float, *, charge_id: str | None = None, error: str | None = None,
             transient: bool = False) -> ChargeOutcome:
     """Record one attempt's outcome in one transaction (see the module docstring)."""
     try:
         with uow_factory() as uow:
-            pay = uow.payments.get(seen.trip_id)
+            pay = _row(uow.payments.get(seen.trip_id), "payment", seen.trip_id)
             if pay.state != "pending" or pay.generation != seen.generation:
                 return ChargeOutcome(pay.state, "settled by another delivery")
             pay.attempts += 1
             pay.token = token or None
             pay.updated_at = now
             pay.last_error = error
-            trip = uow.trips.get(pay.trip_id)
+            trip = _row(uow.trips.get(pay.trip_id), "trip", pay.trip_id)
             if charge_id is not None:
                 pay.state = "captured"
                 pay.provider_charge_id = charge_id
@@ -134,19 +135,26 @@ def _settle(uow_factory: UowFactory, seen: Payment, token: str, policy: BillingP
     except Conflict:
         # A concurrent delivery of the same charge recorded it first; nothing of ours stuck.
         with uow_factory(readonly=True) as uow:
-            pay = uow.payments.get(seen.trip_id)
+            pay = _row(uow.payments.get(seen.trip_id), "payment", seen.trip_id)
         return ChargeOutcome(pay.state, "settled by another delivery")
+
+
+def _row(row: T | None, what: str, key: str) -> T:
+    """A row the schema guarantees (a payment's trip, a payment once inserted)."""
+    if row is None:
+        raise LookupError(f"{what} {key} is missing")
+    return row
 
 
 # --- riders' payment methods -------------------------------------------------------------
 
-def blocking_payment(uow: Any, rider_id: str) -> Payment | None:
+def blocking_payment(uow: TripsUnit, rider_id: str) -> Payment | None:
     """The rider's failed payment, if any: they cannot request a trip until it is settled."""
     failed = uow.payments.for_rider(rider_id, "failed")
     return failed[0] if failed else None
 
 
-def set_payment_method(uow_factory: UowFactory, rider_id: str, token: str,
+def set_payment_method(uow_factory: TripsUnits, rider_id: str, token: str,
                        now: float) -> list[str]:
     """Store `token` as the rider's default method and re-open their failed payments (a new
     generation: a new idempotency key, since the declined one is settled at the provider).
@@ -165,7 +173,7 @@ def set_payment_method(uow_factory: UowFactory, rider_id: str, token: str,
             pay.last_error = None
             pay.updated_at = now
             uow.payments.save(pay)
-            trip = uow.trips.get(pay.trip_id)
+            trip = _row(uow.trips.get(pay.trip_id), "trip", pay.trip_id)
             trip.payment_state = "pending"
             uow.trips.save(trip)
             reopened.append(pay.trip_id)
@@ -173,7 +181,7 @@ def set_payment_method(uow_factory: UowFactory, rider_id: str, token: str,
     return reopened
 
 
-def stuck_payments(uow_factory: UowFactory, older_than_s: float,
+def stuck_payments(uow_factory: TripsUnits, older_than_s: float,
                    clock: Callable[[], float] = time.time) -> list[str]:
     with uow_factory(readonly=True) as uow:
         ids: list[str] = uow.payments.stuck(clock() - older_than_s)

@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ridehail.uow import MemoryStore, UndoLog, register_repository
-from ridehail.versioned import Conflict, MemoryVersioned, RowCodec, SqlVersioned
+from ridehail.kernel.errors import Conflict
+from ridehail.kernel.units import MemoryStore, UndoLog
+from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
 
 from .ledger import LedgerEntry
 from .payments import Payment, PaymentMethod, ProviderCharge
@@ -220,9 +221,3 @@ def _copy(rec: Any) -> Any:
 
     return dataclasses.replace(rec)
 
-
-register_repository("payments", SqlPaymentRepository, MemoryPaymentRepository)
-register_repository("payment_methods", SqlPaymentMethodRepository, MemoryPaymentMethodRepository)
-register_repository("ledger", SqlLedgerRepository, MemoryLedgerRepository)
-register_repository("provider_charges", SqlProviderChargeRepository,
-                    MemoryProviderChargeRepository)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class TripState(StrEnum):
@@ -136,3 +137,50 @@ class Trip:
     def no_driver(self, now: float) -> None:
         self._move(TripState.no_driver_found)
         self.cancelled_at = now
+
+
+# --- ratings -----------------------------------------------------------------------------
+
+RECENT = 20  # the recent average covers the last 20 ratings
+
+
+class NotRatable(Exception):
+    """The trip is not completed yet, or this party has rated it already (a 409)."""
+
+
+@dataclass
+class Rating:
+    trip_id: str
+    rater_role: str  # "rider" rates the driver; "driver" rates the rider
+    rater_id: str
+    ratee_id: str
+    stars: int
+    comment: str | None
+    created_at: float
+    applied: bool = False
+
+
+@dataclass
+class RatingAggregate:
+    account_id: str
+    count: int = 0
+    total: int = 0
+    recent: list[int] = field(default_factory=list)
+    version: int = 0
+
+    def add(self, stars: int) -> None:
+        self.count += 1
+        self.total += stars
+        self.recent = [*self.recent, stars][-RECENT:]
+
+    @property
+    def average(self) -> float | None:
+        return round(self.total / self.count, 2) if self.count else None
+
+    @property
+    def recent_average(self) -> float | None:
+        return round(sum(self.recent) / len(self.recent), 2) if self.recent else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"average": self.average, "count": self.count,
+                "recent_average": self.recent_average, "recent_count": len(self.recent)}

@@ -4,74 +4,24 @@ once each. The API stores the rating (the (trip, rater role) key refuses a secon
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from ridehail.kernel.errors import Conflict
 
-from ridehail.versioned import Conflict
-
-from .model import TripNotFound, TripState
-
-RECENT = 20  # the recent average covers the last 20 ratings
+from .access import party_trip
+from .model import NotRatable, Rating, RatingAggregate, TripState
+from .unit import TripsUnits
 
 
-class NotRatable(Exception):
-    """The trip is not completed yet, or this party has rated it already (a 409)."""
-
-
-@dataclass
-class Rating:
-    trip_id: str
-    rater_role: str  # "rider" rates the driver; "driver" rates the rider
-    rater_id: str
-    ratee_id: str
-    stars: int
-    comment: str | None
-    created_at: float
-    applied: bool = False
-
-
-@dataclass
-class RatingAggregate:
-    account_id: str
-    count: int = 0
-    total: int = 0
-    recent: list[int] = field(default_factory=list)
-    version: int = 0
-
-    def add(self, stars: int) -> None:
-        self.count += 1
-        self.total += stars
-        self.recent = [*self.recent, stars][-RECENT:]
-
-    @property
-    def average(self) -> float | None:
-        return round(self.total / self.count, 2) if self.count else None
-
-    @property
-    def recent_average(self) -> float | None:
-        return round(sum(self.recent) / len(self.recent), 2) if self.recent else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"average": self.average, "count": self.count,
-                "recent_average": self.recent_average, "recent_count": len(self.recent)}
-
-
-def rate(uow_factory: Callable[..., Any], trip_id: str, role: str, account_id: str,
+def rate(uow_factory: TripsUnits, trip_id: str, role: str, account_id: str,
          stars: int, comment: str | None, now: float) -> Rating:
     if not 1 <= stars <= 5:
         raise ValueError("stars: must be 1..5")
     with uow_factory() as uow:
-        trip = uow.trips.get(trip_id)
-        mine = trip is not None and (
-            (role == "rider" and trip.rider_id == account_id)
-            or (role == "driver" and trip.driver_id == account_id))
-        if not mine:
-            raise TripNotFound(trip_id)
+        trip = party_trip(uow.trips.get(trip_id), trip_id, role, account_id)
         if trip.state != TripState.completed:
             raise NotRatable(f"trip {trip_id} is {trip.state.value}; only completed trips "
                              "can be rated")
         ratee = trip.driver_id if role == "rider" else trip.rider_id
+        assert ratee is not None  # a completed trip has its driver
         rating = Rating(trip_id, role, account_id, ratee, stars, comment, now)
         try:
             uow.ratings.add(rating)
@@ -81,7 +31,7 @@ def rate(uow_factory: Callable[..., Any], trip_id: str, role: str, account_id: s
     return rating
 
 
-def apply_rating(uow_factory: Callable[..., Any], trip_id: str, role: str
+def apply_rating(uow_factory: TripsUnits, trip_id: str, role: str
                  ) -> tuple[Rating, RatingAggregate] | None:
     """Fold one rating into its ratee's aggregate (and the account's rating_sum/count), in one
     transaction. A second delivery finds it applied and changes nothing. Raises Conflict when
@@ -107,12 +57,12 @@ def apply_rating(uow_factory: Callable[..., Any], trip_id: str, role: str
     return rating, agg
 
 
-def aggregate(uow_factory: Callable[..., Any], account_id: str) -> RatingAggregate:
+def aggregate(uow_factory: TripsUnits, account_id: str) -> RatingAggregate:
     with uow_factory(readonly=True) as uow:
         return uow.rating_aggregates.get(account_id) or RatingAggregate(account_id)
 
 
-def averages(uow_factory: Callable[..., Any], account_ids: list[str]) -> dict[str, float]:
+def averages(uow_factory: TripsUnits, account_ids: list[str]) -> dict[str, float]:
     """Average stars of the rated accounts among `account_ids` (dispatch's tie-breaker)."""
     out: dict[str, float] = {}
     with uow_factory(readonly=True) as uow:

@@ -7,10 +7,11 @@ import dataclasses
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ridehail.uow import MemoryStore, UndoLog, register_repository
-from ridehail.versioned import Conflict, MemoryVersioned, RowCodec, SqlVersioned
+from ridehail.kernel.errors import Conflict
+from ridehail.kernel.units import MemoryStore, UndoLog
+from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
 
-from .ratings import Rating, RatingAggregate
+from .model import Rating, RatingAggregate
 from .tables import rating_aggregates, ratings
 
 RATING_CODEC: RowCodec[Rating] = RowCodec(
@@ -104,7 +105,3 @@ class MemoryRatingAggregateRepository(MemoryVersioned[RatingAggregate]):
     def many(self, account_ids: list[str]) -> list[RatingAggregate]:
         return [a for a in (self.get(i) for i in account_ids) if a is not None]
 
-
-register_repository("ratings", SqlRatingRepository, MemoryRatingRepository)
-register_repository("rating_aggregates", SqlRatingAggregateRepository,
-                    MemoryRatingAggregateRepository)

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from ridehail.uow import MemoryStore, UndoLog, register_repository
-from ridehail.versioned import MemoryVersioned, RowCodec, SqlVersioned
+from ridehail.kernel.units import MemoryStore, UndoLog
+from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
 
 from .model import LIVE, OPEN, Trip, TripState
 from .tables import LIVE_STATES, OPEN_STATES, trips
@@ -71,8 +71,3 @@ class MemoryTripRepository(MemoryVersioned[Trip]):
         return [t for t in (self.get(k) for k in list(self.rows))
                 if t is not None and t.state in wanted][:limit]
 
-
-register_repository("trips", SqlTripRepository, MemoryTripRepository)
-
-# Payments, ledger and ratings join the unit of work with the trips.
-from . import billing_repository, ratings_repository  # noqa: E402, F401

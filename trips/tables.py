@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, String, Table, text
 
-from ridehail.db import Base
+from ridehail.kernel.db import Base
 
 LIVE_STATES = ("driver_assigned", "driver_arrived", "in_progress")
 OPEN_STATES = ("requested", *LIVE_STATES)

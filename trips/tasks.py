@@ -1,8 +1,9 @@
 """Celery tasks for payments and ratings. Thin: they call the billing and ratings services.
 
-Each worker process builds its database engine, provider and policy once, lazily, from the
-settings on the Celery app. Tasks run with acks_late (set app-wide): a task whose worker dies
-mid-way is delivered again, which is safe because every task here is idempotent.
+The wiring says how a process builds their context (`install`): the embedded mode shares the
+API's units of work and provider; a `ridehail worker` process builds its own, once, lazily.
+Tasks run with acks_late (set app-wide): a task whose worker dies mid-way is delivered again,
+which is safe because every task here is idempotent.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from typing import Any
 
 from celery import Celery
 
-from ridehail.logging import get_logger
-from ridehail.settings import Settings
-from ridehail.versioned import Conflict
+from ridehail.kernel.errors import Conflict
+from ridehail.kernel.logging import get_logger
 
 from . import billing, ratings
-from .payments import PaymentProvider, SandboxProvider
+from .payments import PaymentProvider
+from .unit import TripsUnits
 
 log = get_logger(__name__)
 
@@ -31,14 +32,25 @@ SWEEP = "ridehail.sweep_payments"
 
 @dataclass
 class WorkerContext:
-    settings: Settings
-    engine: Any
-    uow_factory: Callable[..., Any]
+    """What the tasks need, built by the wiring (`ridehail/bootstrap.py:worker_context`): the
+    API process's own units of work in the embedded mode, a worker's own in the scaled one."""
+
+    uow_factory: TripsUnits
     provider: PaymentProvider
     policy: billing.BillingPolicy
+    stuck_after_s: float
+    max_retries: int
+    retry_base_s: float
+    close: Callable[[], None] = lambda: None
 
 
 _lock = threading.Lock()
+
+
+def install(app: Celery, build: Callable[[], WorkerContext]) -> None:
+    """Say how this process builds its context; it is built once, on the first task."""
+    app.conf.ridehail_context_builder = build
+    app._ridehail_ctx = None  # type: ignore[attr-defined]
 
 
 def context(app: Celery) -> WorkerContext:
@@ -48,25 +60,17 @@ def context(app: Celery) -> WorkerContext:
     with _lock:
         ctx = getattr(app, "_ridehail_ctx", None)
         if ctx is None:
-            from ridehail.db import make_engine
-            from ridehail.uow import sql_uow_factory
-
-            settings: Settings = app.conf.ridehail_settings
-            engine = make_engine(settings.database_url)
-            uow_factory = sql_uow_factory(engine)
-            ctx = WorkerContext(
-                settings, engine, uow_factory,
-                SandboxProvider(uow_factory, slow_s=settings.sandbox_slow_s),
-                billing.BillingPolicy(settings.commission_bps, settings.fallback_payment_token),
-            )
+            build = app.conf.ridehail_context_builder
+            ctx = build()
             app._ridehail_ctx = ctx  # type: ignore[attr-defined]
+    assert ctx is not None
     return ctx
 
 
 def dispose(app: Celery) -> None:
-    ctx = getattr(app, "_ridehail_ctx", None)
+    ctx: WorkerContext | None = getattr(app, "_ridehail_ctx", None)
     if ctx is not None:
-        ctx.engine.dispose()
+        ctx.close()
         app._ridehail_ctx = None  # type: ignore[attr-defined]
 
 
@@ -91,7 +95,7 @@ def sweep(app: Celery, older_than_s: float | None = None) -> dict[str, int]:
     """Re-enqueue payments pending for longer than `older_than_s` and ratings not applied by
     then. Duplicates are harmless: the tasks are idempotent."""
     ctx = context(app)
-    age = ctx.settings.payment_stuck_after_s if older_than_s is None else older_than_s
+    age = ctx.stuck_after_s if older_than_s is None else older_than_s
     stuck = billing.stuck_payments(ctx.uow_factory, age)
     for trip_id in stuck:
         enqueue_charge(app, trip_id)
@@ -108,15 +112,14 @@ def register(app: Celery) -> None:
     @app.task(name=CHARGE, shared=False, bind=True)
     def charge_trip(self: Any, trip_id: str) -> dict[str, str]:
         ctx = context(app)
-        s = ctx.settings
-        final = self.request.retries >= s.payment_max_retries
+        final = self.request.retries >= ctx.max_retries
         out = billing.charge_trip(ctx.uow_factory, ctx.provider, trip_id, ctx.policy,
                                   final_attempt=final)
         if out.state == "retry":
             # Exponential backoff on transient provider errors, bounded by max retries; the
             # idempotency key is the same on every retry.
-            raise self.retry(countdown=s.payment_retry_base_s * 2 ** self.request.retries,
-                             max_retries=s.payment_max_retries)
+            raise self.retry(countdown=ctx.retry_base_s * 2 ** self.request.retries,
+                             max_retries=ctx.max_retries)
         log.info("charge", trip_id=trip_id, state=out.state, detail=out.detail)
         return out.to_dict()
 

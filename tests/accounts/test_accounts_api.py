@@ -131,7 +131,7 @@ def test_missing_or_garbage_tokens_are_401_with_a_challenge(client: FlaskClient)
 
 
 def test_wrong_role_is_403(app: Flask, client: FlaskClient, bearer: Any) -> None:
-    token = service.create_service(app.extensions["uow_factory"](), "gateway")
+    token = service.create_service(app.extensions["uow_factory"], "gateway")
     resp = client.get("/v1/me", headers=bearer(token))
     assert resp.status_code == 403 and resp.mimetype == "application/problem+json"
     # A service may still log its token out.

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from accounts import service
 from accounts.model import Principal, Role
 from ridehail.cli import main
-from ridehail.db import make_engine
-from ridehail.uow import sql_uow_factory
+from ridehail.kernel.db import make_engine
+from ridehail.units import sql_uow_factory
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def _principal(url: str, token: str) -> Principal | None:
     engine = make_engine(url)
     try:
-        return service.authenticate(sql_uow_factory(engine)(readonly=True), token)
+        return service.authenticate(sql_uow_factory(engine), token)
     finally:
         engine.dispose()
 
@@ -46,7 +46,7 @@ def test_create_admin_prints_a_token_and_refuses_a_rider_email(db_url: str) -> N
     assert principal is not None and principal.role is Role.admin
 
     engine = make_engine(db_url)
-    service.sign_up_rider(sql_uow_factory(engine)(), name="R", email="r@example.com",
+    service.sign_up_rider(sql_uow_factory(engine), name="R", email="r@example.com",
                           password="p" * 8)
     engine.dispose()
     refused = runner.invoke(main, ["accounts", "create-admin", "R@example.com"])

@@ -16,7 +16,7 @@ from accounts.model import (
     Vehicle,
     VehicleClass,
 )
-from ridehail.ids import new_id
+from ridehail.kernel.ids import new_id
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

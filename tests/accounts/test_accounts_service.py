@@ -18,7 +18,8 @@ from accounts.model import (
     VehicleClass,
 )
 from accounts.tokens import token_hash
-from ridehail.uow import MemoryStore, UnitOfWork, memory_uow_factory
+from ridehail.kernel.units import MemoryStore
+from ridehail.units import UnitFactory, memory_uow_factory
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -29,11 +30,11 @@ def store() -> MemoryStore:
 
 
 @pytest.fixture
-def uow(store: MemoryStore) -> UnitOfWork:
-    return memory_uow_factory(store)()
+def uow(store: MemoryStore) -> UnitFactory:
+    return memory_uow_factory(store)
 
 
-def test_sign_up_rider_then_log_in(uow: UnitOfWork) -> None:
+def test_sign_up_rider_then_log_in(uow: UnitFactory) -> None:
     account, token = service.sign_up_rider(
         uow, name="Ada", email="Ada@Example.COM", password="s3cret-pass", now=lambda: T0)
     assert account.email == "ada@example.com" and account.role is Role.rider
@@ -53,7 +54,7 @@ def test_sign_up_rider_then_log_in(uow: UnitOfWork) -> None:
 
 
 def test_driver_has_vehicle_and_duplicate_email_changes_nothing(
-    uow: UnitOfWork,
+    uow: UnitFactory,
 ) -> None:
     vehicle = Vehicle("Tesla", "Model Y", "EV 42", 5, VehicleClass.premium)
     driver, _ = service.sign_up_driver(uow, name="Dan", email="dan@example.com",
@@ -64,7 +65,7 @@ def test_driver_has_vehicle_and_duplicate_email_changes_nothing(
     assert driver.vehicle == vehicle
 
 
-def test_revoked_token_no_longer_authenticates(uow: UnitOfWork) -> None:
+def test_revoked_token_no_longer_authenticates(uow: UnitFactory) -> None:
     _, token = service.sign_up_rider(uow, name="R", email="r@example.com", password="p" * 8)
     service.revoke(uow, token)
     assert service.authenticate(uow, token) is None
@@ -74,7 +75,7 @@ def test_revoked_token_no_longer_authenticates(uow: UnitOfWork) -> None:
     assert service.authenticate(uow, "x" * 10_000) is None
 
 
-def test_service_and_admin_accounts(uow: UnitOfWork) -> None:
+def test_service_and_admin_accounts(uow: UnitFactory) -> None:
     token = service.create_service(uow, "fleet gateway")
     principal = service.authenticate(uow, token)
     assert principal is not None and principal.role is Role.service
@@ -93,13 +94,13 @@ def test_service_and_admin_accounts(uow: UnitOfWork) -> None:
 
 
 def test_log_in_rehashes_a_hash_made_with_old_parameters(
-    uow: UnitOfWork, store: MemoryStore
+    uow: UnitFactory, store: MemoryStore
 ) -> None:
     account, _ = service.sign_up_rider(uow, name="R", email="old@example.com", password="p" * 8)
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("p" * 8)
-    with uow:
-        uow.accounts.update_password_hash(account.id, weak)
-        uow.commit()
+    with uow() as unit:
+        unit.accounts.update_password_hash(account.id, weak)
+        unit.commit()
     logged_in, _ = service.log_in(uow, "old@example.com", "p" * 8)
     stored = service.profile(uow, account.id).password_hash
     assert stored != weak and "m=19456,t=2,p=1" in stored
@@ -107,23 +108,23 @@ def test_log_in_rehashes_a_hash_made_with_old_parameters(
     service.log_in(uow, "old@example.com", "p" * 8)  # the new hash verifies too
 
 
-def test_profile_of_unknown_account(uow: UnitOfWork) -> None:
+def test_profile_of_unknown_account(uow: UnitFactory) -> None:
     with pytest.raises(AccountNotFound):
         service.profile(uow, "12345")
 
 
-def test_a_failing_unit_rolls_back_in_memory(uow: UnitOfWork) -> None:
+def test_a_failing_unit_rolls_back_in_memory(uow: UnitFactory) -> None:
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), uow:
-        uow.accounts.add(Account(id="77", role=Role.rider, name="n", email="gone@example.com",
-                                 password_hash="h", created_at=T0))
-        uow.accounts.add_token("e" * 64, "77", T0)
+    with pytest.raises(Boom), uow() as unit:
+        unit.accounts.add(Account(id="77", role=Role.rider, name="n", email="gone@example.com",
+                                  password_hash="h", created_at=T0))
+        unit.accounts.add_token("e" * 64, "77", T0)
         raise Boom
-    with uow:
-        assert uow.accounts.get("77") is None
-        assert uow.accounts.get_by_email("gone@example.com") is None
-        assert uow.accounts.principal_for("e" * 64) is None
+    with uow() as unit:
+        assert unit.accounts.get("77") is None
+        assert unit.accounts.get_by_email("gone@example.com") is None
+        assert unit.accounts.principal_for("e" * 64) is None
     # The email is free again.
     service.sign_up_rider(uow, name="n", email="gone@example.com", password="p" * 8)

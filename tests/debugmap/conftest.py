@@ -45,7 +45,7 @@ class Fleet:
 def admin_token(app: Flask, email: str = "ops@example.com") -> str:
     from accounts.service import create_admin
 
-    token: str = create_admin(app.extensions["uow_factory"](), email)
+    token: str = create_admin(app.extensions["uow_factory"], email)
     return token
 
 

@@ -68,7 +68,7 @@ def test_unexpected_error_is_problem_json_500(app: Flask) -> None:
 
 
 def test_validation_errors_name_the_field(app: Flask) -> None:
-    from ridehail.validation import Body, body
+    from ridehail.kernel.validation import Body, body
 
     class Point(Body):
         lat: float

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from ridehail.ids import EPOCH_MS, IdGenerator, timestamp_ms, worker_of
+from ridehail.kernel.ids import EPOCH_MS, IdGenerator, timestamp_ms, worker_of
 
 
 def _ids_in_process(worker_id: int, n: int, out: mp.Queue) -> None:  # type: ignore[type-arg]

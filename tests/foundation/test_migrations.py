@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from ridehail.db import make_engine
+from ridehail.kernel.db import make_engine
 from ridehail.migrate import current_revision, head_revision, upgrade
 from ridehail.settings import Settings
 from ridehail.tables import metadata

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ridehail import ids
-from ridehail.db import make_engine
+from ridehail.kernel import ids
+from ridehail.kernel.db import make_engine
 from ridehail.migrate import upgrade
-from ridehail.uow import sql_uow_factory
+from ridehail.units import sql_uow_factory
 from trips.billing import BillingPolicy
 from trips.model import Trip, TripState
 from trips.money import split_payment

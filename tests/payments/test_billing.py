@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from ridehail.settings import Settings
-from ridehail.uow import memory_uow_factory
+from ridehail.units import memory_uow_factory
 from trips import billing
 from trips.billing import BillingPolicy, charge_trip
 from trips.model import TripState
-from trips.payments import ChargeResult, SandboxProvider
+from trips.payments import ChargeResult
+from trips.sandbox import SandboxProvider
 
 from .helpers import (
     POLICY,

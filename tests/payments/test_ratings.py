@@ -11,8 +11,7 @@ import pytest
 
 from ridehail.settings import Settings
 from trips import ratings
-from trips.model import TripNotFound, TripState
-from trips.ratings import NotRatable
+from trips.model import NotRatable, TripNotFound, TripState
 
 from .helpers import completed_trip, migrated
 

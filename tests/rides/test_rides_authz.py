@@ -47,7 +47,7 @@ def build_world(app: Flask, api: Api) -> World:
     [offer] = long_poll(api, driver, wait=0)
     # The other driver comes online after the offer was made: free, but not offered the trip.
     go_online(api, other_driver, PICKUP["lat"] + 0.001, PICKUP["lng"])
-    service = create_service(app.extensions["uow_factory"](), "fleet-gateway")
+    service = create_service(app.extensions["uow_factory"], "fleet-gateway")
     # A revoked token: log in, then log out.
     mail = email("revoked")
     assert api.post("/v1/riders", json_body={"name": "Gone", "email": mail,

@@ -56,7 +56,7 @@ def world(app: Flask, api: Api) -> dict[str, Any]:
     [offer] = long_poll(api, driver, wait=0)
     other = sign_up_driver(api)
     go_online(api, other, PICKUP["lat"] + 0.001, PICKUP["lng"])
-    service = create_service(app.extensions["uow_factory"](), "gateway")
+    service = create_service(app.extensions["uow_factory"], "gateway")
     return {"rider": rider, "driver": driver, "other": other, "trip": trip, "offer": offer,
             "service": service}
 

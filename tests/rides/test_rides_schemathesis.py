@@ -61,7 +61,7 @@ def test_fuzzing_every_operation_gives_no_5xx_and_keeps_stored_data(
     world = {"rider": rider, "driver": driver, "trip": request_trip(api, rider)}
     long_poll(api, driver, wait=0)
     tokens = {"rider": sign_up_rider(api).token, "service": create_service(
-        app.extensions["uow_factory"](), "fuzz")}
+        app.extensions["uow_factory"], "fuzz")}
     fuzz_driver = sign_up_driver(api)
     go_online(api, fuzz_driver, PICKUP["lat"] + 0.01, PICKUP["lng"])
     tokens["driver"] = fuzz_driver.token

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from simulator.cli import parse_duration, simulate
+from ridehail.bootstrap import build_sim_engine
+from ridehail.cli import main
+from simulator.cli import parse_duration
 from simulator.clock import SimClock
 from simulator.engine_mode import EngineSimulation
 from simulator.metrics import TripFacts, conservation_violations
@@ -19,7 +21,7 @@ SMALL = ["--drivers", "25", "--duration", "5m", "--demand-rate", "300", "--no-pr
 
 
 def run_cli(*args: str) -> tuple[int, str]:
-    res = CliRunner().invoke(simulate, list(args))
+    res = CliRunner().invoke(main, ["simulate", *args])
     return res.exit_code, res.output
 
 
@@ -43,7 +45,7 @@ def test_every_request_ends_once_and_no_driver_holds_two_trips(policy: str) -> N
     # Few drivers, some declining: offers are rejected, riders give up, trips go unserved.
     cfg = SimConfig(drivers=15, duration_s=900, demand_rate=300, seed=3, policy=policy,
                     accept_prob=0.7, reposition="random")
-    sim = EngineSimulation(prepare(cfg))
+    sim = EngineSimulation(prepare(cfg), build_sim_engine)
     result = sim.run()
     trips = sim.trip_facts()
     assert len(trips) == len(sim.sc.plan.requests) == result.kpis["requests"]

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection, Table, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .uow import MemoryStore, UndoLog
+from .errors import Conflict
+from .units import MemoryStore, UndoLog
 
 T = TypeVar("T")
 
-
-class Conflict(Exception):
-    """A concurrent change won: the row's version moved, or a uniqueness rule refused the row."""
 
 
 class RowCodec(Generic[T]):
@@ -179,3 +177,12 @@ def _copy(obj: T) -> T:
         if isinstance(value, list | dict):
             setattr(new, f.name, type(value)(value))
     return new
+
+
+class Versioned(Protocol[T]):
+    """What every versioned repository offers, in SQL and in memory: read a row by its key,
+    and save it back as a compare-and-set on its version (a lost race raises `Conflict`)."""
+
+    def get(self, key: str, *, for_update: bool = False) -> T | None: ...
+
+    def save(self, obj: T) -> None: ...

@@ -1,0 +1,43 @@
+"""What dispatch needs of a unit of work: driver states, offers and dispatch records, on top
+of the trips' repositories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from ridehail.kernel.versioned import Versioned
+from trips.unit import TripsUnit
+
+from .model import DispatchRecord, DriverState, Offer
+
+
+class DriverStateRepository(Versioned[DriverState], Protocol):
+    def add(self, state: DriverState) -> None: ...
+
+    def online(self) -> list[DriverState]: ...
+
+
+class OfferRepository(Versioned[Offer], Protocol):
+    def add(self, offer: Offer) -> None: ...
+
+    def pending_for_driver(self, driver_id: str) -> list[Offer]: ...
+
+    def pending_for_trip(self, trip_id: str) -> Offer | None: ...
+
+    def for_trip(self, trip_id: str) -> list[Offer]: ...
+
+    def expired_pending(self, now: float, limit: int = 100) -> list[Offer]: ...
+
+
+class DispatchRecordRepository(Versioned[DispatchRecord], Protocol):
+    def add(self, record: DispatchRecord) -> None: ...
+
+
+class DispatchUnit(TripsUnit, Protocol):
+    drivers: DriverStateRepository
+    offers: OfferRepository
+    records: DispatchRecordRepository
+
+
+DispatchUnits = Callable[..., DispatchUnit]

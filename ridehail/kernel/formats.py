@@ -1,0 +1,24 @@
+"""How money and times look on the wire: one formatter each for every response."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+
+def format_minor(amount: int, exponent: int = 2) -> str:
+    """``1250`` -> ``"12.50"`` for display (exponent = the currency's minor digits)."""
+    return str(Decimal(amount).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)))
+
+
+def money(amount: int | None, currency: str, exponent: int = 2) -> dict[str, Any] | None:
+    """An amount in minor units as the API shows it; None stays None."""
+    if amount is None:
+        return None
+    return {"amount": amount, "currency": currency, "display": format_minor(amount, exponent)}
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC; None stays None."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()

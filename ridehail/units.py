@@ -1,0 +1,133 @@
+"""The units of work the wiring hands out: every repository of every package, over SQL (the
+API, the worker, the CLI) or memory (unit tests and the simulator's engine mode). Registering a
+repository is writing it here; nothing is registered by importing a module.
+
+`UnitOfWork` is the whole set, typed: mypy checks each repository call against the Protocols
+the domain packages declare (`accounts/unit.py`, `trips/unit.py`, `dispatch/unit.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine
+
+from accounts.repository import MemoryAccountRepository, SqlAccountRepository
+from accounts.unit import AccountRepository
+from dispatch.repository import (
+    MemoryDispatchRecords,
+    MemoryDriverStates,
+    MemoryOffers,
+    SqlDispatchRecords,
+    SqlDriverStates,
+    SqlOffers,
+)
+from dispatch.unit import (
+    DispatchRecordRepository,
+    DispatchUnit,
+    DriverStateRepository,
+    OfferRepository,
+)
+from ridehail.kernel.units import MemoryStore, MemoryUnit, SqlUnit, UndoLog
+from trips.billing_repository import (
+    MemoryLedgerRepository,
+    MemoryPaymentMethodRepository,
+    MemoryPaymentRepository,
+    MemoryProviderChargeRepository,
+    SqlLedgerRepository,
+    SqlPaymentMethodRepository,
+    SqlPaymentRepository,
+    SqlProviderChargeRepository,
+)
+from trips.ratings_repository import (
+    MemoryRatingAggregateRepository,
+    MemoryRatingRepository,
+    SqlRatingAggregateRepository,
+    SqlRatingRepository,
+)
+from trips.repository import MemoryTripRepository, SqlTripRepository
+from trips.unit import (
+    LedgerRepository,
+    PaymentMethodRepository,
+    PaymentRepository,
+    ProviderChargeRepository,
+    RatingAggregateRepository,
+    RatingRepository,
+    TripRepository,
+)
+
+# The whole set: the dispatch unit extends the trips unit, which extends the accounts unit.
+UnitOfWork = DispatchUnit
+
+
+class SqlUnitOfWork(SqlUnit):
+    accounts: AccountRepository
+    trips: TripRepository
+    payments: PaymentRepository
+    payment_methods: PaymentMethodRepository
+    ledger: LedgerRepository
+    provider_charges: ProviderChargeRepository
+    ratings: RatingRepository
+    rating_aggregates: RatingAggregateRepository
+    drivers: DriverStateRepository
+    offers: OfferRepository
+    records: DispatchRecordRepository
+
+    def bind(self, connection: Connection) -> None:
+        self.accounts = SqlAccountRepository(connection)
+        self.trips = SqlTripRepository(connection)
+        self.payments = SqlPaymentRepository(connection)
+        self.payment_methods = SqlPaymentMethodRepository(connection)
+        self.ledger = SqlLedgerRepository(connection)
+        self.provider_charges = SqlProviderChargeRepository(connection)
+        self.ratings = SqlRatingRepository(connection)
+        self.rating_aggregates = SqlRatingAggregateRepository(connection)
+        self.drivers = SqlDriverStates(connection)
+        self.offers = SqlOffers(connection)
+        self.records = SqlDispatchRecords(connection)
+
+
+class MemoryUnitOfWork(MemoryUnit):
+    accounts: AccountRepository
+    trips: TripRepository
+    payments: PaymentRepository
+    payment_methods: PaymentMethodRepository
+    ledger: LedgerRepository
+    provider_charges: ProviderChargeRepository
+    ratings: RatingRepository
+    rating_aggregates: RatingAggregateRepository
+    drivers: DriverStateRepository
+    offers: OfferRepository
+    records: DispatchRecordRepository
+
+    def bind(self, store: MemoryStore, undo: UndoLog) -> None:
+        self.accounts = MemoryAccountRepository(store, undo)
+        self.trips = MemoryTripRepository(store, undo)
+        self.payments = MemoryPaymentRepository(store, undo)
+        self.payment_methods = MemoryPaymentMethodRepository(store, undo)
+        self.ledger = MemoryLedgerRepository(store, undo)
+        self.provider_charges = MemoryProviderChargeRepository(store, undo)
+        self.ratings = MemoryRatingRepository(store, undo)
+        self.rating_aggregates = MemoryRatingAggregateRepository(store, undo)
+        self.drivers = MemoryDriverStates(store, undo)
+        self.offers = MemoryOffers(store, undo)
+        self.records = MemoryDispatchRecords(store, undo)
+
+
+UnitFactory = Callable[..., UnitOfWork]
+
+
+def sql_uow_factory(engine: Engine) -> UnitFactory:
+    def units(readonly: bool = False) -> UnitOfWork:
+        return SqlUnitOfWork(engine, readonly)
+
+    return units
+
+
+def memory_uow_factory(store: MemoryStore | None = None) -> UnitFactory:
+    shared = store or MemoryStore()
+
+    def units(readonly: bool = False) -> UnitOfWork:
+        return MemoryUnitOfWork(shared)
+
+    return units

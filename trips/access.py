@@ -1,0 +1,30 @@
+"""Who may read or act on a trip: one function per rule, used by every caller (REST, WebSocket,
+Celery task, debug map). Anyone else is told the trip does not exist (404), never that it is
+someone else's."""
+
+from __future__ import annotations
+
+from .model import Trip, TripNotFound
+
+
+def is_party(trip: Trip | None, role: str, account_id: str) -> bool:
+    """The trip's rider (as a rider) or its assigned driver (as a driver)."""
+    if trip is None:
+        return False
+    if role == "rider":
+        return trip.rider_id == account_id
+    if role == "driver":
+        return trip.driver_id is not None and trip.driver_id == account_id
+    return False
+
+
+def party_trip(trip: Trip | None, trip_id: str, role: str, account_id: str) -> Trip:
+    """The trip if `account_id` is its rider or its driver; TripNotFound for anyone else."""
+    if trip is None or not is_party(trip, role, account_id):
+        raise TripNotFound(trip_id)
+    return trip
+
+
+def may_view(trip: Trip, role: str, account_id: str, *, offered: bool) -> bool:
+    """Its rider, its driver, or a driver it was offered to (`offered`)."""
+    return is_party(trip, role, account_id) or (role == "driver" and offered)

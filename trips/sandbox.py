@@ -1,0 +1,86 @@
+"""The sandbox payment provider: a provider's book kept in our database, with test tokens that
+capture, decline, time out, fail once, or answer late. Moves money at most once per key."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ridehail.kernel.errors import Conflict
+
+from .payments import (
+    SANDBOX_TOKENS,
+    ChargeResult,
+    PaymentDeclined,
+    ProviderCharge,
+    ProviderUnavailable,
+    UnknownPaymentMethod,
+)
+from .unit import TripsUnits
+
+
+class SandboxProvider:
+    """The test provider. `slow_s` is how long a `tok_slow` capture takes to answer."""
+
+    def __init__(self, uow_factory: TripsUnits, *, slow_s: float = 30.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.uow_factory = uow_factory
+        self.slow_s = slow_s
+        self.clock = clock
+
+    def check_token(self, token: str) -> None:
+        if token not in SANDBOX_TOKENS:
+            raise UnknownPaymentMethod(
+                f"token: the sandbox provider knows {', '.join(sorted(SANDBOX_TOKENS))}")
+
+    def charge(self, idempotency_key: str, token: str, amount: int,
+               currency: str) -> ChargeResult:
+        for _ in range(3):  # a lost race on a new key re-reads the winner's record
+            try:
+                record, fresh = self._record(idempotency_key, token, amount, currency)
+                break
+            except Conflict:
+                continue
+        else:
+            raise ProviderUnavailable("sandbox: concurrent requests with one key")
+        if record.status == "declined":
+            raise PaymentDeclined(f"card declined ({record.token})")
+        if record.status == "error":
+            raise ProviderUnavailable(f"provider timeout ({record.token})")
+        if fresh and record.token == "tok_slow":
+            time.sleep(self.slow_s)  # money moved; the answer is late (the crash window)
+        return ChargeResult(record.charge_id, record.amount, record.currency, replayed=not fresh)
+
+    def _record(self, key: str, token: str, amount: int,
+                currency: str) -> tuple[ProviderCharge, bool]:
+        """Decide this attempt's outcome and commit it to the provider's book. Returns the
+        record and whether this call moved money (False: a replay of a settled key)."""
+        now = self.clock()
+        with self.uow_factory() as uow:
+            rec: ProviderCharge | None = uow.provider_charges.get(key)
+            if rec is not None and rec.status in ("captured", "declined"):
+                return rec, False  # idempotent replay: the first result, no money moves
+            attempts = (rec.attempts if rec else 0) + 1
+            status = _outcome(token, attempts)
+            if rec is None:
+                rec = ProviderCharge(key, f"ch_{key}", token, amount, currency, status,
+                                     attempts, now, now)
+                uow.provider_charges.add(rec)
+            else:
+                seen = rec.attempts
+                rec.token, rec.status, rec.attempts, rec.updated_at = token, status, attempts, now
+                uow.provider_charges.update(rec, seen_attempts=seen)
+            uow.commit()
+        return rec, status == "captured"
+
+
+def _outcome(token: str, attempt: int) -> str:
+    if token == "tok_declined":
+        return "declined"
+    if token == "tok_timeout":
+        return "error"
+    if token == "tok_flaky":
+        return "error" if attempt == 1 else "captured"
+    if token in ("tok_ok", "tok_slow"):
+        return "captured"
+    return "declined"  # a token the sandbox never issued
