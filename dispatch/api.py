@@ -20,8 +20,7 @@ from trips.model import Trip, TripError, TripNotFound
 from trips.money import format_minor
 
 from .engine import Engine
-from .matching import OutsideServiceArea, RiderBusy
-from .model import DispatchError, Offer, OfferNotFound
+from .model import DispatchError, Offer, OfferNotFound, OutsideServiceArea, RiderBusy
 from .schemas import (
     BatchIn,
     BatchOut,

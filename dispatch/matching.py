@@ -21,19 +21,11 @@ from .model import (
     OfferClosed,
     OfferNotFound,
     OfferState,
+    OutsideServiceArea,
+    RiderBusy,
 )
 
 _RETRY = object()
-
-
-class OutsideServiceArea(ValueError):
-    def __init__(self, field: str) -> None:
-        super().__init__(f"{field}: outside the service area")
-        self.field = field
-
-
-class RiderBusy(Exception):
-    pass
 
 
 class Matching(EngineBase):

@@ -40,6 +40,16 @@ class DriverBusy(DispatchError):
     pass
 
 
+class OutsideServiceArea(ValueError):
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field}: outside the service area")
+        self.field = field
+
+
+class RiderBusy(Exception):
+    """The rider already has an open trip."""
+
+
 class NotOnline(DispatchError):
     pass
 

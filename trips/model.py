@@ -139,6 +139,15 @@ class Trip:
         self.cancelled_at = now
 
 
+class PaymentRequired(Exception):
+    """The rider's last charge failed: no new trip until they add a working method (a 402)."""
+
+    def __init__(self, trip_id: str, detail: str | None) -> None:
+        super().__init__(f"the payment for trip {trip_id} failed ({detail})")
+        self.trip_id = trip_id
+        self.detail = detail
+
+
 # --- ratings -----------------------------------------------------------------------------
 
 RECENT = 20  # the recent average covers the last 20 ratings
