@@ -33,17 +33,18 @@ from simulator.scenario import SimConfig, prepare  # noqa: E402
 DEMAND = ROOT.parent / "shared" / "data" / "nyc" / "yellow_taxi_2016-01_sample.csv"
 # Where the wall time goes: the engine's use cases and the index, by their cumulative time.
 AREAS = {
-    "location_ingest (Engine.update_locations)": ("dispatch/engine.py", "update_locations"),
+    "location_ingest (DriverDirectory.update_locations)": ("dispatch/drivers.py",
+                                                           "update_locations"),
     "index_publish (GeoIndex.publish)": ("geoindex/index.py", "publish"),
-    "request_trip (incl. candidate search)": ("dispatch/matching.py", "request_trip"),
-    "candidates (index search)": ("dispatch/matching.py", "candidates"),
-    "accept_offer": ("dispatch/matching.py", "accept_offer"),
-    "reject_offer (incl. redispatch)": ("dispatch/matching.py", "reject_offer"),
-    "run_batch (batched policy)": ("dispatch/matching.py", "run_batch"),
+    "request_trip (incl. candidate search)": ("dispatch/engine.py", "request_trip"),
+    "candidates (index search)": ("dispatch/matcher.py", "candidates"),
+    "accept_offer": ("dispatch/matcher.py", "accept_offer"),
+    "reject_offer (incl. redispatch)": ("dispatch/matcher.py", "reject_offer"),
+    "run_batch (batched policy)": ("dispatch/batching.py", "run"),
     "complete (incl. fare from trace)": ("dispatch/lifecycle.py", "complete"),
     "final_fare (trips.fares)": ("trips/fares.py", "final_fare"),
     "arrive + start": ("dispatch/lifecycle.py", "arrive|start"),
-    "memory unit of work enter/exit": ("ridehail/uow.py", "__enter__|__exit__"),
+    "memory unit of work enter/exit": ("ridehail/kernel/units.py", "__enter__|__exit__"),
     "row copies (ridehail.kernel.versioned._copy)": ("ridehail/kernel/versioned.py", "_copy"),
 }
 

@@ -26,6 +26,7 @@ from ridehail.kernel.logging import get_logger
 
 from .channel import OfferChannel
 from .feed import decode
+from .ports import Point
 
 log = get_logger(__name__)
 
@@ -34,7 +35,6 @@ OFFERS_CHANNEL = "ridehail:offers"
 TRACE_KEY = "ridehail:trace:{}"
 TRACE_TTL_S = 6 * 3600  # longer than any trip; a trace nobody completes goes away by itself
 
-Point = tuple[float, float, float]
 
 
 # --- driver events ---------------------------------------------------------------------------
@@ -77,16 +77,26 @@ class RedisDriverEvents:
 
 # --- trip traces -----------------------------------------------------------------------------
 
-class LocalTraces(dict[str, list[Point]]):
-    """Embedded mode: the traces in this process's memory (a dict, as the lifecycle uses it)."""
+class LocalTraces:
+    """Embedded mode: the traces in this process's memory."""
+
+    def __init__(self) -> None:
+        self._points: dict[str, list[Point]] = {}
 
     def add(self, points: dict[str, list[Point]]) -> None:
         for trip_id, pts in points.items():
-            self.setdefault(trip_id, []).extend(pts)
+            self._points.setdefault(trip_id, []).extend(pts)
+
+    def points(self, trip_id: str) -> list[Point]:
+        return list(self._points.get(trip_id, ()))
+
+    def drop(self, trip_id: str) -> None:
+        self._points.pop(trip_id, None)
 
 
 class RedisTraces:
-    """Scaled mode: a Redis list per trip. Offers the few dict methods the lifecycle uses."""
+    """Scaled mode: a Redis list per trip, so whichever process completes the trip prices the
+    whole trace."""
 
     def __init__(self, redis: Any, ttl_s: int = TRACE_TTL_S) -> None:
         self.redis = redis
@@ -102,7 +112,7 @@ class RedisTraces:
             pipe.expire(key, self.ttl_s)
         pipe.execute()
 
-    def get(self, trip_id: str, default: list[Point] | None = None) -> list[Point]:
+    def points(self, trip_id: str) -> list[Point]:
         # Raises when Redis is down: completing then fails cleanly (503) before its commit,
         # rather than pricing a trip on a partial trace.
         raw = self.redis.lrange(TRACE_KEY.format(trip_id), 0, -1)
@@ -110,17 +120,13 @@ class RedisTraces:
         for item in raw:
             t, la, ln = decode(item).split(",")
             out.append((float(t), float(la), float(ln)))
-        return out if out or default is None else default
+        return out
 
-    def setdefault(self, trip_id: str, default: list[Point]) -> list[Point]:
-        return default  # the list is created by the first RPUSH
-
-    def pop(self, trip_id: str, default: Any = None) -> Any:
+    def drop(self, trip_id: str) -> None:
         try:
             self.redis.delete(TRACE_KEY.format(trip_id))
         except Exception as exc:  # noqa: BLE001 - after the commit; the key expires anyway
             log.warning("trace not deleted", trip_id=trip_id, error=repr(exc))
-        return default
 
 
 # --- offer channel ---------------------------------------------------------------------------

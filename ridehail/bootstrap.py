@@ -15,6 +15,7 @@ from geoindex import GeoIndex
 from geoindex.warmup import warm_up
 from trips.area import ServiceArea
 from trips.billing import BillingPolicy
+from trips.fares import NYC_YELLOW_2016
 from trips.payments import PaymentProvider
 from trips.sandbox import SandboxProvider
 from trips.surge import SurgePricer
@@ -25,6 +26,10 @@ from .kernel.db import make_engine
 from .scaled import Stoppable, scaled_parts, start_scaled
 from .settings import Settings
 from .units import UnitFactory, memory_uow_factory, sql_uow_factory
+
+# The meter's tariff, for quotes, final fares and receipts alike: the one service area shipped
+# is New York City, priced with its 2016 yellow-cab tariff.
+TARIFF = NYC_YELLOW_2016
 
 
 def payment_provider(settings: Settings, uow_factory: UnitFactory) -> PaymentProvider:
@@ -61,7 +66,8 @@ def build_sim_engine(*, index: GeoIndex, clock: Any, hooks: Hooks, config: Dispa
     """The simulator's engine: the API's Engine on memory units of work, with the simulated
     clock as its clock and its timers."""
     return Engine(memory_uow_factory(), index, new_id=new_id, clock=clock, timers=clock,
-                  config=config, service_area=service_area, surge=surge, hooks=hooks)
+                  config=config, service_area=service_area, tariff=TARIFF, surge=surge,
+                  hooks=hooks)
 
 
 def payment_hooks(celery: Any) -> Hooks:
@@ -93,7 +99,7 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
         "channel": parts.channel}
     engine = Engine(
         uow_factory, index, new_id=ids.new_id, clock=clock, timers=timers, config=config,
-        service_area=ServiceArea.from_geojson(settings.service_area),
+        service_area=ServiceArea.from_geojson(settings.service_area), tariff=TARIFF,
         surge=SurgePricer(clock=clock.now), hooks=hooks, **shared,
     )
     background: list[Any] = []

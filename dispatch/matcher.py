@@ -1,19 +1,27 @@
-"""Matching: trip requests, candidate search and ranking, offers with deadlines, accept,
-reject and expiry. Claims are compare-and-set writes in one transaction, so the invariants hold
-across threads and processes: a driver gets at most one pending offer and one live trip, an
-offer is accepted at most once, by its driver, before its deadline."""
+"""Matching: trip requests, candidate search and ranking, offers with deadlines, accept, reject
+and expiry. Claims are compare-and-set writes in one transaction, so the invariants hold across
+threads and processes: a driver gets at most one pending offer and one live trip, an offer is
+accepted at most once, by its driver, before its deadline."""
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from geoindex import Neighbor
+from geoindex import GeoIndex, Neighbor
+from ridehail.kernel.clock import Clock
 from ridehail.kernel.errors import Conflict
-from trips.fares import estimate_fare
-from trips.model import Trip, TripNotFound, TripState
+from trips.access import may_view
+from trips.area import ServiceArea
+from trips.billing import blocking_payment
+from trips.fares import Tariff
+from trips.model import PaymentRequired, Trip, TripNotFound, TripState
+from trips.pricing import quote
 
-from .base import EngineBase
+from .channel import OfferChannel
+from .clock import Timers
+from .drivers import DriverDirectory
+from .eta import EtaModel
 from .model import (
     DispatchRecord,
     DriverStatus,
@@ -24,29 +32,75 @@ from .model import (
     OutsideServiceArea,
     RiderBusy,
 )
+from .offers import save_record
+from .ports import Hooks
+from .supply import Supply
+from .unit import DispatchUnit, DispatchUnits
 
-_RETRY = object()
+Ranked = list[tuple[float, Neighbor]]
 
 
-class Matching(EngineBase):
-    def request_trip(self, rider_id: str, pickup: tuple[float, float],
-                     dropoff: tuple[float, float], vehicle_class: str = "standard") -> Trip:
+@dataclass
+class DispatchConfig:
+    offer_timeout_s: float = 15.0
+    radius_m: float = 5000.0
+    radius_steps: tuple[float, ...] = (0.3, 0.6, 1.0)  # fractions of radius_m, tried in turn
+    max_candidates: int = 10
+    policy: str = "greedy"
+    batch_window_s: float = 2.0
+    surge_resolution: int = 7
+    supply_refresh_s: float = 5.0
+
+
+class _Lost(Exception):
+    """A claim lost its race: the unit is abandoned (rolled back) and dispatch tries again."""
+
+
+class Matcher:
+    def __init__(self, units: DispatchUnits, index: GeoIndex, drivers: DriverDirectory, *,
+                 new_id: Callable[[], str], clock: Clock, timers: Timers,
+                 channel: OfferChannel, eta: EtaModel, config: DispatchConfig,
+                 service_area: ServiceArea | None, tariff: Tariff, supply: Supply,
+                 hooks: Hooks, driver_rating: dict[str, float]) -> None:
+        self.units = units
+        self.index = index
+        self.drivers = drivers
+        self.new_id = new_id
+        self.clock = clock
+        self.timers = timers
+        self.channel = channel
+        self.eta = eta
+        self.config = config
+        self.service_area = service_area
+        self.tariff = tariff
+        self.supply = supply
+        self.hooks = hooks
+        self.driver_rating = driver_rating
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def open_trip(self, rider_id: str, pickup: tuple[float, float],
+                  dropoff: tuple[float, float], vehicle_class: str = "standard") -> Trip:
+        """May this rider request this trip, and at what price: inside the service area, no
+        open trip of theirs, no failed payment (402), the upfront quote with the surge locked
+        in. One transaction stores the trip and its dispatch record."""
         if self.service_area is not None:
             for name, (lat, lng) in (("pickup", pickup), ("dropoff", dropoff)):
                 if not self.service_area.contains(lat, lng):
                     raise OutsideServiceArea(name)
         now = self.clock.now()
-        surge = self.surge_at(*pickup)
-        if self.surge is not None:
-            self.surge.record_request(pickup[0], pickup[1], now)
-        fare = estimate_fare(self.tariff, pickup, dropoff, surge=surge)
+        surge = self.supply.surge_at(*pickup)
+        fare = quote(self.tariff, pickup, dropoff, surge)
         trip = Trip(
             id=self.new_id(), rider_id=rider_id, vehicle_class=vehicle_class,
             pickup_lat=pickup[0], pickup_lng=pickup[1],
             dropoff_lat=dropoff[0], dropoff_lng=dropoff[1], requested_at=now,
             currency=fare.currency, fare_estimate=fare.total, surge=str(surge),
         )
-        with self.uow_factory() as uow:
+        with self.units() as uow:
+            failed = blocking_payment(uow, rider_id)
+            if failed is not None:
+                raise PaymentRequired(failed.trip_id, failed.last_error)
             if uow.trips.open_for_rider(rider_id) is not None:
                 raise RiderBusy(f"rider {rider_id} already has an open trip")
             try:
@@ -55,23 +109,33 @@ class Matching(EngineBase):
                 raise RiderBusy(f"rider {rider_id} already has an open trip") from None
             uow.records.add(DispatchRecord(trip.id, now))
             uow.commit()
-        if self.config.policy == "batched":
-            self.enqueue_batch(trip.id)
-        else:
-            self.dispatch(trip.id)
-        return self.get_trip(trip.id)
+        # Only a request that was accepted counts as demand for surge.
+        self.supply.record_request(pickup[0], pickup[1], now)
+        return trip
 
     def get_trip(self, trip_id: str) -> Trip:
-        with self.uow_factory(readonly=True) as uow:
+        with self.units(readonly=True) as uow:
             trip = uow.trips.get(trip_id)
         if trip is None:
             raise TripNotFound(trip_id)
         return trip
 
-    # --- candidates ------------------------------------------------------------------------
+    def trip_for(self, trip_id: str, role: str, account_id: str) -> Trip:
+        """The trip if this account may view it (`trips.access.may_view`); else TripNotFound,
+        as if it did not exist."""
+        with self.units(readonly=True) as uow:
+            trip = uow.trips.get(trip_id)
+            if trip is None:
+                raise TripNotFound(trip_id)
+            offered = role == "driver" and trip.driver_id != account_id and any(
+                o.driver_id == account_id for o in uow.offers.for_trip(trip_id))
+        if not may_view(trip, role, account_id, offered=offered):
+            raise TripNotFound(trip_id)
+        return trip
 
-    def candidates(self, trip: Trip, exclude: set[str],
-                   record: DispatchRecord) -> list[tuple[float, Neighbor]]:
+    # --- candidates --------------------------------------------------------------------------
+
+    def candidates(self, trip: Trip, exclude: set[str], record: DispatchRecord) -> Ranked:
         """k nearest available drivers of the trip's class, the radius growing step by step
         until some untried driver is found; ranked by pickup ETA (30 s bands, the better
         rating first within a band), then distance, then id."""
@@ -105,8 +169,16 @@ class Matching(EngineBase):
                                    p[1].distance_m, p[1].driver_id))
         return ranked[: self.config.max_candidates]
 
-    def dispatch(self, trip_id: str, only: list[tuple[float, Neighbor]] | None = None
-                 ) -> Offer | None:
+    def nearby(self, lat: float, lng: float, radius_m: float, limit: int,
+               vehicle_class: str | None = None) -> list[tuple[Neighbor, float]]:
+        snap = self.index.snapshot()
+        found = snap.nearest(lat, lng, k=limit, radius_m=radius_m, available_only=True,
+                             vehicle_class=vehicle_class, now=self.clock.now())
+        return [(n, self.eta.pickup_eta_s(n.distance_m, n.lat, n.lng, lat, lng)) for n in found]
+
+    # --- offers ------------------------------------------------------------------------------
+
+    def dispatch(self, trip_id: str, only: Ranked | None = None) -> Offer | None:
         """Offer the trip to the best untried candidate; none left ends it no_driver_found.
 
         A claim that loses a race (another process offered that driver, or this trip, first)
@@ -114,46 +186,27 @@ class Matching(EngineBase):
         claim is ever committed."""
         lost: set[str] = set()
         for _attempt in range(5):
-            outcome = self._dispatch_once(trip_id, only, lost)
-            if outcome is not _RETRY:
-                return outcome  # type: ignore[return-value]
+            try:
+                return self._dispatch_once(trip_id, only, lost)
+            except _Lost:
+                continue
         return None
 
-    def _dispatch_once(self, trip_id: str, only: list[tuple[float, Neighbor]] | None,
-                       lost: set[str]) -> Offer | None | object:
+    def _dispatch_once(self, trip_id: str, only: Ranked | None, lost: set[str]) -> Offer | None:
         now = self.clock.now()
-        with self.uow_factory() as uow:
+        with self.units() as uow:
             trip = uow.trips.get(trip_id)
             if trip is None or trip.state != TripState.requested:
                 return None
             if uow.offers.pending_for_trip(trip_id) is not None:
                 return None  # another dispatch of this trip is already waiting on a driver
-            record = uow.records.get(trip_id) or DispatchRecord(trip_id, now)
+            stored = uow.records.get(trip_id)
+            record = stored or DispatchRecord(trip_id, now)
             exclude = record.tried_drivers() | set(trip.rejected_drivers) | lost
             ranked = only if only is not None else self.candidates(trip, exclude, record)
-            for rank, (eta_s, cand) in enumerate(ranked):
-                if cand.driver_id in lost:
-                    continue
-                st = uow.drivers.get(cand.driver_id)
-                if st is None or st.status != DriverStatus.available:
-                    record.log("skipped", now, driver_id=cand.driver_id,
-                               reason=st.status.value if st else "unknown")
-                    continue
-                st.status = DriverStatus.offered
-                st.trip_id = trip_id
-                st.updated_at = now
-                offer = Offer(self.new_id(), trip_id, cand.driver_id, now,
-                              now + self.config.offer_timeout_s, rank,
-                              round(cand.distance_m, 1), round(eta_s, 1))
-                try:
-                    uow.drivers.save(st)
-                    uow.offers.add(offer)
-                except Conflict:
-                    lost.add(cand.driver_id)
-                    return _RETRY  # leaving the unit uncommitted rolls the claim back
-                record.log("offered", now, driver_id=cand.driver_id, offer_id=offer.id,
-                           rank=rank, eta_s=round(eta_s, 1), distance_m=offer.distance_m)
-                self._save_record(uow, record)
+            offer = self._claim_first(uow, trip_id, ranked, record, lost, now)
+            if offer is not None:
+                save_record(uow, record, new=stored is None)
                 uow.commit()
                 self._after_offer(offer)
                 return offer
@@ -162,49 +215,70 @@ class Matching(EngineBase):
             record.outcome = "no_driver_found"
             try:
                 uow.trips.save(trip)
-                self._save_record(uow, record)
+                save_record(uow, record, new=stored is None)
             except Conflict:
                 return None  # the trip changed meanwhile (cancelled, or matched elsewhere)
             uow.commit()
         self.hooks.trip_finished(trip_id, TripState.no_driver_found.value)
         return None
 
-    def _save_record(self, uow: Any, record: DispatchRecord) -> None:
-        if record.version == 0 and uow.records.get(record.trip_id) is None:
-            uow.records.add(record)
-        else:
-            uow.records.save(record)
+    def _claim_first(self, uow: DispatchUnit, trip_id: str, ranked: Ranked,
+                     record: DispatchRecord, lost: set[str], now: float) -> Offer | None:
+        """Claim the first candidate still available: the driver goes `offered` and a pending
+        offer is added, both compare-and-set. Raises _Lost when another claim won."""
+        for rank, (eta_s, cand) in enumerate(ranked):
+            if cand.driver_id in lost:
+                continue
+            st = uow.drivers.get(cand.driver_id)
+            if st is None or st.status != DriverStatus.available:
+                record.log("skipped", now, driver_id=cand.driver_id,
+                           reason=st.status.value if st else "unknown")
+                continue
+            st.status = DriverStatus.offered
+            st.trip_id = trip_id
+            st.updated_at = now
+            offer = Offer(self.new_id(), trip_id, cand.driver_id, now,
+                          now + self.config.offer_timeout_s, rank,
+                          round(cand.distance_m, 1), round(eta_s, 1))
+            try:
+                uow.drivers.save(st)
+                uow.offers.add(offer)
+            except Conflict:
+                lost.add(cand.driver_id)
+                raise _Lost from None  # leaving the unit uncommitted rolls the claim back
+            record.log("offered", now, driver_id=cand.driver_id, offer_id=offer.id,
+                       rank=rank, eta_s=round(eta_s, 1), distance_m=offer.distance_m)
+            return offer
+        return None
 
     def _after_offer(self, offer: Offer) -> None:
-        self.directory_set(offer.driver_id, DriverStatus.offered, offer.trip_id)
+        self.drivers.set_status(offer.driver_id, DriverStatus.offered, offer.trip_id)
         # A wake-up only: long-polls and WebSockets read the pending offers from the database.
         self.channel.publish(offer.driver_id, {"type": "offer", "offer_id": offer.id,
                                                "trip_id": offer.trip_id})
         self.timers.call_at(offer.deadline, lambda: self.expire_offer(offer.id))
         self.hooks.offer_made(offer)
 
-    def directory_set(self, driver_id: str, status: DriverStatus,
-                      trip_id: str | None) -> None:
-        entry = self.directory.get(driver_id)
-        if entry is not None:
-            entry.status = status
-            entry.trip_id = trip_id
-        with contextlib.suppress(KeyError):
-            self.index.set_available(driver_id, status == DriverStatus.available)
-        # Other API processes mirror the change (a no-op in the embedded mode).
-        self.events.announce(driver_id, status.value,
-                             entry.vehicle_class if entry is not None else None, trip_id)
-
-    # --- answers ---------------------------------------------------------------------------
-
     def pending_offers(self, driver_id: str) -> list[Offer]:
+        return [offer for offer, _trip in self.offers_with_trips(driver_id)]
+
+    def offers_with_trips(self, driver_id: str) -> list[tuple[Offer, Trip]]:
+        """The driver's pending offers before their deadline, each with its trip, read in one
+        unit of work."""
         now = self.clock.now()
-        with self.uow_factory(readonly=True) as uow:
-            return [o for o in uow.offers.pending_for_driver(driver_id) if o.deadline > now]
+        out: list[tuple[Offer, Trip]] = []
+        with self.units(readonly=True) as uow:
+            for offer in uow.offers.pending_for_driver(driver_id):
+                if offer.deadline <= now:
+                    continue
+                trip = uow.trips.get(offer.trip_id)
+                if trip is not None:
+                    out.append((offer, trip))
+        return out
 
     def accept_offer(self, offer_id: str, driver_id: str) -> Trip:
         now = self.clock.now()
-        with self.uow_factory() as uow:
+        with self.units() as uow:
             offer = uow.offers.get(offer_id)
             if offer is None or offer.driver_id != driver_id:
                 raise OfferNotFound(offer_id)
@@ -219,7 +293,8 @@ class Matching(EngineBase):
             st.status = DriverStatus.en_route
             st.trip_id = trip.id
             st.updated_at = now
-            record = uow.records.get(trip.id) or DispatchRecord(trip.id, now)
+            stored = uow.records.get(trip.id)
+            record = stored or DispatchRecord(trip.id, now)
             record.log("accepted", now, driver_id=driver_id, offer_id=offer_id)
             record.outcome = "assigned"
             try:
@@ -228,9 +303,9 @@ class Matching(EngineBase):
                 uow.drivers.save(st)
             except Conflict:
                 raise OfferClosed(f"offer {offer_id} was answered concurrently") from None
-            self._save_record(uow, record)
+            save_record(uow, record, new=stored is None)
             uow.commit()
-        self.directory_set(driver_id, DriverStatus.en_route, trip.id)
+        self.drivers.set_status(driver_id, DriverStatus.en_route, trip.id)
         return trip
 
     def reject_offer(self, offer_id: str, driver_id: str) -> Offer:
@@ -249,7 +324,7 @@ class Matching(EngineBase):
     def sweep_expired(self, limit: int = 100) -> int:
         """Expire pending offers past their deadline: catches timers lost with a process."""
         now = self.clock.now()
-        with self.uow_factory(readonly=True) as uow:
+        with self.units(readonly=True) as uow:
             due = uow.offers.expired_pending(now, limit)
         for offer in due:
             self.expire_offer(offer.id)
@@ -258,7 +333,7 @@ class Matching(EngineBase):
     def _close_offer(self, offer_id: str, state: OfferState,
                      driver_id: str | None = None) -> Offer:
         now = self.clock.now()
-        with self.uow_factory() as uow:
+        with self.units() as uow:
             offer = uow.offers.get(offer_id)
             if offer is None or (driver_id is not None and offer.driver_id != driver_id):
                 raise OfferNotFound(offer_id)
@@ -275,7 +350,8 @@ class Matching(EngineBase):
                 st.status = DriverStatus.available
                 st.trip_id = None
                 st.updated_at = now
-            record = uow.records.get(offer.trip_id) or DispatchRecord(offer.trip_id, now)
+            stored = uow.records.get(offer.trip_id)
+            record = stored or DispatchRecord(offer.trip_id, now)
             record.log(state.value, now, driver_id=offer.driver_id, offer_id=offer.id)
             try:
                 uow.offers.save(offer)
@@ -283,35 +359,8 @@ class Matching(EngineBase):
                     uow.drivers.save(st)
             except Conflict:
                 raise OfferClosed(f"offer {offer_id} was answered concurrently") from None
-            self._save_record(uow, record)
+            save_record(uow, record, new=stored is None)
             uow.commit()
         if freed:
-            self.directory_set(offer.driver_id, DriverStatus.available, None)
+            self.drivers.set_status(offer.driver_id, DriverStatus.available, None)
         return offer
-
-    def _withdraw_offers_of_driver(self, uow: Any, driver_id: str, now: float
-                                   ) -> str | None:
-        trip_id = None
-        for offer in uow.offers.pending_for_driver(driver_id):
-            offer.close(OfferState.withdrawn, now)
-            uow.offers.save(offer)
-            record = uow.records.get(offer.trip_id)
-            if record is not None:
-                record.log("withdrawn", now, driver_id=driver_id, offer_id=offer.id)
-                uow.records.save(record)
-            trip_id = offer.trip_id
-        return trip_id
-
-    # --- batched policy --------------------------------------------------------------------
-
-    def enqueue_batch(self, trip_id: str) -> None:
-        first = not self._pending_batch
-        self._pending_batch.append(trip_id)
-        if first:
-            self.timers.call_at(self.clock.now() + self.config.batch_window_s, self.run_batch)
-
-    def run_batch(self) -> None:
-        from .batching import assign_batch
-
-        batch, self._pending_batch = self._pending_batch, []
-        assign_batch(self, batch)

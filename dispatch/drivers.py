@@ -1,0 +1,234 @@
+"""The driver directory: who is online, in which state and class, and where (the live index).
+
+It owns the drivers' dispatch states in the database (online, offline) and their mirror in this
+process's memory, which location ingest reads without a database round trip. Every status
+change anyone commits (an offer, an accept, a trip step) goes through `set_status`, so the
+memory, the index's availability flag and the other processes (driver events) agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from geoindex import GeoIndex
+from ridehail.kernel.clock import Clock
+from ridehail.kernel.errors import Conflict
+
+from .feed import FeedRows, LocationFeed
+from .model import DriverBusy, DriverState, DriverStatus, NotOnline
+from .offers import withdraw_offers_of_driver
+from .ports import DriverEvents, Point, TraceStore
+from .unit import DispatchUnits
+
+
+@dataclass
+class DriverEntry:
+    """What location ingest needs to know about a driver, without a database round trip."""
+
+    status: DriverStatus
+    vehicle_class: str
+    trip_id: str | None = None
+
+
+class DriverDirectory:
+    def __init__(self, units: DispatchUnits, index: GeoIndex, clock: Clock, feed: LocationFeed,
+                 events: DriverEvents, traces: TraceStore) -> None:
+        self.units = units
+        self.index = index
+        self.clock = clock
+        self.feed = feed
+        self.events = events
+        self.traces = traces
+        self.entries: dict[str, DriverEntry] = {}
+
+    # --- the memory mirror -------------------------------------------------------------------
+
+    def restore(self) -> int:
+        """Load online drivers' states (after a restart); their positions come with their next
+        location update."""
+        with self.units(readonly=True) as uow:
+            states = uow.drivers.online()
+        for st in states:
+            self._remember(st)
+        return len(states)
+
+    def reconcile(self) -> int:
+        """Re-read online drivers from the database: repairs driver events lost while Redis
+        was away. A timer pays this whole-fleet pass, never a request."""
+        with self.units(readonly=True) as uow:
+            states = uow.drivers.online()
+        online = {st.driver_id for st in states}
+        for st in states:
+            self._remember(st)
+        for driver_id in [d for d in list(self.entries) if d not in online]:
+            self._forget(driver_id)
+        return len(states)
+
+    def _remember(self, st: DriverState) -> None:
+        if st.status == DriverStatus.offline:
+            self._forget(st.driver_id)
+            return
+        self.entries[st.driver_id] = DriverEntry(st.status, st.vehicle_class, st.trip_id)
+        # No position yet (KeyError): the driver joins the index with its first location.
+        with contextlib.suppress(KeyError):
+            self.index.set_available(st.driver_id, st.status == DriverStatus.available)
+
+    def _forget(self, driver_id: str) -> None:
+        self.entries.pop(driver_id, None)
+        self.index.remove(driver_id)
+
+    def entry(self, driver_id: str) -> DriverEntry | None:
+        """The driver as this process knows it; loaded from the database when another process
+        (or a restart) took the change."""
+        entry = self.entries.get(driver_id)
+        if entry is None:
+            with self.units(readonly=True) as uow:
+                st = uow.drivers.get(driver_id)
+            if st is None or st.status == DriverStatus.offline:
+                return None
+            self._remember(st)
+            entry = self.entries[driver_id]
+        return entry
+
+    def local_state(self, driver_id: str) -> tuple[bool, str] | None:
+        """(available, vehicle class) as this process knows it; None for a stranger."""
+        entry = self.entries.get(driver_id)
+        if entry is None:
+            return None
+        return entry.status == DriverStatus.available, entry.vehicle_class
+
+    def set_status(self, driver_id: str, status: DriverStatus, trip_id: str | None) -> None:
+        """Mirror a committed status change here, in the index and in the other processes."""
+        entry = self.entries.get(driver_id)
+        if entry is not None:
+            entry.status = status
+            entry.trip_id = trip_id
+        with contextlib.suppress(KeyError):
+            self.index.set_available(driver_id, status == DriverStatus.available)
+        self.events.announce(driver_id, status.value,
+                             entry.vehicle_class if entry is not None else None, trip_id)
+
+    def apply_event(self, driver_id: str, status: str, vehicle_class: str | None,
+                    trip_id: str | None) -> None:
+        """Another process committed a status change: mirror it (the database stays the truth;
+        dispatch re-checks it before offering)."""
+        st = DriverStatus(status)
+        if st == DriverStatus.offline:
+            self._forget(driver_id)
+            return
+        entry = self.entries.get(driver_id)
+        if entry is None:
+            if vehicle_class is None:
+                return  # unknown here; entry() loads it from the database on use
+            self.entries[driver_id] = DriverEntry(st, vehicle_class, trip_id)
+        else:
+            entry.status = st
+            entry.trip_id = trip_id
+        with contextlib.suppress(KeyError):
+            self.index.set_available(driver_id, st == DriverStatus.available)
+
+    # --- online and offline ------------------------------------------------------------------
+
+    def go_online(self, driver_id: str, vehicle_class: str) -> DriverState:
+        now = self.clock.now()
+        with self.units() as uow:
+            st = uow.drivers.get(driver_id)
+            try:
+                if st is None:
+                    st = DriverState(driver_id, vehicle_class, DriverStatus.available, now)
+                    uow.drivers.add(st)
+                elif st.status == DriverStatus.offline:
+                    st.status = DriverStatus.available
+                    st.vehicle_class = vehicle_class
+                    st.updated_at = now
+                    uow.drivers.save(st)
+            except Conflict:
+                raise changed_concurrently(driver_id) from None
+            uow.commit()
+        self._remember(st)
+        self.events.announce(driver_id, st.status.value, st.vehicle_class, st.trip_id)
+        return st
+
+    def go_offline(self, driver_id: str) -> tuple[DriverState, str | None]:
+        """Going offline withdraws a pending offer; returns the state and the trip to match
+        again (the caller dispatches it). A driver on a trip must finish or cancel it first."""
+        now = self.clock.now()
+        redispatch: str | None = None
+        with self.units() as uow:
+            st = uow.drivers.get(driver_id)
+            if st is None:
+                return DriverState(driver_id, "standard", DriverStatus.offline, now), None
+            if st.status in (DriverStatus.en_route, DriverStatus.on_trip):
+                raise DriverBusy(f"driver {driver_id} is {st.status.value} on trip {st.trip_id}")
+            try:
+                if st.status == DriverStatus.offered:
+                    redispatch = withdraw_offers_of_driver(uow, driver_id, now)
+                st.status = DriverStatus.offline
+                st.trip_id = None
+                st.updated_at = now
+                uow.drivers.save(st)
+            except Conflict:
+                raise changed_concurrently(driver_id) from None
+            uow.commit()
+        self._remember(st)
+        self.events.announce(driver_id, st.status.value, st.vehicle_class, None)
+        return st, redispatch
+
+    # --- locations ---------------------------------------------------------------------------
+
+    def update_location(self, driver_id: str, lat: float, lng: float,
+                        ts: float | None = None) -> None:
+        entry = self.entry(driver_id)
+        if entry is None:
+            raise NotOnline(f"driver {driver_id} is offline; go online before sending locations")
+        ts = self.clock.now() if ts is None else ts
+        rows = FeedRows()
+        rows.add(driver_id, lat, lng, entry.status == DriverStatus.available,
+                 entry.vehicle_class, ts)
+        self.feed.publish(rows)
+        if entry.status == DriverStatus.on_trip and entry.trip_id is not None:
+            self.traces.add({entry.trip_id: [(ts, lat, lng)]})
+
+    def update_locations(self, rows: list[tuple[str, float, float, float | None]]
+                         ) -> tuple[int, list[dict[str, object]]]:
+        """A fleet gateway's batch: the valid rows of online drivers are applied, the others
+        are reported with a reason."""
+        out = FeedRows()
+        trace_points: dict[str, list[Point]] = {}
+        rejected: list[dict[str, object]] = []
+        now = self.clock.now()
+        # The hot loop of every fleet tick (thousands of rows): plain appends, no method calls.
+        entries = self.entries
+        ids, lats, lngs, avail, classes, tss = (out.ids, out.lats, out.lngs, out.available,
+                                                out.classes, out.ts)
+        available, on_trip = DriverStatus.available, DriverStatus.on_trip
+        for i, (driver_id, lat, lng, ts) in enumerate(rows):
+            entry = entries.get(driver_id) or self.entry(driver_id)
+            if entry is None:
+                rejected.append({"index": i, "driver_id": driver_id, "reason": "offline"})
+                continue
+            t = now if ts is None else ts
+            status = entry.status
+            ids.append(driver_id)
+            lats.append(lat)
+            lngs.append(lng)
+            avail.append(status is available)
+            classes.append(entry.vehicle_class)
+            tss.append(t)
+            if status is on_trip and entry.trip_id is not None:
+                trace_points.setdefault(entry.trip_id, []).append((t, lat, lng))
+        accepted = 0
+        if len(out):
+            result = self.feed.publish(out)
+            accepted = result.applied
+            for row, field_, reason in result.rejected:
+                rejected.append({"driver_id": out.ids[row], "field": field_, "reason": reason})
+        self.traces.add(trace_points)
+        return accepted, rejected
+
+
+def changed_concurrently(driver_id: str) -> DriverBusy:
+    # A concurrent status change (a double tap, an offer expiring, another process) won the
+    # compare-and-set: a 409 the app retries, never a 500.
+    return DriverBusy(f"driver {driver_id}'s status changed concurrently; retry")

@@ -1,0 +1,37 @@
+"""What dispatch needs from the outside, as Protocols: the embedded mode plugs in the in-process
+twins, the scaled mode the Redis ones (`dispatch/cluster.py`, wired in `ridehail/scaled.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Point = tuple[float, float, float]  # (ts, lat, lng)
+
+
+class DriverEvents(Protocol):
+    """Announces a committed status change to the other API processes (best effort)."""
+
+    def announce(self, driver_id: str, status: str, vehicle_class: str | None,
+                 trip_id: str | None) -> None: ...
+
+
+class TraceStore(Protocol):
+    """The on-trip driver's positions per trip, for the meter."""
+
+    def add(self, points: dict[str, list[Point]]) -> None: ...
+
+    def points(self, trip_id: str) -> list[Point]: ...
+
+    def drop(self, trip_id: str) -> None: ...
+
+
+@dataclass
+class Hooks:
+    """Side effects the wiring plugs in (Celery in the API, counters in the simulator); each
+    runs after its change committed."""
+
+    trip_completed: Callable[[str], None] = lambda trip_id: None
+    trip_finished: Callable[[str, str], None] = lambda trip_id, state: None
+    offer_made: Callable[[Any], None] = lambda offer: None

@@ -1,0 +1,55 @@
+"""Supply and demand per surge cell: the available drivers the index shows, the requests
+surge has counted, and the multiplier a new trip locks in."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import h3
+
+from geoindex import GeoIndex
+from ridehail.kernel.clock import Clock
+from trips.surge import SurgePricer
+
+
+class Supply:
+    def __init__(self, index: GeoIndex, clock: Clock, pricer: SurgePricer | None, *,
+                 resolution: int, refresh_s: float) -> None:
+        self.index = index
+        self.clock = clock
+        self.pricer = pricer
+        self.resolution = resolution
+        self.refresh_s = refresh_s
+        self._counts: tuple[float, dict[str, int]] = (-1e18, {})
+
+    def counts(self) -> dict[str, int]:
+        """Available drivers per surge cell, recomputed at most every `refresh_s`: the
+        whole-fleet pass is paid on a timer, not on every request."""
+        at, cached = self._counts
+        now = self.clock.now()
+        if now - at < self.refresh_s:
+            return cached
+        snap = self.index.snapshot()
+        fresh: dict[str, int] = {}
+        if snap.backend == "h3":
+            for c in snap.cells(self.resolution, now=now):
+                if c.available:
+                    fresh[c.cell] = c.available
+        else:
+            res = self.resolution
+            for d in snap.drivers(now=now):
+                if d.available:
+                    cell = h3.latlng_to_cell(d.lat, d.lng, res)
+                    fresh[cell] = fresh.get(cell, 0) + 1
+        self._counts = (now, fresh)
+        return fresh
+
+    def surge_at(self, lat: float, lng: float) -> Decimal:
+        if self.pricer is None:
+            return Decimal(1)
+        return self.pricer.multiplier(lat, lng, self.counts())
+
+    def record_request(self, lat: float, lng: float, now: float) -> None:
+        """An accepted request: demand for surge (refused ones never count)."""
+        if self.pricer is not None:
+            self.pricer.record_request(lat, lng, now)

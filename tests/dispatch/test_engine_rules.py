@@ -1,0 +1,338 @@
+"""The dispatch and trip rules, driven through the Engine facade on the in-memory unit of work
+with a simulated clock: no Flask, no database, no threads. Each test names the rule it holds."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import pytest
+
+from dispatch.engine import DispatchConfig, Engine, Hooks
+from dispatch.model import (
+    DriverBusy,
+    DriverStatus,
+    NotOnline,
+    OfferClosed,
+    OfferNotFound,
+    OfferState,
+    OutsideServiceArea,
+    RiderBusy,
+)
+from geoindex import GeoIndex
+from ridehail.kernel.units import MemoryStore, UnitAlreadyOpen
+from ridehail.units import memory_uow_factory
+from simulator.clock import SimClock
+from trips.area import ServiceArea
+from trips.fares import NYC_YELLOW_2016
+from trips.model import PaymentRequired, TripNotFound, TripState
+from trips.payments import Payment
+
+PICKUP = (40.7580, -73.9855)  # Times Square
+DROPOFF = (40.7680, -73.9819)
+M = 1 / 111_320  # about a metre of latitude
+
+
+@dataclass
+class Kit:
+    engine: Engine
+    clock: SimClock
+    store: MemoryStore
+    completed: list[str] = field(default_factory=list)
+    finished: list[tuple[str, str]] = field(default_factory=list)
+
+    def units(self, readonly: bool = False):  # noqa: ANN201 - the wiring's factory
+        return memory_uow_factory(self.store)(readonly)
+
+    def driver(self, driver_id: str, metres_north: float, vclass: str = "standard") -> str:
+        self.engine.go_online(driver_id, vclass)
+        self.engine.update_location(driver_id, PICKUP[0] + metres_north * M, PICKUP[1])
+        self.engine.index.publish()
+        return driver_id
+
+    def status(self, driver_id: str) -> DriverStatus:
+        with self.units(readonly=True) as uow:
+            st = uow.drivers.get(driver_id)
+        assert st is not None
+        return st.status
+
+    def pending_offer(self, driver_id: str) -> str:
+        offers = self.engine.pending_offers(driver_id)
+        assert len(offers) == 1, f"driver {driver_id} has {len(offers)} pending offers"
+        return offers[0].id
+
+
+def make_kit(policy: str = "greedy", area: ServiceArea | None = None) -> Kit:
+    clock = SimClock(start=1_700_000_000.0)
+    store = MemoryStore()
+    ids = itertools.count(1000)
+    kit_holder: dict[str, Kit] = {}
+    hooks = Hooks(trip_completed=lambda t: kit_holder["kit"].completed.append(t),
+                  trip_finished=lambda t, s: kit_holder["kit"].finished.append((t, s)))
+    index = GeoIndex(backend="quadtree", ttl_s=60.0, clock=clock.now)
+    engine = Engine(memory_uow_factory(store), index, new_id=lambda: str(next(ids)),
+                    clock=clock, timers=clock, tariff=NYC_YELLOW_2016, service_area=area,
+                    config=DispatchConfig(offer_timeout_s=15.0, policy=policy,
+                                          batch_window_s=2.0),
+                    hooks=hooks)
+    kit = Kit(engine, clock, store)
+    kit_holder["kit"] = kit
+    return kit
+
+
+@pytest.fixture
+def kit() -> Kit:
+    return make_kit()
+
+
+def test_a_request_is_offered_to_the_nearest_available_driver(kit: Kit) -> None:
+    kit.driver("1", 300)
+    kit.driver("2", 100)
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    assert trip.state == TripState.requested and trip.fare_estimate is not None
+    assert kit.engine.pending_offers("1") == []
+    kit.pending_offer("2")
+    assert kit.status("2") == DriverStatus.offered and kit.status("1") == DriverStatus.available
+
+
+def test_accepting_assigns_the_driver_and_claims_them(kit: Kit) -> None:
+    kit.driver("1", 100)
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    assigned = kit.engine.accept_offer(kit.pending_offer("1"), "1")
+    assert assigned.state == TripState.driver_assigned and assigned.driver_id == "1"
+    assert kit.status("1") == DriverStatus.en_route
+    assert kit.engine.get_trip(trip.id).driver_id == "1"
+
+
+def test_an_offer_is_accepted_only_by_its_driver(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.driver("2", 900)
+    kit.engine.request_trip("50", PICKUP, DROPOFF)
+    offer_id = kit.pending_offer("1")
+    with pytest.raises(OfferNotFound):
+        kit.engine.accept_offer(offer_id, "2")
+    assert kit.status("2") == DriverStatus.available
+
+
+def test_an_offer_is_accepted_at_most_once(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.engine.request_trip("50", PICKUP, DROPOFF)
+    offer_id = kit.pending_offer("1")
+    kit.engine.accept_offer(offer_id, "1")
+    with pytest.raises(OfferClosed):
+        kit.engine.accept_offer(offer_id, "1")
+
+
+def test_an_offer_is_not_accepted_after_its_deadline(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.engine.request_trip("50", PICKUP, DROPOFF)
+    offer_id = kit.pending_offer("1")
+    kit.clock._now += 15.0  # at the deadline, before the timer has run
+    with pytest.raises(OfferClosed):
+        kit.engine.accept_offer(offer_id, "1")
+
+
+def test_a_rejected_offer_goes_to_the_next_driver(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.driver("2", 300)
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    kit.engine.reject_offer(kit.pending_offer("1"), "1")
+    kit.pending_offer("2")
+    assert kit.status("1") == DriverStatus.available
+    # The driver who declined is never offered this trip again.
+    kit.engine.reject_offer(kit.pending_offer("2"), "2")
+    assert kit.engine.get_trip(trip.id).state == TripState.no_driver_found
+    assert (trip.id, "no_driver_found") in kit.finished
+
+
+def test_an_expired_offer_frees_the_driver_and_goes_to_the_next(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.driver("2", 300)
+    kit.engine.request_trip("50", PICKUP, DROPOFF)
+    first = kit.pending_offer("1")
+    kit.clock.run_until(kit.clock.now() + 15.0)
+    with kit.units(readonly=True) as uow:
+        offer = uow.offers.get(first)
+    assert offer is not None and offer.state == OfferState.expired
+    assert kit.status("1") == DriverStatus.available
+    kit.pending_offer("2")
+
+
+def test_no_driver_in_reach_ends_the_trip(kit: Kit) -> None:
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    assert trip.state == TripState.no_driver_found
+
+
+def test_a_driver_with_a_live_trip_gets_no_second_offer(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.engine.request_trip("50", PICKUP, DROPOFF)
+    kit.engine.accept_offer(kit.pending_offer("1"), "1")
+    second = kit.engine.request_trip("51", PICKUP, DROPOFF)
+    assert second.state == TripState.no_driver_found
+    assert kit.engine.pending_offers("1") == []
+
+
+def test_a_rider_has_one_open_trip(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.engine.request_trip("50", PICKUP, DROPOFF)
+    with pytest.raises(RiderBusy):
+        kit.engine.request_trip("50", PICKUP, DROPOFF)
+
+
+def test_a_rider_whose_payment_failed_may_not_request(kit: Kit) -> None:
+    with kit.units() as uow:
+        uow.payments.add(Payment("77", "50", "1", 900, "USD", state="failed",
+                                 last_error="card declined", created_at=0.0, updated_at=0.0))
+        uow.commit()
+    kit.driver("1", 100)
+    with pytest.raises(PaymentRequired) as info:
+        kit.engine.request_trip("50", PICKUP, DROPOFF)
+    assert info.value.trip_id == "77"
+    with kit.units(readonly=True) as uow:
+        assert uow.trips.open_for_rider("50") is None
+    assert kit.status("1") == DriverStatus.available
+
+
+def test_requests_outside_the_service_area_are_refused() -> None:
+    from shapely.geometry import box
+
+    area = ServiceArea(box(-74.0, 40.75, -73.97, 40.77), "midtown")
+    kit = make_kit(area=area)
+    with pytest.raises(OutsideServiceArea) as info:
+        kit.engine.request_trip("50", PICKUP, (40.70, -73.99))
+    assert info.value.field == "dropoff"
+
+
+def test_a_refused_request_is_not_demand_for_surge(kit: Kit) -> None:
+    from trips.surge import SurgePricer
+
+    kit.engine.supply.pricer = SurgePricer(clock=kit.clock.now)
+    kit.driver("1", 100)
+    kit.engine.request_trip("50", PICKUP, DROPOFF)
+    pricer = kit.engine.supply.pricer
+    cell = pricer.cell(*PICKUP)
+    before = pricer.demand(cell)
+    for _ in range(5):
+        with pytest.raises(RiderBusy):
+            kit.engine.request_trip("50", PICKUP, DROPOFF)
+    assert pricer.demand(cell) == before == 1
+
+
+def test_a_driver_who_cancels_before_pickup_hands_the_trip_back(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.driver("2", 300)
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    kit.engine.accept_offer(kit.pending_offer("1"), "1")
+    back = kit.engine.cancel(trip.id, "driver", "1", "flat tyre")
+    assert back.state == TripState.requested and back.driver_id is None
+    assert kit.status("1") == DriverStatus.available
+    kit.pending_offer("2")  # matched again, without the driver who cancelled
+    assert kit.engine.pending_offers("1") == []
+
+
+def test_a_rider_who_cancels_withdraws_the_pending_offer(kit: Kit) -> None:
+    kit.driver("1", 100)
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    offer_id = kit.pending_offer("1")
+    cancelled = kit.engine.cancel(trip.id, "rider", "50")
+    assert cancelled.state == TripState.cancelled
+    with kit.units(readonly=True) as uow:
+        offer = uow.offers.get(offer_id)
+    assert offer is not None and offer.state == OfferState.withdrawn
+    assert kit.status("1") == DriverStatus.available
+    assert (trip.id, "cancelled") in kit.finished
+
+
+def test_only_the_trips_parties_cancel_it(kit: Kit) -> None:
+    kit.driver("1", 100)
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    with pytest.raises(TripNotFound):
+        kit.engine.cancel(trip.id, "rider", "51")
+    with pytest.raises(TripNotFound):
+        kit.engine.cancel(trip.id, "driver", "1")  # offered, not assigned
+
+
+def test_going_offline_withdraws_the_offer_and_rematches(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.driver("2", 300)
+    kit.engine.request_trip("50", PICKUP, DROPOFF)
+    kit.pending_offer("1")
+    kit.engine.go_offline("1")
+    assert kit.status("1") == DriverStatus.offline
+    kit.pending_offer("2")
+    with pytest.raises(NotOnline):
+        kit.engine.update_location("1", *PICKUP)
+
+
+def test_a_driver_on_a_trip_cannot_go_offline(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.engine.request_trip("50", PICKUP, DROPOFF)
+    kit.engine.accept_offer(kit.pending_offer("1"), "1")
+    with pytest.raises(DriverBusy):
+        kit.engine.go_offline("1")
+
+
+def test_the_lifecycle_prices_the_trace_and_frees_the_driver(kit: Kit) -> None:
+    kit.driver("1", 100)
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    kit.engine.accept_offer(kit.pending_offer("1"), "1")
+    kit.engine.arrive(trip.id, "1")
+    kit.engine.start(trip.id, "1")
+    assert kit.status("1") == DriverStatus.on_trip
+    for i in range(1, 11):  # about 1.1 km north in 5 minutes
+        kit.clock._now += 30.0
+        kit.engine.update_location("1", PICKUP[0] + i * 111 * M, PICKUP[1])
+    done = kit.engine.complete(trip.id, "1")
+    assert done.state == TripState.completed
+    assert done.distance_m is not None and 1000 < done.distance_m < 1300
+    assert done.fare_final is not None and done.fare_final > NYC_YELLOW_2016.base
+    assert kit.status("1") == DriverStatus.available
+    assert kit.completed == [trip.id]
+
+
+def test_only_the_assigned_driver_moves_the_trip(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.driver("2", 300)
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    kit.engine.accept_offer(kit.pending_offer("1"), "1")
+    with pytest.raises(TripNotFound):
+        kit.engine.arrive(trip.id, "2")
+
+
+def test_who_may_view_a_trip(kit: Kit) -> None:
+    kit.driver("1", 100)
+    kit.driver("2", 300)
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    kit.engine.reject_offer(kit.pending_offer("1"), "1")
+    assert kit.engine.trip_for(trip.id, "rider", "50").id == trip.id
+    assert kit.engine.trip_for(trip.id, "driver", "2").id == trip.id  # offered now
+    for role, who in (("rider", "51"), ("driver", "3"), ("service", "50")):
+        with pytest.raises(TripNotFound):
+            kit.engine.trip_for(trip.id, role, who)
+
+
+def test_offers_come_with_their_trips(kit: Kit) -> None:
+    kit.driver("1", 100)
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    [(offer, offered_trip)] = kit.engine.offers_with_trips("1")
+    assert offer.trip_id == trip.id and offered_trip.id == trip.id
+
+
+def test_the_batched_policy_gives_each_trip_its_best_distinct_driver() -> None:
+    kit = make_kit(policy="batched")
+    kit.driver("1", 100)
+    kit.driver("2", 400)
+    a = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    b = kit.engine.request_trip("51", (PICKUP[0] + 350 * M, PICKUP[1]), DROPOFF)
+    assert kit.engine.pending_offers("1") == [] and kit.engine.pending_offers("2") == []
+    kit.clock.run_until(kit.clock.now() + 2.0)
+    # Greedy in arrival order would give both the nearer driver 1 to trip a and leave b with
+    # 2; the assignment gives a the driver at 100 m and b the one 50 m away from it.
+    assert kit.engine.pending_offers("1")[0].trip_id == a.id
+    assert kit.engine.pending_offers("2")[0].trip_id == b.id
+
+
+def test_opening_an_open_unit_of_work_is_an_error(kit: Kit) -> None:
+    unit = kit.units()
+    with unit, pytest.raises(UnitAlreadyOpen), unit:
+        pass
