@@ -64,18 +64,25 @@ def test_ids_sort_by_time_and_survive_a_clock_stepping_back() -> None:
 
 
 def test_sequence_overflow_waits_for_the_next_millisecond() -> None:
-    ticks = iter(range(EPOCH_MS + 1, EPOCH_MS + 10_000_000))
-    clock = [EPOCH_MS]
+    """4,096 ids use up a millisecond's sequence: the 4,097th must wait for the clock to move
+    on, not wrap the sequence to 0 (which would repeat the millisecond's first id). The clock
+    stays put until the generator has polled it a few more times while waiting."""
+    reads = [0]
+    polls_before_tick = 4096 + 3
 
     def clock_ms() -> int:
-        return clock[0]
+        reads[0] += 1
+        return EPOCH_MS if reads[0] <= polls_before_tick else EPOCH_MS + 1
 
     gen = IdGenerator(0, clock_ms=clock_ms)
     ids = [gen.next_int() for _ in range(4096)]
     assert len({timestamp_ms(i) for i in ids}) == 1
-    clock[0] = next(ticks)
+    assert reads[0] == 4096  # one clock read per id so far: the clock has not moved
     after = gen.next_int()
+    assert reads[0] > polls_before_tick, "the 4,097th id did not wait for the clock"
+    assert after not in ids
     assert after > ids[-1] and timestamp_ms(after) == EPOCH_MS + 1
+    assert after & 0xFFF == 0  # a new millisecond starts its sequence again
 
 
 def test_worker_id_range_is_checked() -> None:
