@@ -38,6 +38,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/python -m ridehail.kernel.contract
 
 clean:
 	rm -rf $(VENV) var/*.db var/broker web/node_modules $(VENDOR)

@@ -10,7 +10,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -68,7 +68,6 @@ class Settings:
     payment_stuck_after_s: float = 60.0
     payment_sweep_interval_s: float = 30.0
     sandbox_slow_s: float = 30.0
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def scaled(self) -> bool:
@@ -101,8 +100,6 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         for f in fields(cls):
-            if f.name == "extra":
-                continue
             key = "RIDEHAIL_" + f.name.upper()
             if key in env and env[key] != "":
                 values[f.name] = _parse(key, env[key], f.type)

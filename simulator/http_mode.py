@@ -78,8 +78,8 @@ class Api:
 
 class HttpSimulation:
     def __init__(self, sc: Scenario, url: str, *, speed: float = 60.0, concurrency: int = 8,
-                 service_token: str | None = None, forever: bool = False) -> None:
-        self.sc, self.speed, self.forever = sc, speed, forever
+                 service_token: str | None = None) -> None:
+        self.sc, self.speed = sc, speed
         self.api = Api(url)
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sim-http")
         self.lock = threading.RLock()
@@ -337,7 +337,7 @@ def run_demo_fleet(url: str, drivers: int = 200, *, riders_per_hour: float = 300
     cfg = SimConfig(drivers=drivers, duration_s=hour, demand_rate=riders_per_hour, seed=seed,
                     reposition="random")
     sim = HttpSimulation(prepare(cfg), url, speed=1.0, concurrency=4,
-                         service_token=service_token, forever=True)
+                         service_token=service_token)
     if stop is not None:
         sim.stop = stop
     sim.start(sim.sc.plan.requests)

@@ -128,19 +128,6 @@ class SurgePricer:
             wanted = sum(self._demand.get(c, 0) for c in disk)
             return self._update(cell, state, now, wanted, available)
 
-    def refresh(self, supply: Supply) -> dict[str, Decimal]:
-        """Update every cell with demand or a surge still decaying; returns :meth:`snapshot`.
-        Meant for a periodic job so the debugging map stays current without rider queries."""
-        with self._lock:
-            self._expire(self._clock())
-            busy = list(self._demand)
-            cells = {c for c, s in self._cells.items() if s.published > ONE}
-        for cell in busy:  # a request raises the price in the cell and in its neighbours
-            cells.update(h3.grid_disk(cell, 1))
-        for cell in cells:
-            self.cell_multiplier(cell, supply)
-        return self.snapshot()
-
     def snapshot(self) -> dict[str, Decimal]:
         """Cell -> last published multiplier, for cells that have one (the debugging map)."""
         with self._lock:

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 engine and session factory. One session per unit of work (per request)."""
+"""The SQLAlchemy 2 engine and the tables' metadata. Each unit of work takes one connection from
+the engine's pool (`ridehail/kernel/units.py`)."""
 
 from __future__ import annotations
 

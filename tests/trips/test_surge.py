@@ -126,19 +126,19 @@ def test_neighbours_count_but_not_further() -> None:
     assert p.multiplier(LAT, LNG, {ring2[3]: 10}) == Decimal("3.0")  # ring 2 supply does not
 
 
-def test_snapshot_and_refresh_for_the_map() -> None:
+def test_snapshot_for_the_map() -> None:
     clock = Clock()
     p = pricer(clock, alpha=0.5)
     cell = p.cell(LAT, LNG)
     add(p, 100)
-    snap = p.refresh({})
-    assert snap[cell] == Decimal("2.0") and all(type(v) is Decimal for v in snap.values())
-    assert len(snap) == 7  # the busy cell and its neighbours all see the demand
+    assert p.multiplier(LAT, LNG, {}) == Decimal("2.0")
+    snap = p.snapshot()
+    assert snap == {cell: Decimal("2.0")} and all(type(v) is Decimal for v in snap.values())
     clock.now += 600  # demand expired: the surge decays over updates, then is forgotten
-    assert p.refresh({})[cell] == Decimal("1.5")
+    assert p.multiplier(LAT, LNG, {}) == Decimal("1.5")
     for _ in range(10):
-        snap = p.refresh({})
-    assert snap == {}
+        p.multiplier(LAT, LNG, {})
+    assert p.snapshot() == {}
 
 
 def test_thread_safe_recording() -> None:
