@@ -172,7 +172,8 @@ def test_many_drivers_and_riders_race_across_two_instances(
     make_app: Callable[..., Flask]
 ) -> None:
     """Six riders, three drivers, two instances, every driver accepting whatever it is offered
-    as fast as it can: no driver ends with two live trips, no trip with two drivers."""
+    as fast as it can: trips do get assigned, no driver ends with two live trips, no trip with
+    two drivers, and every accepted offer is the accepting driver's own."""
     apps = list(two_instances(make_app))
     apis = [Api(a.test_client()) for a in apps]
     riders = [sign_up_rider(apis[0]) for _ in range(6)]
@@ -181,26 +182,61 @@ def test_many_drivers_and_riders_race_across_two_instances(
         for a, api in zip(apps, apis, strict=True):
             go_online(api, d, PICKUP["lat"] + 0.0003 * i, PICKUP["lng"])
             publish(a)
+    requests_left = [len(riders)]
+    riders_done = threading.Event()
+    lock = threading.Lock()
 
     def rider_requests(i: int) -> Any:
-        return request_trip(apis[i % 2], riders[i])
+        try:
+            return request_trip(apis[i % 2], riders[i])
+        finally:
+            with lock:
+                requests_left[0] -= 1
+                if requests_left[0] == 0:
+                    riders_done.set()
 
-    def driver_accepts(d: Account, api: Api) -> list[int]:
-        codes = []
-        for o in long_poll(api, d, wait=2):
-            codes.append(api.post(f"/v1/offers/{o['id']}/accept", d.token).status)
-        return codes
+    def driver_accepts(d: Account, api: Api) -> list[tuple[str, dict[str, Any]]]:
+        """Accept offers until one is won, or until a poll begun after every request was
+        answered finds nothing (every offer ever made to this driver is then seen)."""
+        won: list[tuple[str, dict[str, Any]]] = []
+        while not won:
+            final = riders_done.is_set()
+            offers = long_poll(api, d, wait=0 if final else 1)
+            for o in offers:
+                r = api.post(f"/v1/offers/{o['id']}/accept", d.token)
+                assert r.status in (200, 409), r.text
+                if r.status == 200:
+                    won.append((o["id"], r.body))
+            if final and not offers:
+                break
+        return won
 
-    run_together([*(partial(rider_requests, i) for i in range(6)),
-                  *(partial(driver_accepts, d, apis[j % 2]) for j, d in enumerate(drivers))])
-    live: Counter[str] = Counter()
-    for i, r in enumerate(riders):
-        [t] = [t for t in [apis[0].get(f"/v1/trips/{tid}", r.token).body
-                           for tid in _trip_ids(apps[0], r)]]
-        if t["driver_id"] is not None:
-            live[t["driver_id"]] += 1
-        assert t["state"] in {"requested", "driver_assigned", "no_driver_found"}, (i, t)
-    assert all(n == 1 for n in live.values()), live
+    results = run_together([
+        *(partial(rider_requests, i) for i in range(6)),
+        *(partial(driver_accepts, d, apis[j % 2]) for j, d in enumerate(drivers))])
+    won_by = dict(zip((d.id for d in drivers), results[6:], strict=True))
+    trips = {}
+    for r in riders:
+        [tid] = _trip_ids(apps[0], r)
+        trips[tid] = apis[0].get(f"/v1/trips/{tid}", r.token).body
+        assert trips[tid]["state"] in {"requested", "driver_assigned", "no_driver_found"}
+    assigned = {tid: t["driver_id"] for tid, t in trips.items() if t["driver_id"] is not None}
+    assert assigned, f"no trip was assigned: {[t['state'] for t in trips.values()]}"
+    assert all(trips[tid]["state"] == "driver_assigned" for tid in assigned)
+    # No driver with two live trips, no driver winning two offers.
+    assert len(set(assigned.values())) == len(assigned), assigned
+    assert all(len(won) <= 1 for won in won_by.values()), won_by
+    # Every trip assigned is one a driver won, and each won offer is that driver's own.
+    assert sorted(assigned.items()) == sorted(
+        (trip["id"], d) for d, won in won_by.items() for _, trip in won)
+    with apps[1].extensions["uow_factory"](readonly=True) as uow:
+        for d, won in won_by.items():
+            for offer_id, trip in won:
+                offer = uow.offers.get(offer_id)
+                assert (offer.driver_id, offer.trip_id, offer.state.value) == (
+                    d, trip["id"], "accepted")
+                assert trip["driver_id"] == d and trip["state"] == "driver_assigned"
+                assert uow.drivers.get(d).trip_id == trip["id"]
     for a in apps:
         check_invariants(a)
 
@@ -253,6 +289,12 @@ def test_concurrent_status_changes_are_never_a_server_error(app: Flask, api: Api
         for s in ["online", "offline"] * 4
     ])
     assert {r.status for r in results} <= {200, 409}, [r.text for r in results]
+    # The invariants hold on the state the race left, before anything resets the driver: one
+    # clear state, with no trip.
+    check_invariants(app)
+    with app.extensions["uow_factory"](readonly=True) as uow:
+        st = uow.drivers.get(driver.id)
+    assert st.status in {"available", "offline"} and st.trip_id is None, st
     final = api.put("/v1/drivers/me/status", driver.token, {"status": "online"})
     assert final.status == 200 and final.body["online"] is True
     go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
