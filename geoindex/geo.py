@@ -8,18 +8,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-EARTH_RADIUS_M = 6_371_008.8
+# The one great-circle distance (the compiled kernels use the same formula over arrays).
+from ridehail.kernel.geo import EARTH_RADIUS_M as EARTH_RADIUS_M
+from ridehail.kernel.geo import haversine_m as haversine_m
+
 DEG = math.pi / 180.0
-
-
-def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Great-circle distance in metres (the same formula as the compiled kernels)."""
-    p1 = math.radians(lat1)
-    p2 = math.radians(lat2)
-    s_phi = math.sin((p2 - p1) * 0.5)
-    s_lam = math.sin(math.radians(lng2 - lng1) * 0.5)
-    a = s_phi * s_phi + math.cos(p1) * math.cos(p2) * s_lam * s_lam
-    return 2.0 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, a)))
 
 
 def check_number(value: Any, name: str) -> float:

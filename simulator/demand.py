@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ridehail.kernel.geo import haversine_m
 from simulator.city import EARTH_RADIUS_KM, City
 
 __all__ = [
@@ -376,19 +377,10 @@ def _parse_row(
         dlat is not None
         and dlng is not None
         and dist_km is None
-        and _haversine_km(plat, plng, dlat, dlng) * 1000 < _ZERO_LENGTH_M
+        and haversine_m(plat, plng, dlat, dlng) < _ZERO_LENGTH_M
     ):
         raise _Reject("zero_length")
     return DemandRecord(line, start, plat, plng, dlat, dlng, dist_km, duration)
-
-
-def _haversine_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    h = (
-        math.sin((p2 - p1) / 2) ** 2
-        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lng2 - lng1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, h)))
 
 
 @dataclass(frozen=True)
@@ -413,7 +405,7 @@ def fit_trip_length(records: Iterable[DemandRecord]) -> TripLengthModel:
     """Fit the lognormal trip-length model on records with a recorded dropoff."""
     d = np.array(
         [
-            _haversine_km(r.pickup_lat, r.pickup_lng, r.dropoff_lat, r.dropoff_lng)
+            haversine_m(r.pickup_lat, r.pickup_lng, r.dropoff_lat, r.dropoff_lng) / 1000
             for r in records
             if r.dropoff_lat is not None and r.dropoff_lng is not None
         ]

@@ -17,10 +17,11 @@ from enum import IntEnum
 import numpy as np
 from numpy.typing import NDArray
 
+from ridehail.kernel.geo import haversine_m
+
 from .city import City
 from .demand import TripRequest
 
-EARTH_RADIUS_M = 6_371_008.8
 # Mean door-to-door speed by hour of day (m/s), Manhattan-like: slow at the peaks, fast at night.
 SPEED_BY_HOUR_MPS = (
     9.5, 10.0, 10.5, 10.5, 10.0, 9.0, 7.5, 6.0, 5.5, 5.5, 6.0, 6.0,
@@ -69,13 +70,6 @@ class FleetConfig:
             raise ValueError(f"placement: must be one of {PLACEMENT_CHOICES}")
         if self.detour_factor < 1.0:
             raise ValueError("detour_factor: must be >= 1")
-
-
-def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 class Fleet:

@@ -23,13 +23,14 @@ from typing import Literal
 
 import numpy as np
 
-from trips.money import Exact, check_amount, exact, format_minor, round_half_up
+from ridehail.kernel.formats import format_minor
+from ridehail.kernel.geo import EARTH_RADIUS_M, haversine_m
+from trips.money import Exact, check_amount, exact, round_half_up
 
 MeterMode = Literal["both", "either"]
 SpeedModel = Literal["exponential", "constant"]
 TracePoint = tuple[float, float, float]  # (ts seconds, lat, lng)
 
-EARTH_RADIUS_M = 6_371_008.8
 METRES_PER_MILE = Decimal("1609.344")
 # A segment faster than this is a GPS jump, not driving: its distance is not charged.
 MAX_PLAUSIBLE_SPEED_MPS = 70.0
@@ -154,14 +155,6 @@ def _latlng(lat: float, lng: float, name: str) -> tuple[float, float]:
 
 def _decimal(value: Fraction) -> Decimal:
     return Decimal(value.numerator) / Decimal(value.denominator)
-
-
-def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Great-circle distance in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 def measure_trace(tariff: Tariff, trace: Sequence[TracePoint]) -> TripMeasure:

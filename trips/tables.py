@@ -7,8 +7,12 @@ from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, String, 
 
 from ridehail.kernel.db import Base
 
-LIVE_STATES = ("driver_assigned", "driver_arrived", "in_progress")
-OPEN_STATES = ("requested", *LIVE_STATES)
+from .model import LIVE, OPEN, TripState
+
+# The model's live and open states as SQL literals for the partial indexes, in declaration
+# order (the text the migrations wrote).
+LIVE_STATES = tuple(s.value for s in TripState if s in LIVE)
+OPEN_STATES = tuple(s.value for s in TripState if s in OPEN)
 
 trips = Table(
     "trips",
