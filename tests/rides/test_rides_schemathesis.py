@@ -1,6 +1,7 @@
 """Property-based fuzzing of every operation in /openapi.json (schemathesis): bounded examples
 with a fixed seed, authenticated as the role each operation is for. No response may be a 5xx,
-and the ride already stored (a trip with a pending offer) must come out unchanged."""
+every response must match the document (status code, content type, body schema), and the ride
+already stored (a trip with a pending offer) must come out unchanged."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ from typing import Any
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from accounts.service import create_service
 from tests.rides.conftest import (
@@ -24,6 +31,10 @@ from tests.rides.conftest import (
     sign_up_rider,
 )
 
+# Every response must be one the document declares: its status code, its content type and
+# its body's schema (problems included).
+CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance,
+               response_schema_conformance]
 # Logging out would revoke the fuzzing token itself; nothing else is skipped.
 SKIPPED = {("DELETE", "/v1/sessions/current")}
 
@@ -47,7 +58,7 @@ def stored(app: Flask, api: Api, world: dict[str, Any]) -> dict[str, Any]:
     return {"trip": trip, "offers": offers, "driver": (st.status.value, st.version)}
 
 
-def test_fuzzing_every_operation_gives_no_5xx_and_keeps_stored_data(
+def test_fuzzing_every_operation_conforms_to_the_schema_and_keeps_stored_data(
     make_app: Callable[..., Flask]
 ) -> None:
     # The stored offer must not expire on its own while the fuzzer runs (a loaded machine
@@ -69,7 +80,7 @@ def test_fuzzing_every_operation_gives_no_5xx_and_keeps_stored_data(
 
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     roles = roles_by_path(app)
-    server_errors: list[tuple[str, str, int, str]] = []
+    failures: list[tuple[str, str, int, str]] = []
     ran = 0
     for result in schema.get_all_operations():
         operation = result.ok()  # type: ignore[union-attr]  # an Err raises here: good
@@ -80,10 +91,10 @@ def test_fuzzing_every_operation_gives_no_5xx_and_keeps_stored_data(
         headers = {} if role is None or role not in tokens else {
             "Authorization": f"Bearer {tokens[role]}"}
 
-        fuzz(operation, headers, server_errors)
+        fuzz(operation, headers, failures)
         ran += 1
     assert ran >= 15, f"only {ran} operations fuzzed"
-    assert server_errors == []
+    assert failures == [], "\n\n".join(" ".join(map(str, f)) for f in failures)
     assert stored(app, api, world) == before
 
 
@@ -98,6 +109,12 @@ def fuzz(operation: Any, headers: dict[str, str], errors: list[tuple[str, str, i
         resp = case.call(headers=headers)
         if resp.status_code >= 500:
             errors.append((case.method, case.formatted_path, resp.status_code, resp.text[:200]))
+            return
+        try:
+            case.validate_response(resp, checks=CONFORMANCE)
+        except AssertionError as exc:  # schemathesis's FailureGroup is one
+            errors.append((case.method, case.formatted_path, resp.status_code,
+                           f"{exc}\n{resp.text[:200]}"))
 
     run()
 
