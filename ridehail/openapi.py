@@ -93,8 +93,13 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                 if isinstance(resp, type) and issubclass(resp, BaseModel):
                     entry["content"] = {"application/json": {
                         "schema": _schema_ref(spec, resp, "serialization")}}
-                elif isinstance(resp, str):
-                    entry["description"] = resp
+                else:
+                    if isinstance(resp, str):
+                        entry["description"] = resp
+                    if int(status) >= 400:
+                        # An error a route names (409, 503, ...) is a problem like any other:
+                        # without this its body would be declared as nothing at all.
+                        entry["content"] = {"application/problem+json": {"schema": problem_ref}}
                 op["responses"][str(status)] = entry
             if "4XX" not in op["responses"]:
                 op["responses"]["4XX"] = {
