@@ -67,14 +67,15 @@ class MemoryPaymentRepository(MemoryVersioned[Payment]):
         return [_copy(p) for p in found[:100]]
 
     def stuck(self, cutoff: float, limit: int = 500) -> list[str]:
-        out = []
+        found = []
         for trip in self.trips.values():
             if trip.payment_state != "pending" or (trip.completed_at or cutoff) >= cutoff:
                 continue
             pay = self.rows.get(trip.id)
             if pay is None or (pay.state == "pending" and pay.updated_at < cutoff):
-                out.append(trip.id)
-        return out[:limit]
+                found.append(trip)
+        found.sort(key=lambda t: t.completed_at)  # oldest first, as the SQL query orders them
+        return [t.id for t in found[:limit]]
 
 
 # --- payment methods -----------------------------------------------------------------------

@@ -188,16 +188,17 @@ def test_stuck_payments_are_old_pending_ones_and_missing_ones(uow_factory: Units
     no_row, old_pending, fresh_pending, old_captured, recent_trip, trip_captured = (
         completed(T0 + 1), completed(T0 + 2), completed(T0 + 3), completed(T0 + 4),
         completed(cutoff + 1), completed(T0 + 5, payment_state="captured"))
-    store(uow_factory, *(("trips", t) for t in [no_row, old_pending, fresh_pending,
-                                                 old_captured, recent_trip, trip_captured]),
+    # Stored newest first: the answer comes oldest completion first on every backend.
+    store(uow_factory, *(("trips", t) for t in [trip_captured, recent_trip, old_captured,
+                                                 fresh_pending, old_pending, no_row]),
           ("payments", make_payment(old_pending.id, old_pending.rider_id, updated_at=T0 + 50)),
           ("payments", make_payment(fresh_pending.id, fresh_pending.rider_id,
                                     updated_at=cutoff + 5)),
           ("payments", make_payment(old_captured.id, old_captured.rider_id,
                                     state="captured", updated_at=T0 + 50)))
     with uow_factory(readonly=True) as uow:
-        assert set(uow.payments.stuck(cutoff)) == {no_row.id, old_pending.id}
-        assert len(uow.payments.stuck(cutoff, limit=1)) == 1
+        assert uow.payments.stuck(cutoff) == [no_row.id, old_pending.id]
+        assert uow.payments.stuck(cutoff, limit=1) == [no_row.id]
 
 
 def test_payment_methods_round_trip_and_one_per_account(uow_factory: Units) -> None:
