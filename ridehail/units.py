@@ -60,7 +60,9 @@ from trips.unit import (
 UnitOfWork = DispatchUnit
 
 
-class SqlUnitOfWork(SqlUnit):
+class _Repositories:
+    """The repositories every unit of work carries, typed (each kind of unit binds them)."""
+
     accounts: AccountRepository
     trips: TripRepository
     payments: PaymentRepository
@@ -72,6 +74,9 @@ class SqlUnitOfWork(SqlUnit):
     drivers: DriverStateRepository
     offers: OfferRepository
     records: DispatchRecordRepository
+
+
+class SqlUnitOfWork(_Repositories, SqlUnit):
 
     def bind(self, connection: Connection) -> None:
         self.accounts = SqlAccountRepository(connection)
@@ -87,18 +92,7 @@ class SqlUnitOfWork(SqlUnit):
         self.records = SqlDispatchRecords(connection)
 
 
-class MemoryUnitOfWork(MemoryUnit):
-    accounts: AccountRepository
-    trips: TripRepository
-    payments: PaymentRepository
-    payment_methods: PaymentMethodRepository
-    ledger: LedgerRepository
-    provider_charges: ProviderChargeRepository
-    ratings: RatingRepository
-    rating_aggregates: RatingAggregateRepository
-    drivers: DriverStateRepository
-    offers: OfferRepository
-    records: DispatchRecordRepository
+class MemoryUnitOfWork(_Repositories, MemoryUnit):
 
     def bind(self, store: MemoryStore, undo: UndoLog) -> None:
         self.accounts = MemoryAccountRepository(store, undo)
