@@ -11,7 +11,7 @@ stretches is modelled by ``trips.fares.measure_route``:
   1/5 mile or per 60 s, $2.50 on entry). Caveat, said plainly: this law was chosen after also
   trying, on this same file, gamma laws of other shapes and a two-speed (crawl/cruise) model; it was
   the best and the only one without a tuned constant. It also held on the green-cab sample
-  (``--csv ../shared/data/nyc/green_taxi_2016-01_sample.csv``), which was not used to choose it.
+  (``--csv data/nyc/green_taxi_2016-01_sample.csv``), which was not used to choose it.
 - ``constant_speed`` (the naive alternative, reported alongside): the whole trip at its mean speed.
   This is a lower bound on any meter fare, because the meter's rate is convex in speed.
 
@@ -39,7 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from trips.fares import NYC_YELLOW_2016, measure_route, nyc_2016_surcharges, price  # noqa: E402
 
-DEFAULT_CSV = ROOT.parent / "shared" / "data" / "nyc" / "yellow_taxi_2016-01_sample.csv"
+# As simulator.city.data_dir finds it: $RIDEHAIL_DATA_DIR, else the repository's data/.
+DATA = Path(os.environ.get("RIDEHAIL_DATA_DIR") or ROOT / "data")
+DEFAULT_CSV = DATA / "nyc" / "yellow_taxi_2016-01_sample.csv"
 METRES_PER_MILE = 1609.344
 MAX_DURATION_S = 6 * 3600  # longer "trips" are clock faults (many are ~24 h: a date off by one)
 MAX_SPEED_MPH = 80.0

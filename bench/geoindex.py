@@ -26,7 +26,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data" / "nyc"
+# As simulator.city.data_dir finds it: $RIDEHAIL_DATA_DIR, else the repository's data/.
+DATA = Path(os.environ.get("RIDEHAIL_DATA_DIR") or ROOT / "data") / "nyc"
 
 from geoindex import EARTH_RADIUS_M, GeoIndex  # noqa: E402
 

@@ -26,11 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ridehail.bootstrap import build_sim_engine  # noqa: E402
+from simulator.city import data_dir  # noqa: E402
 from simulator.engine_mode import EngineSimulation  # noqa: E402
 from simulator.report import report_json  # noqa: E402
 from simulator.scenario import SimConfig, prepare  # noqa: E402
 
-DEMAND = ROOT.parent / "shared" / "data" / "nyc" / "yellow_taxi_2016-01_sample.csv"
+DEMAND = data_dir() / "nyc" / "yellow_taxi_2016-01_sample.csv"
 # Where the wall time goes: the engine's use cases and the index, by their cumulative time.
 AREAS = {
     "location_ingest (DriverDirectory.update_locations)": ("dispatch/drivers.py",

@@ -1,7 +1,7 @@
 """Service areas for the simulator: a city is the union of the polygons in a GeoJSON file.
 
 `load_city(path)` reads a FeatureCollection (or a single Feature or bare geometry) of Polygons and
-MultiPolygons, e.g. ``../shared/data/nyc/boroughs.geojson``, into a `City`: its name, the
+MultiPolygons, e.g. ``data/nyc/boroughs.geojson``, into a `City`: its name, the
 (multi)polygon union, prepared so that point tests are fast, its bounds, its area and a uniform
 point sampler. GeoJSON gives positions as ``[lng, lat]``; every public method here takes and returns
 ``(lat, lng)`` in WGS84, like the rest of the project.
@@ -45,11 +45,15 @@ class CityError(ValueError):
 
 
 def data_dir() -> Path:
-    """The shared real-data folder: ``$RIDEHAIL_DATA_DIR``, else ``../shared/data``."""
+    """The real-data folder: ``$RIDEHAIL_DATA_DIR``, else the repository's ``data/``.
+
+    Read from the environment here (not from `ridehail.settings`, which the simulator may not
+    import); the wiring's `Settings.data_dir` documents and validates the same variable.
+    """
     env = os.environ.get("RIDEHAIL_DATA_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return Path(__file__).resolve().parents[1] / "data"
 
 
 def default_city_path() -> Path:

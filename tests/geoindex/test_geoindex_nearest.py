@@ -15,16 +15,13 @@ from hypothesis import strategies as st
 from geoindex import GeoIndex, haversine_m
 
 BACKENDS = ["quadtree", "h3"]
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "nyc"
+DATA = Path(__file__).resolve().parents[2] / "data" / "nyc"  # the repository's copies
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def _nyc_points() -> list[tuple[float, float]]:
-    path = DATA / "uber_pickups_2014-04_sample.csv"
-    if not path.exists():
-        return [(40.75, -73.98), (40.70, -73.95), (40.80, -73.96)]
-    with path.open() as fh:
+    with (DATA / "uber_pickups_2014-04_sample.csv").open() as fh:
         rows = list(csv.DictReader(fh))[:400]
     return [(float(r["Lat"]), float(r["Lon"])) for r in rows]
 
