@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +17,8 @@ from shapely import LineString, box
 from shapely.geometry import mapping
 
 from geoindex import DriverPosition, NearestExplain
+from ridehail.kernel.formats import iso
+from ridehail.kernel.geo import EARTH_RADIUS_M
 from trips.model import Trip
 
 from .model import DispatchRecord, Offer
@@ -26,10 +27,6 @@ BBox = tuple[float, float, float, float]
 WORLD: BBox = (-180.0, -90.0, 180.0, 90.0)
 # Outcomes that close an offer, as logged in dispatch records.
 OFFER_OUTCOMES = ("accepted", "rejected", "expired", "withdrawn")
-
-
-def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def collection(features: list[geojson.Feature], **meta: Any) -> geojson.FeatureCollection:
@@ -146,7 +143,7 @@ def surge_features(multipliers: Mapping[str, Decimal], bbox: BBox) -> list[geojs
 def circle(lat: float, lng: float, radius_m: float, points: int = 64) -> geojson.Polygon:
     """A geodesic circle as a polygon (the search radius, drawn)."""
     ring = []
-    d = radius_m / 6_371_008.8
+    d = radius_m / EARTH_RADIUS_M
     la1, ln1 = math.radians(lat), math.radians(lng)
     for i in range(points):
         b = 2 * math.pi * i / points

@@ -21,18 +21,18 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from accounts.auth import principal_from_request
 from accounts.model import Role
 from geoindex import Snapshot
-from ridehail.kernel.errors import Problem
+from ridehail.kernel.errors import Problem, problem_response
+from ridehail.kernel.formats import iso
 from ridehail.kernel.validation import Query, doc, query
-from trips.model import TripState
+from trips.model import TripNotFound
 
 from . import debug_geojson as gj
+from . import inspection
 from .engine import Engine
 
 STATIC = Path(__file__).resolve().parent / "static" / "debugmap"
 VENDOR = STATIC / "vendor"
 MAX_CELLS = 20_000
-OPEN_TRIPS = [TripState.requested, TripState.driver_assigned, TripState.driver_arrived,
-              TripState.in_progress]
 # The index keeps only its last few snapshots (a fraction of a second at the publish rate), too
 # short to step back through from a page; the map pins the snapshot it shows (at most one per
 # PIN_EVERY_S, the last PINNED of them), so the page can step back through what it has shown.
@@ -235,10 +235,10 @@ def snapshot(query: SnapshotQuery) -> Response:
         states[entry.status.value] = states.get(entry.status.value, 0) + 1
     return jsonify(
         version=snap.version, current_version=current.version, backend=snap.backend,
-        resolution=snap.resolution, published_at=gj.iso(snap.published_at),
+        resolution=snap.resolution, published_at=iso(snap.published_at),
         published_at_epoch=snap.published_at, publish_ms=round(snap.publish_ms, 3),
         drivers={"total": snap.total, "available": snap.available}, states=states,
-        recent=[{"version": s.version, "published_at": gj.iso(s.published_at),
+        recent=[{"version": s.version, "published_at": iso(s.published_at),
                  "pinned": s.version in pinned} for s in _recent()],
     )
 
@@ -281,8 +281,7 @@ def drivers(query: DriversQuery) -> Response:
 @doc("Open trips as pickup -> dropoff lines (the current state)", tags=["debug"])
 def trips(query: TripsQuery) -> Response:
     # Trips live in the database, not in snapshots: this is always the current state.
-    with current_app.extensions["uow_factory"](readonly=True) as uow:
-        open_trips = uow.trips.in_states([s.value for s in OPEN_TRIPS], limit=5000)
+    open_trips = inspection.open_trips(current_app.extensions["uow_factory"])
     feats, truncated = gj.trip_features(open_trips, query.bbox, query.limit)
     return jsonify(gj.collection(feats, limit=query.limit, truncated=truncated))
 
@@ -327,16 +326,15 @@ def nearest(query: NearestQuery) -> Response:
         explain=gj.explain_summary(explain)))
 
 
-@bp.get("/trips/<trip_id>/record")
+@bp.get("/trips/<id:trip_id>/record")
 @doc("A trip's dispatch record: candidates in order, outcomes, drivers filtered out",
      tags=["debug"])
 def record(trip_id: str) -> Response:
-    if not trip_id.isdigit() or len(trip_id) > 20:  # ids are integers as text
-        raise Problem(404, "Not Found", f"no such trip {trip_id[:40]!r}")
-    with current_app.extensions["uow_factory"](readonly=True) as uow:
-        trip = uow.trips.get(trip_id)
-        if trip is None:
-            raise Problem(404, "Not Found", f"no such trip {trip_id!r}")
-        rec = uow.records.get(trip_id)
-        offers = uow.offers.for_trip(trip_id)
+    trip, rec, offers = inspection.dispatch_record(current_app.extensions["uow_factory"],
+                                                   trip_id)
     return jsonify(gj.record_view(trip, rec, offers))
+
+
+@bp.errorhandler(TripNotFound)
+def _no_such_trip(exc: TripNotFound) -> Response:
+    return problem_response(Problem(404, "Not Found", f"no such trip {str(exc)!r}"))

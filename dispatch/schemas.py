@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
+from ridehail.kernel.routing import MAX_DIGITS, is_id
 from ridehail.kernel.validation import Body, Query
 
 Lat = Annotated[float, Field(ge=-90, le=90)]
@@ -14,16 +15,16 @@ Lng = Annotated[float, Field(ge=-180, le=180)]
 VehicleClassName = Literal["standard", "xl", "premium"]
 
 
-def _fits_bigint(value: str) -> str:
-    # Ids are BIGINT columns: a longer number cannot exist, and the database driver would
-    # fail on it (a 500) instead of finding nothing.
-    if int(value) >= 2**63:
-        raise ValueError("no such id (larger than a 64-bit id)")
+def _an_id(value: str) -> str:
+    # The same rule as the `<id:...>` URL converter: a larger number cannot exist, and the
+    # database driver would fail on it (a 500) instead of finding nothing.
+    if not is_id(value):
+        raise ValueError(f"no such id (expected 1 to {MAX_DIGITS} digits, below 2**63)")
     return value
 
 
-DriverId = Annotated[str, Field(min_length=1, max_length=19, pattern=r"^[0-9]+$"),
-                     AfterValidator(_fits_bigint)]
+DriverId = Annotated[str, AfterValidator(_an_id),
+                     WithJsonSchema({"type": "string", "pattern": f"^[0-9]{{1,{MAX_DIGITS}}}$"})]
 
 
 class LatLng(Body):
@@ -44,11 +45,10 @@ class LocationIn(Body):
     ts: Annotated[datetime, Field(strict=False)] | None = None
 
 
-class BatchUpdate(Body):
+class BatchUpdate(LocationIn):
+    """A row of a fleet gateway's batch: a driver's location, parsed like the driver's own."""
+
     driver_id: DriverId
-    lat: Lat
-    lng: Lng
-    ts: Annotated[datetime, Field(strict=False)] | None = None
 
 
 class BatchIn(Body):

@@ -13,15 +13,14 @@ from typing import Any
 
 from flask import Flask, request
 from flask_sock import Sock
-from pydantic import ValidationError
 
 from accounts.auth import current_principal, principal_from_request
 from accounts.model import Role
 from ridehail.kernel.errors import Problem
 
 from .api import engine, offers_payload
+from .locations import BadLocation, parse_location
 from .model import DispatchError
-from .schemas import LocationIn
 
 
 def register_ws(app: Flask) -> Sock:
@@ -86,15 +85,15 @@ def _handle(me: str, raw: str | bytes) -> dict[str, Any]:
     if kind != "location":
         return {"type": "error", "detail": "type: expected 'location' or 'ping'",
                 "field": "type"}
+    eng = engine()
     try:
-        loc = LocationIn.model_validate(frame)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in err["loc"])
-        return {"type": "error", "detail": f"{field}: {err['msg']}", "field": field}
+        # The same parser as POST /v1/drivers/me/location: a ts without a zone or in the
+        # future is refused here too.
+        loc = parse_location(frame, eng.clock.now())
+    except BadLocation as exc:
+        return {"type": "error", "detail": str(exc), "field": exc.field}
     try:
-        ts = loc.ts.timestamp() if loc.ts is not None and loc.ts.tzinfo else None
-        engine().update_location(me, loc.lat, loc.lng, ts)
+        eng.update_location(me, loc.lat, loc.lng, loc.ts)
     except DispatchError as exc:
         return {"type": "error", "detail": str(exc), "field": "status"}
     return {"type": "ack"}

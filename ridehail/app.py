@@ -94,6 +94,10 @@ def shutdown(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     """One blueprint per area; each domain package's api.py translates HTTP into services."""
+    from .kernel.routing import IdConverter
+
+    # Before any rule is added: every `<id:...>` segment is checked by the one id rule.
+    app.url_map.converters["id"] = IdConverter
     from accounts.api import bp as accounts_bp
     from dispatch.api import bp as rides_bp
     from dispatch.debugmap import bp as debugmap_bp

@@ -42,11 +42,6 @@ def check_amount(value: object, field: str) -> int:
     return value
 
 
-def format_minor(amount: int, exponent: int = 2) -> str:
-    """``1250`` -> ``"12.50"`` for display on a receipt (exponent = the currency's minor digits)."""
-    return str(Decimal(amount).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)))
-
-
 @dataclass(frozen=True)
 class PaymentSplit:
     """How one rider charge is shared: ``rider_charge == driver_payout + platform_fee`` always."""

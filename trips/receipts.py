@@ -1,0 +1,71 @@
+"""Receipts and earnings: what a trip cost and who got what, read in one unit of work each.
+Use cases over the trips' repositories; the HTTP layer only serialises what they return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .access import party_trip
+from .fares import Tariff
+from .ledger import LedgerEntry, account_key
+from .model import Rating, Trip
+from .money import split_payment
+from .payments import Payment
+from .unit import TripsUnits
+
+DEFAULT_CURRENCY = "USD"  # the earnings of a driver with no payout yet
+
+
+@dataclass(frozen=True)
+class Receipt:
+    trip: Trip
+    payment: Payment | None
+    ledger: list[LedgerEntry]
+    ratings: list[Rating]
+    # rider_charge, driver_payout, platform_fee: from the ledger once captured (`final`),
+    # otherwise what the split will be; empty while the trip has no fare.
+    split: dict[str, int]
+    final: bool
+    booking_fee: int
+    commission_bps: int
+
+
+@dataclass(frozen=True)
+class Earnings:
+    driver_id: str
+    currency: str
+    trips: int
+    balance: int
+    recent: list[LedgerEntry]
+
+
+def receipt(units: TripsUnits, trip_id: str, role: str, account_id: str, *,
+            tariff: Tariff, commission_bps: int) -> Receipt:
+    """The trip's receipt, for its rider or its driver (TripNotFound for anyone else).
+    `tariff` is the one the engine prices trips with (its booking fee is shown)."""
+    with units(readonly=True) as uow:
+        trip = party_trip(uow.trips.get(trip_id), trip_id, role, account_id)
+        pay = uow.payments.get(trip_id)
+        lines = uow.ledger.for_trip(trip_id)
+        given = uow.ratings.for_trip(trip_id)
+    by_kind = {e.kind: e for e in lines}
+    if by_kind:
+        split = {"rider_charge": -by_kind["rider_charge"].amount,
+                 "driver_payout": by_kind["driver_payout"].amount,
+                 "platform_fee": by_kind["platform_fee"].amount}
+    elif trip.fare_final is not None:  # not captured yet: what the split will be
+        split = split_payment(trip.fare_final, commission_bps).to_dict()
+    else:
+        split = {}
+    return Receipt(trip, pay, lines, given, split, bool(by_kind), tariff.booking_fee,
+                   commission_bps)
+
+
+def earnings(units: TripsUnits, driver_id: str, limit: int = 100) -> Earnings:
+    """The driver's balance, number of paid trips and latest payouts."""
+    account = account_key("driver", driver_id)
+    with units(readonly=True) as uow:
+        count, balance = uow.ledger.totals(account)
+        recent = uow.ledger.for_account(account, limit=limit)
+    currency = recent[0].currency if recent else DEFAULT_CURRENCY
+    return Earnings(driver_id, currency, count, balance, recent)
