@@ -14,6 +14,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+# Any other method (a client may send "FOOA") shares one label: a series per made-up method
+# would let anyone grow /metrics without limit.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -40,9 +43,10 @@ class Metrics:
         def _record(resp: Response) -> Response:
             t0 = g.pop("_metrics_t0", None)
             endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-            self.requests.labels(request.method, endpoint, str(resp.status_code)).inc()
+            method = request.method if request.method in METHODS else "other"
+            self.requests.labels(method, endpoint, str(resp.status_code)).inc()
             if t0 is not None:
-                self.latency.labels(request.method, endpoint).observe(time.perf_counter() - t0)
+                self.latency.labels(method, endpoint).observe(time.perf_counter() - t0)
             return resp
 
         @app.get("/metrics")

@@ -51,38 +51,63 @@ def validation_problem(exc: ValidationError, where: str = "body") -> Problem:
     )
 
 
-def read_json() -> Any:
+def _read_body() -> tuple[Any, str | None]:
+    """The request's JSON body and the path of its first NUL string, if any."""
     if not request.data:
         raise Problem(400, "Bad Request", "the request needs a JSON body",
                       errors=[{"field": "body", "message": "missing"}])
     try:
-        return json.loads(request.data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return _parse(request.data)
+    except ValueError as exc:
         raise Problem(400, "Bad Request", f"body is not valid JSON: {exc}",
                       errors=[{"field": "body", "message": "invalid JSON"}]) from None
 
 
-def _nul_field(value: Any, path: str = "") -> str | None:
-    """The path of the first string holding a NUL character: PostgreSQL cannot store one, and
-    no field of ours has a use for it."""
-    if isinstance(value, str):
-        return (path or "body") if "\x00" in value else None
-    if isinstance(value, dict):
-        for k, v in value.items():
+MAX_DEPTH = 32  # nesting levels of a JSON body or frame; ours need 4
+
+
+def loads(raw: str | bytes) -> Any:
+    """JSON text (a body or a WebSocket frame) to values, or a ValueError that says what is
+    wrong: not JSON, or nested deeper than MAX_DEPTH (a deep document would exhaust the
+    parser's or our recursion: a 500 instead of a 400)."""
+    return _parse(raw)[0]
+
+
+def _parse(raw: str | bytes) -> tuple[Any, str | None]:
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(str(exc)) from None
+    return value, _walk(value)
+
+
+def _walk(value: Any) -> str | None:
+    """The path of the first string holding a NUL character (PostgreSQL cannot store one, and
+    no field of ours has a use for it), walking without recursion; ValueError past MAX_DEPTH."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    found: str | None = None
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            if found is None and "\x00" in item:
+                found = path or "body"
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        pairs = item.items() if isinstance(item, dict) else enumerate(item)
+        for k, v in pairs:
             sub = f"{path}.{k}" if path else str(k)
-            found = _nul_field(k, sub) or _nul_field(v, sub)
-            if found:
-                return found
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found = _nul_field(v, f"{path}.{i}" if path else str(i))
-            if found:
-                return found
-    return None
+            if isinstance(k, str) and found is None and "\x00" in k:
+                found = sub
+            stack.append((v, sub, depth + 1))
+    return found
 
 
-def _refuse_nul(value: Any, where: str) -> None:
-    field = _nul_field(value)
+def _refuse_nul(field: str | None, where: str) -> None:
     if field is not None:
         field = field if where == "body" or field != "body" else where
         raise Problem(422, "Unprocessable Content", f"{field}: contains a NUL character",
@@ -91,8 +116,8 @@ def _refuse_nul(value: Any, where: str) -> None:
 
 
 def parse_body(model: type[BaseModel]) -> Any:
-    data = read_json()
-    _refuse_nul(data, "body")
+    data, nul = _read_body()
+    _refuse_nul(nul, "body")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -121,7 +146,7 @@ def query(model: type[BaseModel]) -> Callable[[F], F]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             params = request.args.to_dict()
-            _refuse_nul(params, "query")
+            _refuse_nul(_walk(params), "query")
             try:
                 kwargs["query"] = model.model_validate(params)
             except ValidationError as exc:

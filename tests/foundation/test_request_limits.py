@@ -1,0 +1,66 @@
+"""Limits on what comes in, for every JSON body (and WebSocket frame, through the same
+`ridehail.kernel.validation.loads`): nesting depth, and an unknown HTTP method on /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from ridehail.app import create_app, shutdown
+from ridehail.kernel.validation import MAX_DEPTH, loads
+from ridehail.settings import Settings
+
+
+@pytest.fixture
+def client(sqlite_settings: Settings) -> Iterator[FlaskClient]:
+    app: Flask = create_app(sqlite_settings, start_background=False)
+    yield app.test_client()
+    shutdown(app)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 990, 100_000])
+def test_a_deeply_nested_body_is_a_400_naming_the_body(client: FlaskClient, depth: int) -> None:
+    body = "[" * depth + "]" * depth
+    resp = client.post("/v1/riders", data=body, content_type="application/json")
+    assert resp.status_code == 400 and resp.mimetype == "application/problem+json"
+    problem = resp.get_json(force=True)
+    assert problem["errors"][0]["field"] == "body" and "nested" in problem["detail"]
+
+
+def test_an_unclosed_deep_body_is_a_400_too(client: FlaskClient) -> None:
+    resp = client.post("/v1/riders", data="[" * 100_000, content_type="application/json")
+    assert resp.status_code == 400 and resp.mimetype == "application/problem+json"
+
+
+def test_nesting_within_the_limit_is_still_validated_as_usual(client: FlaskClient) -> None:
+    nested: object = "x"
+    for _ in range(MAX_DEPTH - 1):
+        nested = [nested]
+    resp = client.post("/v1/riders", json={"name": nested, "email": "a@example.com",
+                                           "password": "long enough pass"})
+    assert resp.status_code == 422 and resp.get_json(force=True)["errors"][0]["field"] == "name"
+
+
+def test_loads_refuses_depth_and_nul_is_found_without_recursion() -> None:
+    with pytest.raises(ValueError, match="nested deeper"):
+        loads("{\"a\":" * (MAX_DEPTH + 1) + "1" + "}" * (MAX_DEPTH + 1))
+    assert loads("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
+
+
+def test_a_nul_inside_a_nested_field_is_named(client: FlaskClient) -> None:
+    resp = client.post("/v1/riders", json={"name": "ok", "email": "a@example.com",
+                                           "password": "long enough pass", "phone": "1\x002"})
+    assert resp.status_code == 422
+    assert resp.get_json(force=True)["errors"][0]["field"] == "phone"
+
+
+def test_made_up_methods_share_one_metrics_label(client: FlaskClient) -> None:
+    for method in ("FOOA", "FOOB", "BREW"):
+        client.open("/health", method=method)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "FOO" not in text and "BREW" not in text
+    assert 'ridehail_http_requests_total{endpoint="unmatched",method="other",status="405"} 3.0' \
+        in text
