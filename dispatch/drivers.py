@@ -91,6 +91,13 @@ class DriverDirectory:
             entry = self.entries[driver_id]
         return entry
 
+    def _load(self, driver_ids: list[str]) -> None:
+        with self.units(readonly=True) as uow:
+            states = uow.drivers.many(driver_ids)
+        for st in states:
+            if st.status != DriverStatus.offline:
+                self._remember(st)
+
     def local_state(self, driver_id: str) -> tuple[bool, str] | None:
         """(available, vehicle class) as this process knows it; None for a stranger."""
         entry = self.entries.get(driver_id)
@@ -198,13 +205,17 @@ class DriverDirectory:
         trace_points: dict[str, list[Point]] = {}
         rejected: list[dict[str, object]] = []
         now = self.clock.now()
-        # The hot loop of every fleet tick (thousands of rows): plain appends, no method calls.
+        # Drivers this process does not know yet are read in one batch, not one read each.
         entries = self.entries
+        unknown = {row[0] for row in rows if row[0] not in entries}
+        if unknown:
+            self._load(sorted(unknown))
+        # The hot loop of every fleet tick (thousands of rows): plain appends, no method calls.
         ids, lats, lngs, avail, classes, tss = (out.ids, out.lats, out.lngs, out.available,
                                                 out.classes, out.ts)
         available, on_trip = DriverStatus.available, DriverStatus.on_trip
         for i, (driver_id, lat, lng, ts) in enumerate(rows):
-            entry = entries.get(driver_id) or self.entry(driver_id)
+            entry = entries.get(driver_id)
             if entry is None:
                 rejected.append({"index": i, "driver_id": driver_id, "reason": "offline"})
                 continue

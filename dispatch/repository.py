@@ -38,6 +38,13 @@ class SqlDriverStates(SqlVersioned[DriverState]):
     def online(self) -> list[DriverState]:
         return self.find(driver_states.c.status != DriverStatus.offline.value)
 
+    def many(self, driver_ids: list[str]) -> list[DriverState]:
+        out: list[DriverState] = []
+        for start in range(0, len(driver_ids), 500):
+            chunk = [int(d) for d in driver_ids[start:start + 500]]
+            out += self.find(driver_states.c.driver_id.in_(chunk))
+        return out
+
 
 class MemoryDriverStates(MemoryVersioned[DriverState]):
     def __init__(self, store: MemoryStore, undo: UndoLog) -> None:
@@ -49,6 +56,10 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
     def online(self) -> list[DriverState]:
         return [self.get(k) for k, s in list(self.rows.items())  # type: ignore[misc]
                 if s.status != DriverStatus.offline]
+
+    def many(self, driver_ids: list[str]) -> list[DriverState]:
+        found = (self.get(d) for d in driver_ids)
+        return [st for st in found if st is not None]
 
 
 class SqlOffers(SqlVersioned[Offer]):

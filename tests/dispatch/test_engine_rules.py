@@ -336,3 +336,25 @@ def test_opening_an_open_unit_of_work_is_an_error(kit: Kit) -> None:
     unit = kit.units()
     with unit, pytest.raises(UnitAlreadyOpen), unit:
         pass
+
+
+def test_a_batch_of_unknown_drivers_costs_one_read() -> None:
+    clock = SimClock(start=1_700_000_000.0)
+    store = MemoryStore()
+    opened: list[bool] = []
+    plain = memory_uow_factory(store)
+
+    def counting(readonly: bool = False):  # noqa: ANN202 - the factory's own type
+        opened.append(readonly)
+        return plain(readonly)
+
+    engine = Engine(counting, GeoIndex(backend="quadtree", ttl_s=60.0, clock=clock.now),
+                    new_id=lambda: "1", clock=clock, timers=clock, tariff=NYC_YELLOW_2016)
+    engine.go_online("7", "standard")
+    engine.drivers.entries.clear()  # as if another process had taken it online
+    opened.clear()
+    rows = [(str(10_000 + i), PICKUP[0], PICKUP[1], None) for i in range(5000)]
+    accepted, rejected = engine.update_locations([*rows, ("7", *PICKUP, None)])
+    assert accepted == 1 and len(rejected) == 5000
+    assert {r["reason"] for r in rejected} == {"offline"}
+    assert opened == [True]

@@ -65,6 +65,17 @@ def test_driver_state_round_trip_and_online(uow_factory: Units) -> None:
         assert len(uow.drivers.online()) == 3
 
 
+def test_driver_states_many_reads_the_known_ones(uow_factory: Units) -> None:
+    states = [DriverState(new_id(), "standard", DriverStatus.available, T0) for _ in range(3)]
+    store(uow_factory, *(("drivers", st) for st in states))
+    asked = [states[2].driver_id, new_id(), states[0].driver_id]
+    with uow_factory(readonly=True) as uow:
+        found = uow.drivers.many(asked)
+        assert sorted(st.driver_id for st in found) == sorted(
+            [states[0].driver_id, states[2].driver_id])
+        assert uow.drivers.many([]) == []
+
+
 # --- offers ------------------------------------------------------------------------------------
 
 def test_offer_round_trip_and_queries(uow_factory: Units) -> None:
