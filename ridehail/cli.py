@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, unknown_env_warnings
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -23,7 +23,10 @@ def load_settings(**overrides: Any) -> Settings:
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """ridehail: a ride-hailing matching backend."""
-    ctx.obj = {"build_sim_engine": _build_sim_engine}
+    for line in unknown_env_warnings():
+        click.echo(f"ridehail: warning: {line}", err=True)
+    ctx.obj = {"build_sim_engine": _build_sim_engine,
+               "var_dir": lambda: load_settings().var_dir}
 
 
 def _build_sim_engine(**parts: Any) -> Any:
@@ -47,8 +50,14 @@ def _serve(settings: Settings, on_ready: Any = None) -> None:
     from .app import create_app
     from .kernel.logging import configure_logging
     from .migrate import upgrade
+    from .server import PortUnavailable, check_port
     from .server import serve as run_server
 
+    try:  # before anything is announced or migrated: a taken port is one line, not gunicorn's
+        check_port(settings.host, settings.port)  # retries
+    except PortUnavailable as exc:
+        click.echo(f"ridehail: {exc}", err=True)
+        sys.exit(1)
     configure_logging(settings.log_level, settings.log_format)
     upgrade(settings.database_url)
     click.echo(f"ridehail: serving on http://{settings.host}:{settings.port} "

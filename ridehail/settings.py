@@ -6,6 +6,7 @@ deployment fails loudly instead of running with a default the operator did not c
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -19,6 +20,9 @@ from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVICE_AREA = Path(__file__).resolve().parent / "data" / "nyc_boroughs.geojson"
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"  # the sample data that ships in the repository
+# RIDEHAIL_* variables read outside `Settings` (the tests' switches): not typos.
+OTHER_ENV = frozenset({"RIDEHAIL_REFRESH_SCREENSHOTS"})
 
 
 class SettingsError(ValueError):
@@ -39,6 +43,9 @@ class Settings:
     log_format: str = "console"
     var_dir: Path = PROJECT_ROOT / "var"
     service_area: Path = DEFAULT_SERVICE_AREA
+    # The simulator's and the benchmarks' data folder (simulator.city.data_dir reads the same
+    # variable: the simulator may not import the wiring). Not needed by the API.
+    data_dir: Path = DEFAULT_DATA_DIR
     max_body_bytes: int = 2 * 1024 * 1024
     index_backend: str = "quadtree"
     index_resolution: int | None = None  # None: the backend's default (quadtree 17, h3 9)
@@ -148,6 +155,10 @@ class Settings:
             raise SettingsError("RIDEHAIL_LOG_FORMAT: must be 'console' or 'json'")
         if not Path(self.service_area).is_file():
             raise SettingsError(f"RIDEHAIL_SERVICE_AREA: no such file {self.service_area}")
+        # The default may be absent (an installed package has no data/); a folder the
+        # operator named must exist.
+        if Path(self.data_dir) != DEFAULT_DATA_DIR and not Path(self.data_dir).is_dir():
+            raise SettingsError(f"RIDEHAIL_DATA_DIR: no such folder {self.data_dir}")
         if self.index_backend not in ("h3", "quadtree"):
             raise SettingsError("RIDEHAIL_INDEX_BACKEND: must be 'h3' or 'quadtree'")
         top = 15 if self.index_backend == "h3" else 26
@@ -190,6 +201,27 @@ class Settings:
             )
         if self.dispatch_max_candidates < 1:
             raise SettingsError("RIDEHAIL_DISPATCH_MAX_CANDIDATES: must be at least 1")
+
+
+def env_names() -> frozenset[str]:
+    """Every RIDEHAIL_* variable the project reads."""
+    return frozenset("RIDEHAIL_" + f.name.upper() for f in fields(Settings)) | OTHER_ENV
+
+
+def unknown_env_warnings(env: Mapping[str, str] | None = None) -> list[str]:
+    """One line per RIDEHAIL_* variable nothing reads, naming the closest known one: a typo
+    (RIDEHAIL_PROT) would otherwise be silently ignored."""
+    env = os.environ if env is None else env
+    known = env_names()
+    # Compared without the prefix, which every name shares and would make anything look close.
+    suffixes = sorted(name.removeprefix("RIDEHAIL_") for name in known)
+    lines = []
+    for key in sorted(k for k in env if k.startswith("RIDEHAIL_") and k not in known):
+        close = difflib.get_close_matches(key.removeprefix("RIDEHAIL_"), suffixes, n=1, cutoff=0.6)
+        hint = (f"; did you mean RIDEHAIL_{close[0]}?" if close
+                else " (see the README's configuration table)")
+        lines.append(f"{key} is not a ridehail setting and is ignored{hint}")
+    return lines
 
 
 def _parse(key: str, raw: str, type_name: object) -> object:

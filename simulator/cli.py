@@ -60,8 +60,9 @@ def _non_negative(ctx: click.Context, param: click.Parameter, value: Any) -> Any
 @click.option("--url", default=None, help="server URL for --mode http")
 @click.option("--speed", type=float, default=60.0, show_default=True,
               help="--mode http: simulated seconds per wall second")
-@click.option("--out", type=click.Path(file_okay=False), default="simulation",
-              show_default=True, help="folder for report.json and report.html")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="folder for report.json and report.html "
+                   "[default: var/simulation, under RIDEHAIL_VAR_DIR]")
 @click.option("--accept-prob", type=click.FloatRange(0.0, 1.0), default=0.9,
               show_default=True, help="probability a driver accepts an offer")
 @click.option("--reposition", type=click.Choice(REPOSITION_CHOICES), default="stay",
@@ -69,11 +70,12 @@ def _non_negative(ctx: click.Context, param: click.Parameter, value: Any) -> Any
 @click.option("--progress/--no-progress", default=True, help="progress bar on stderr")
 def simulate(city: str | None, demand: str | None, demand_rate: float | None, drivers: int,
              duration: float, policy: str, seed: int, mode: str, url: str | None,
-             speed: float, out: str, accept_prob: float, reposition: str,
+             speed: float, out: str | None, accept_prob: float, reposition: str,
              progress: bool) -> None:
     """Simulate a city's riders and drivers against the real dispatch engine."""
-    # The wiring (`ridehail simulate`) hands over how to build the engine.
-    build_engine = (click.get_current_context().obj or {}).get("build_sim_engine")
+    # The wiring (`ridehail simulate`) hands over how to build the engine and where var/ is.
+    obj = click.get_current_context().obj or {}
+    build_engine = obj.get("build_sim_engine")
     if mode == "engine" and build_engine is None:
         raise click.UsageError("run the engine mode as `ridehail simulate`")
     from .report import write_report
@@ -96,9 +98,16 @@ def simulate(city: str | None, demand: str | None, demand_rate: float | None, dr
         from .http_mode import run_http
 
         result = run_http(sc, url or "", speed=speed, progress=progress)
-    json_path, html_path = write_report(result, Path(out))
+    json_path, html_path = write_report(result, _out_dir(out, obj.get("var_dir")))
     click.echo(json.dumps({"report": str(json_path), "html": str(html_path),
                            "kpis": result.kpis}, indent=2))
+
+
+def _out_dir(out: str | None, var_dir: Any) -> Path:
+    """--out, else var/simulation: var/ is the project's git-ignored scratch folder."""
+    if out:
+        return Path(out)
+    return Path(var_dir() if callable(var_dir) else "var") / "simulation"
 
 
 def _prepare(cfg: Any) -> Any:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ridehail.settings import Settings, SettingsError
+from ridehail.settings import Settings, SettingsError, env_names, unknown_env_warnings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,3 +47,35 @@ def test_cli_refuses_to_start_with_a_malformed_database_url(tmp_path: Path) -> N
     )
     assert proc.returncode == 2
     assert "RIDEHAIL_DATABASE_URL" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [("RIDEHAIL_PROT", "RIDEHAIL_PORT"), ("RIDEHAIL_DATABSE_URL", "RIDEHAIL_DATABASE_URL"),
+     ("RIDEHAIL_REDIS", "RIDEHAIL_REDIS_URL"), ("RIDEHAIL_DATADIR", "RIDEHAIL_DATA_DIR")],
+)
+def test_unknown_variable_warns_with_the_closest_known_one(typo: str, meant: str) -> None:
+    [line] = unknown_env_warnings({typo: "1", "RIDEHAIL_PORT": "9000", "HOME": "/"})
+    assert line.startswith(f"{typo} is not a ridehail setting")
+    assert line.endswith(f"did you mean {meant}?")
+
+
+def test_variables_the_project_reads_do_not_warn() -> None:
+    # Every Settings field, plus the ones read elsewhere (the tests' screenshot switch).
+    env = {name: "x" for name in env_names()}
+    assert {"RIDEHAIL_DATABASE_URL", "RIDEHAIL_REDIS_URL", "RIDEHAIL_DATA_DIR",
+            "RIDEHAIL_REFRESH_SCREENSHOTS"} <= set(env)
+    assert unknown_env_warnings(env) == []
+    assert unknown_env_warnings({"OTHER_PROT": "1"}) == []  # not ours
+
+
+def test_an_unrelated_unknown_variable_still_warns() -> None:
+    [line] = unknown_env_warnings({"RIDEHAIL_ZZZZ": "1"})
+    assert "RIDEHAIL_ZZZZ is not a ridehail setting" in line and "did you mean" not in line
+
+
+def test_data_dir_is_a_setting_defaulting_to_the_repository_data(tmp_path: Path) -> None:
+    assert Settings.from_env(env={}).data_dir == ROOT / "data"
+    assert Settings.from_env(env={"RIDEHAIL_DATA_DIR": str(tmp_path)}).data_dir == tmp_path
+    with pytest.raises(SettingsError, match="RIDEHAIL_DATA_DIR"):
+        Settings.from_env(env={"RIDEHAIL_DATA_DIR": str(tmp_path / "missing")})
