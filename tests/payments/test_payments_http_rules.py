@@ -1,0 +1,61 @@
+"""Rules the HTTP layer no longer holds, seen through it: the 402 after a failed charge comes
+from the trip request use case, and a receipt's booking fee from the engine's tariff."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from ridehail.app import create_app, shutdown
+from ridehail.settings import Settings
+from trips.model import TripState
+from trips.payments import Payment
+
+from .helpers import completed_trip
+from .test_payments_api import DROPOFF, PICKUP, h, sign_up
+
+
+@pytest.fixture
+def app(any_db_settings: Settings) -> Iterator[Flask]:
+    # No worker: the failed payment written below stays failed.
+    a = create_app(dataclasses.replace(any_db_settings, embedded_worker=False))
+    yield a
+    shutdown(a)
+
+
+def test_a_rider_whose_charge_failed_gets_a_402_payment_failed_problem(app: Flask) -> None:
+    client: FlaskClient = app.test_client()
+    rider_id, rider = sign_up(client, "rider")
+    units = app.extensions["uow_factory"]
+    trip = completed_trip(units, rider_id=rider_id, state=TripState.cancelled)
+    assert trip.driver_id is not None
+    with units() as uow:
+        uow.payments.add(Payment(trip.id, rider_id, trip.driver_id, 1234, "USD",
+                                 state="failed", last_error="card_declined"))
+        uow.commit()
+    r = client.post("/v1/trips", json={"pickup": PICKUP, "dropoff": DROPOFF}, headers=h(rider))
+    assert r.status_code == 402 and r.mimetype == "application/problem+json", r.json
+    message = (f"the payment for trip {trip.id} failed (card_declined); "
+               "add a working payment method (POST /v1/riders/me/payment-methods)")
+    assert r.json == {"type": "/problems/payment-failed", "title": "Payment Required",
+                      "status": 402, "detail": f"payment_method: {message}",
+                      "errors": [{"field": "payment_method", "message": message}]}
+    with units(readonly=True) as uow:
+        assert uow.trips.open_for_rider(rider_id) is None  # no trip was opened
+
+
+def test_the_receipts_booking_fee_is_the_engines_tariffs(app: Flask) -> None:
+    client: FlaskClient = app.test_client()
+    _, rider = sign_up(client, "rider")
+    r = client.post("/v1/trips", json={"pickup": PICKUP, "dropoff": DROPOFF}, headers=h(rider))
+    assert r.status_code == 201, r.json
+    engine = app.extensions["dispatch"]
+    engine.tariff = dataclasses.replace(engine.tariff, booking_fee=175)
+    r = client.get(f"/v1/trips/{r.json['id']}/receipt", headers=h(rider))
+    assert r.status_code == 200, r.json
+    assert r.json["fare"]["booking_fee"] == {"amount": 175, "currency": "USD",
+                                             "display": "1.75"}
