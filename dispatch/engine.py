@@ -147,8 +147,8 @@ class Engine:
         if self.config.policy == "batched":
             self.batcher.enqueue(trip.id)
             return trip
-        self.matcher.dispatch(trip.id)
-        return self.matcher.get_trip(trip.id)
+        _offer, seen = self.matcher.dispatch_and_read(trip.id)
+        return seen or self.matcher.get_trip(trip.id)
 
     def get_trip(self, trip_id: str) -> Trip:
         return self.matcher.get_trip(trip_id)

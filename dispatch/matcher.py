@@ -184,22 +184,29 @@ class Matcher:
         A claim that loses a race (another process offered that driver, or this trip, first)
         abandons the whole unit of work and tries again without that driver, so no half-made
         claim is ever committed."""
+        return self.dispatch_and_read(trip_id, only)[0]
+
+    def dispatch_and_read(self, trip_id: str, only: Ranked | None = None
+                          ) -> tuple[Offer | None, Trip | None]:
+        """`dispatch`, and the trip as that dispatch left it (None: it was not there), so a
+        new request answers without reading the trip again."""
         lost: set[str] = set()
         for _attempt in range(5):
             try:
                 return self._dispatch_once(trip_id, only, lost)
             except _Lost:
                 continue
-        return None
+        return None, None
 
-    def _dispatch_once(self, trip_id: str, only: Ranked | None, lost: set[str]) -> Offer | None:
+    def _dispatch_once(self, trip_id: str, only: Ranked | None, lost: set[str]
+                       ) -> tuple[Offer | None, Trip | None]:
         now = self.clock.now()
         with self.units() as uow:
             trip = uow.trips.get(trip_id)
             if trip is None or trip.state != TripState.requested:
-                return None
+                return None, trip
             if uow.offers.pending_for_trip(trip_id) is not None:
-                return None  # another dispatch of this trip is already waiting on a driver
+                return None, trip  # another dispatch of this trip is waiting on a driver
             stored = uow.records.get(trip_id)
             record = stored or DispatchRecord(trip_id, now)
             exclude = record.tried_drivers() | set(trip.rejected_drivers) | lost
@@ -209,7 +216,7 @@ class Matcher:
                 save_record(uow, record, new=stored is None)
                 uow.commit()
                 self._after_offer(offer)
-                return offer
+                return offer, trip
             trip.no_driver(now)
             record.log("no_driver_found", now)
             record.outcome = "no_driver_found"
@@ -217,10 +224,10 @@ class Matcher:
                 uow.trips.save(trip)
                 save_record(uow, record, new=stored is None)
             except Conflict:
-                return None  # the trip changed meanwhile (cancelled, or matched elsewhere)
+                return None, None  # the trip changed meanwhile (cancelled, matched elsewhere)
             uow.commit()
         self.hooks.trip_finished(trip_id, TripState.no_driver_found.value)
-        return None
+        return None, trip
 
     def _claim_first(self, uow: DispatchUnit, trip_id: str, ranked: Ranked,
                      record: DispatchRecord, lost: set[str], now: float) -> Offer | None:
