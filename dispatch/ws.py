@@ -17,6 +17,7 @@ from flask_sock import Sock
 from accounts.auth import current_principal, principal_from_request
 from accounts.model import Role
 from ridehail.kernel.errors import Problem
+from ridehail.kernel.validation import loads
 
 from .api import engine, offers_payload
 from .locations import BadLocation, parse_location
@@ -74,9 +75,9 @@ def _push(ws: Any, sub: queue.SimpleQueue[dict[str, Any]], me: str) -> None:
 
 def _handle(me: str, raw: str | bytes) -> dict[str, Any]:
     try:
-        frame = json.loads(raw)
-    except ValueError:
-        return {"type": "error", "detail": "frame is not JSON", "field": "frame"}
+        frame = loads(raw)
+    except ValueError as exc:
+        return {"type": "error", "detail": f"frame is not JSON: {exc}", "field": "frame"}
     if not isinstance(frame, dict):
         return {"type": "error", "detail": "frame must be an object", "field": "frame"}
     kind = frame.pop("type", None)

@@ -13,6 +13,9 @@ from pydantic import BaseModel
 from . import __version__
 
 _PARAM = re.compile(r"<(?:[a-z_]+:)?([a-zA-Z_]+)>")
+_PARAM_CONVERTER = re.compile(r"<(?:([a-z_]+):)?([a-zA-Z_]+)>")
+# `<id:...>` path parameters (ridehail/kernel/routing.py): a 64-bit id in decimal.
+ID_SCHEMA = {"type": "string", "pattern": "^[0-9]{1,19}$"}
 
 
 def _schema_ref(
@@ -59,8 +62,9 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         meta: dict[str, Any] = getattr(view, "_openapi", None) or {"responses": {}}
         path = _PARAM.sub(r"{\1}", rule.rule)
         params = [
-            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-            for n in _PARAM.findall(rule.rule)
+            {"name": n, "in": "path", "required": True,
+             "schema": ID_SCHEMA if converter == "id" else {"type": "string"}}
+            for converter, n in _PARAM_CONVERTER.findall(rule.rule)
         ]
         query_model = meta.get("query")
         if query_model is not None:

@@ -8,6 +8,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ridehail.kernel.errors import Conflict
+from ridehail.kernel.routing import is_id
 from ridehail.kernel.units import MemoryStore, UndoLog
 from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
 
@@ -91,7 +92,7 @@ class SqlRatingAggregateRepository(SqlVersioned[RatingAggregate]):
         self.insert(agg)
 
     def many(self, account_ids: list[str]) -> list[RatingAggregate]:
-        ids = [int(a) for a in account_ids if a.isdigit()]
+        ids = [int(a) for a in account_ids if is_id(a)]
         return self.find(rating_aggregates.c.account_id.in_(ids)) if ids else []
 
 
