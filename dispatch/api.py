@@ -26,9 +26,11 @@ from .schemas import (
     CancelIn,
     LocationIn,
     NearbyQuery,
+    OfferList,
     OfferOut,
     OffersQuery,
     StatusIn,
+    StatusOut,
     TripIn,
     TripOut,
 )
@@ -90,7 +92,7 @@ def offers_payload(driver_id: str) -> list[dict[str, Any]]:
 @bp.put("/v1/drivers/me/status")
 @require(Role.driver)
 @body(StatusIn)
-@doc("Go online or offline", responses={200: "the driver's dispatch state"}, tags=["drivers"])
+@doc("Go online or offline", responses={200: StatusOut}, tags=["drivers"])
 def put_status(body: StatusIn) -> Response:
     me = current_principal().account_id
     eng = engine()
@@ -134,7 +136,7 @@ def post_locations(body: BatchIn) -> Response:
 @bp.get("/v1/drivers/me/offers")
 @require(Role.driver)
 @query(OffersQuery)
-@doc("Long-poll for pending offers", responses={200: "a list of offers"}, tags=["offers"])
+@doc("Long-poll for pending offers", responses={200: OfferList}, tags=["offers"])
 def get_offers(query: OffersQuery) -> Response:
     me = current_principal().account_id
     eng = engine()

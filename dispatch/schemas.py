@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, Field, RootModel, WithJsonSchema
 
 from ridehail.kernel.routing import MAX_DIGITS, is_id
 from ridehail.kernel.validation import Body, Query
@@ -88,6 +88,12 @@ class Money(BaseModel):
     display: str
 
 
+class StatusOut(BaseModel):
+    status: Literal["offline", "available", "offered", "en_route", "on_trip"]
+    online: bool
+    vehicle_class: str
+
+
 class OfferOut(BaseModel):
     id: str
     trip_id: str
@@ -100,6 +106,10 @@ class OfferOut(BaseModel):
     pickup: dict[str, float] | None = None
     dropoff: dict[str, float] | None = None
     fare_estimate: Money | None = None
+
+
+class OfferList(RootModel[list[OfferOut]]):
+    """The driver's pending offers (an empty list when none came within the wait)."""
 
 
 class TripOut(BaseModel):
