@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import logging
 import threading
 import time
 import uuid
@@ -25,55 +26,25 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import requests
 from tqdm import tqdm
 
 from .demand import TripRequest, build_demand
 from .fleet import Fleet, Phase
+from .http_client import Api
 from .metrics import ConservationError, Metrics, TripFacts, conservation_violations
 from .report import SimulationResult
-from .riders import Riders
+from .riders import RiderPool, Riders
 from .scenario import Scenario, SimConfig, build_result, prepare
 
-TIMEOUT_S = 10.0
 POLL_SIM_S = 5.0  # an idle driver asks for offers this often (simulated time: well inside
 POLL_MIN_WALL_S = 0.05  # the server's 15 s offer deadline), but at most 20 times a wall second
+# A rider's app refreshes a trip waiting for a driver every 2 wall seconds; once a driver has
+# it, our simulated driver reports how it ends, and the refresh only catches the odd case.
+REFRESH_WAITING_WALL_S = 2.0
+REFRESH_ASSIGNED_WALL_S = 15.0
+TERMINAL = ("completed", "cancelled", "no_driver_found")
 
-
-class Api:
-    """Thin JSON client; one `requests.Session` per thread (sessions are not thread-safe)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-        self._local = threading.local()
-        self.errors: Counter[str] = Counter()
-
-    def call(self, method: str, path: str, token: str | None = None,
-             json: Any = None, ok: tuple[int, ...] = (200, 201, 202, 204)) -> Any:
-        s = getattr(self._local, "s", None)
-        if s is None:
-            s = self._local.s = requests.Session()
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        r = s.request(method, self.url + path, json=json, headers=headers, timeout=TIMEOUT_S)
-        if r.status_code not in ok:
-            self.errors[f"{method} {path.split('/')[2]} {r.status_code}"] += 1
-            return None
-        return r.json() if r.content else {}
-
-    def sign_up(self, role: str, n: int, tag: str) -> list[tuple[str, str]]:
-        out = []
-        for k in range(n):
-            body: dict[str, Any] = {"name": f"sim {role} {k}", "password": "sim-password-1",
-                                    "email": f"sim-{tag}-{role}-{k}@example.com"}
-            if role == "driver":
-                body["vehicle"] = {"make": "Toyota", "model": "Prius",
-                                   "plate": f"S{k:06d}"[-8:], "seats": 4,
-                                   "vehicle_class": "standard"}
-            got = self.call("POST", f"/v1/{role}s", json=body)
-            if got is None:
-                raise RuntimeError(f"could not sign up a {role} at {self.url}: {self.errors}")
-            out.append((str(got["id"]), str(got["token"])))
-        return out
+log = logging.getLogger("simulator.http")
 
 
 class HttpSimulation:
@@ -92,12 +63,19 @@ class HttpSimulation:
         self.driver_tokens = dict(drivers)
         self.fleet = Fleet(sc.config.fleet_config(), sc.city, sc.rng, [d for d, _ in drivers])
         self.riders = Riders(sc.config.rider_config(), sc.rng)
-        self.rider_pool = self.api.sign_up("rider", 2, tag + "r")
+        self.rider_tokens: dict[str, str] = {}
+        self.rider_pool = RiderPool()
+        for rider, token in self.api.sign_up("rider", 2, tag + "r"):
+            self.rider_tokens[rider] = token
+            self.rider_pool.add(rider)
         self.rider_tag = itertools.count()
         self.tag = tag
         self.metrics = Metrics(sc.config.duration_s)
         self.trips: dict[str, tuple[str, str]] = {}  # trip id -> (rider id, rider token)
         self.open: set[str] = set()
+        # What the fleet did, as the server answered: requests sent, trips created, offers
+        # our drivers accepted (assigned), and how trips ended.
+        self.counts: Counter[str] = Counter()
         self.t0 = time.time()
 
     # --- time ------------------------------------------------------------------------------
@@ -113,8 +91,9 @@ class HttpSimulation:
         def run() -> None:
             try:
                 fn()
-            except requests.RequestException as exc:
-                self.api.errors[type(exc).__name__] += 1
+            except Exception as exc:  # a bug in an action: counted and logged, never lost
+                self.api.refusals.add(f"simulator error: {type(exc).__name__}: {exc}")
+                log.exception("simulator action failed")
         return run
 
     def loop(self, until: Callable[[], bool], progress: bool = False) -> None:
@@ -172,7 +151,18 @@ class HttpSimulation:
         self.fleet.finish_legs(self.now())
         return build_result(self.sc, self.metrics, trips, self.fleet.empty_m,
                             self.fleet.loaded_m, "http",
-                            {"speed": self.speed, "http_errors": dict(self.api.errors)})
+                            {"speed": self.speed, "http_counts": self.summary(),
+                             "http_refusals": self.api.refusals.as_dict()})
+
+    def summary(self) -> dict[str, int]:
+        """The fleet's figures so far: ride requests sent, trips created, assigned to our
+        drivers, completed, ended otherwise, still open, refusals (all reasons), riders."""
+        with self.lock:
+            out = {k: self.counts[k] for k in ("requests", "created", "assigned", "completed",
+                                               "cancelled", "no_driver_found")}
+            out.update(open=len(self.open), riders=self.rider_pool.size,
+                       refusals=self.api.refusals.total())
+        return out
 
     def _sim_t(self, iso: str | None) -> float | None:
         if iso is None:
@@ -231,6 +221,7 @@ class HttpSimulation:
             self.at(self.now(), lambda: self._poll(i))
             return
         with self.lock:
+            self.counts["assigned"] += 1
             self.metrics.offers_accepted += 1
             self.fleet.phase[i] = Phase.to_pickup
             p = trip["pickup"]
@@ -246,6 +237,7 @@ class HttpSimulation:
                                                                      "lng": q["lng"]})
         got = self.api.call("POST", f"/v1/trips/{tid}/{step}", token)
         if step == "complete" and got is not None:
+            self._ended(tid, "completed")
             self._rate(tid, token, str(got["rider_id"]))
         with self.lock:
             now = self.now()
@@ -264,60 +256,100 @@ class HttpSimulation:
 
     def _rate(self, trip_id: str, driver_token: str, rider_id: str) -> None:
         """Both parties rate a finished trip, as the apps prompt them to (the worker applies
-        the ratings; a repeat gets 409)."""
+        the ratings)."""
         with self.lock:
-            rider_token = dict(self.rider_pool).get(rider_id)
+            rider_token = self.rider_tokens.get(rider_id)
         path = f"/v1/trips/{trip_id}/rating"
-        self.api.call("POST", path, driver_token, {"stars": 5}, ok=(202, 409))
+        self.api.call("POST", path, driver_token, {"stars": 5})
         if rider_token is not None:
-            self.api.call("POST", path, rider_token, {"stars": 5}, ok=(202, 409))
+            self.api.call("POST", path, rider_token, {"stars": 5})
 
     # --- riders ----------------------------------------------------------------------------
 
-    def _rider(self) -> tuple[str, str]:
+    def _rider(self) -> str:
+        """A rider with no open trip, reserved for one request: a free one from the pool, or a
+        new account when every rider is riding or waiting."""
         with self.lock:
-            busy = {r for r, _ in self.trips.values() if _ in self.open}
-            free = [rt for rt in self.rider_pool if rt[0] not in busy]
-            if free:
-                return free[0]
-        got = self.api.sign_up("rider", 1, f"{self.tag}-{next(self.rider_tag)}")[0]
+            rider = self.rider_pool.take()
+        if rider is not None:
+            return rider
+        rider, token = self.api.sign_up("rider", 1, f"{self.tag}-{next(self.rider_tag)}")[0]
         with self.lock:
-            self.rider_pool.append(got)
-        return got
+            self.rider_tokens[rider] = token
+            self.rider_pool.add(rider, free=False)
+        return rider
 
     def _request(self, r: TripRequest) -> None:
-        rider, token = self._rider()
+        rider = self._rider()
+        token = self.rider_tokens[rider]
         body = {"pickup": {"lat": r.pickup_lat, "lng": r.pickup_lng},
                 "dropoff": {"lat": r.dropoff_lat, "lng": r.dropoff_lng}}
+        with self.lock:
+            self.counts["requests"] += 1
         trip = self.api.call("POST", "/v1/trips", token, body)
         if trip is None:
+            with self.lock:
+                if "open trip" in (self.api.last_reason or ""):
+                    self.rider_pool.retire(rider)
+                else:
+                    self.rider_pool.release(rider)
             return
+        tid = trip["id"]
         with self.lock:
+            self.counts["created"] += 1
             self.metrics.request(r.pickup_lat, r.pickup_lng)
-            self.trips[trip["id"]] = (rider, token)
+            self.trips[tid] = (rider, token)
+            self.rider_pool.riding(rider, tid)
+            self.open.add(tid)
             patience = self.riders.patience_s()
         self._track(trip)
-        self.at(self.now() + patience, lambda: self._give_up(trip["id"]))
+        self.at(self.now() + patience, lambda: self._give_up(tid))
+
+    def _ended(self, tid: str, state: str) -> None:
+        """The trip reached `state` (terminal): counted once, and its rider is free again."""
+        with self.lock:
+            if tid not in self.open:
+                return
+            self.open.discard(tid)
+            self.rider_pool.ended(tid)
+            self.counts[state] += 1
 
     def _track(self, trip: dict[str, Any]) -> None:
         tid = trip["id"]
+        if trip["state"] in TERMINAL:
+            self._ended(tid, trip["state"])
+            return
+        wall = REFRESH_WAITING_WALL_S if trip["state"] == "requested" \
+            else REFRESH_ASSIGNED_WALL_S
+        self.at(self.now() + wall * self.speed, lambda: self._refresh(tid))
+
+    def _token_if_open(self, tid: str) -> str | None:
+        """The trip's rider's token while the trip is open (None once it has ended)."""
         with self.lock:
-            if trip["state"] in ("completed", "cancelled", "no_driver_found"):
-                self.open.discard(tid)
-                return
-            self.open.add(tid)
-        self.at(self.now() + 2.0 * self.speed, lambda: self._refresh(tid))
+            return self.trips[tid][1] if tid in self.open else None
 
     def _refresh(self, tid: str) -> None:
-        got = self.api.call("GET", f"/v1/trips/{tid}", self.trips[tid][1])
+        token = self._token_if_open(tid)
+        if token is None:
+            return
+        got = self.api.call("GET", f"/v1/trips/{tid}", token)
         if got is not None:
             self._track(got)
+        elif not self.stop.is_set():
+            self.at(self.now() + REFRESH_WAITING_WALL_S * self.speed,
+                    lambda: self._refresh(tid))
 
     def _give_up(self, tid: str) -> None:
-        got = self.api.call("GET", f"/v1/trips/{tid}", self.trips[tid][1])
-        if got is not None and got["state"] == "requested":
-            self.api.call("POST", f"/v1/trips/{tid}/cancel", self.trips[tid][1],
-                          {"reason": "no driver in time"}, ok=(200, 409))
+        token = self._token_if_open(tid)
+        if token is None:
+            return
+        got = self.api.call("GET", f"/v1/trips/{tid}", token)
+        if got is None or got["state"] != "requested":
+            return
+        # A driver may accept between the read and the cancel: that 409 is counted.
+        if self.api.call("POST", f"/v1/trips/{tid}/cancel", token,
+                         {"reason": "no driver in time"}) is not None:
+            self._ended(tid, "cancelled")
 
 
 def run_http(sc: Scenario, url: str, *, speed: float = 60.0, progress: bool = False,
@@ -327,20 +359,30 @@ def run_http(sc: Scenario, url: str, *, speed: float = 60.0, progress: bool = Fa
 
 def run_demo_fleet(url: str, drivers: int = 200, *, riders_per_hour: float = 300.0,
                    stop: threading.Event | None = None, seed: int = 0,
-                   service_token: str | None = None) -> None:
-    """Drive a small NYC fleet through the API in real time until `stop` is set: drivers sign
-    up, go online, move and report locations, accept most offers and drive trips to the end;
-    riders request trips at `riders_per_hour` from synthetic hotspots. Blocks; run it in a
-    thread (`threading.Thread(target=run_demo_fleet, args=(url,), kwargs={"stop": ev},
-    daemon=True)`)."""
+                   service_token: str | None = None, speed: float = 1.0,
+                   log_every_s: float = 60.0) -> HttpSimulation:
+    """Drive a small NYC fleet through the API until `stop` is set: drivers sign up, go
+    online, move and report locations, accept most offers and drive trips to the end; riders
+    request trips at `riders_per_hour` (simulated time; `speed` simulated seconds per wall
+    second, 1 in the demo) from synthetic hotspots, each rider one trip at a time. Every
+    `log_every_s` wall seconds it logs what the fleet did so far. Blocks; run it in a thread
+    or a process. Returns the simulation (its `summary()`) once stopped."""
     hour = 3600.0
     cfg = SimConfig(drivers=drivers, duration_s=hour, demand_rate=riders_per_hour, seed=seed,
                     reposition="random")
-    sim = HttpSimulation(prepare(cfg), url, speed=1.0, concurrency=4,
+    sim = HttpSimulation(prepare(cfg), url, speed=speed, concurrency=4,
                          service_token=service_token)
     if stop is not None:
         sim.stop = stop
+
+    def progress() -> None:
+        log.info("demo fleet: %s", ", ".join(f"{k} {v}" for k, v in sim.summary().items()))
+        sim.at(sim.now() + log_every_s * speed, progress)
+
     sim.start(sim.sc.plan.requests)
+    log.info("demo fleet: %d drivers online, about %.0f ride requests an hour", drivers,
+             riders_per_hour)
+    sim.at(log_every_s * speed, progress)
     loop_no = itertools.count(1)
     while not sim.stop.is_set():
         k = next(loop_no)
@@ -353,3 +395,4 @@ def run_demo_fleet(url: str, drivers: int = 200, *, riders_per_hour: float = 300
         with sim.lock:
             sim.trips = {t: v for t, v in sim.trips.items() if t in sim.open}
     sim.pool.shutdown(wait=False, cancel_futures=True)
+    return sim
