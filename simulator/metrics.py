@@ -92,6 +92,8 @@ class Metrics:
             return round(100.0 * a / b, 3) if b else None
 
         w = np.array(waits) if waits else None
+        warm_k = self._warmup_intervals(trips)
+        steady_online, steady_busy = sum(self._online[warm_k:]), sum(self._busy[warm_k:])
         kpis: dict[str, float | int | None] = {
             "requests": n,
             "completed": states["completed"],
@@ -106,6 +108,11 @@ class Metrics:
             "offers": self.offers_made,
             "offer_acceptance_pct": pct(self.offers_accepted, self.offers_made),
             "driver_utilisation_pct": pct(busy, online),
+            # The fleet starts with no trips in hand, so utilisation first climbs: the headline
+            # figure leaves that warm-up out (None when the run is too short to have one).
+            "warmup_s": warm_k * self.interval_s if warm_k else None,
+            "driver_utilisation_after_warmup_pct": pct(steady_busy, steady_online)
+            if warm_k else None,
             "empty_km_pct": pct(empty_m, empty_m + loaded_m),
             "empty_km": round(empty_m / 1000.0, 3),
             "loaded_km": round(loaded_m / 1000.0, 3),
@@ -114,6 +121,16 @@ class Metrics:
             "revenue": round(revenue_cents / 100.0, 2),
         }
         return kpis, [round(x, 3) for x in waits], self._timeseries(trips)
+
+    def _warmup_intervals(self, trips: list[TripFacts]) -> int:
+        """How many leading intervals are warm-up: about one trip's length (the median time
+        from request to completion), in whole intervals, at least one and at most half of
+        the run; 0 when the run has fewer than two intervals."""
+        n = len(self._online)
+        lengths = [t.ended_at - t.requested_at for t in trips
+                   if t.state == "completed" and t.ended_at is not None]
+        k = int(np.ceil(float(np.median(lengths)) / self.interval_s)) if lengths else 1
+        return min(max(k, 1), n // 2)
 
     def _timeseries(self, trips: list[TripFacts]) -> list[dict[str, float]]:
         asked = [0] * len(self._online)

@@ -3,12 +3,11 @@
 The simulator core fills a `SimulationResult` and calls `write_report(result, out_dir)`:
 
 ``kpis: dict[str, float | int | None]``
-    Headline figures. Known keys (shown first, in this order; a missing one shows as "n/a"):
-    ``served_pct``, ``no_driver_pct``, ``rider_cancel_pct`` (percent of requests, 0-100),
-    ``pickup_wait_p50_s``, ``pickup_wait_p90_s``, ``pickup_wait_p99_s`` (seconds; computed from
-    `waits_s` when absent), ``offer_acceptance_pct`` (accepted / offers), ``driver_utilisation_pct``
-    (on-trip or en-route time / online time), ``empty_km_pct`` (km without a rider / all km),
-    ``trips_per_hour`` (completed), ``revenue`` (in `currency`). Any other key is shown after them.
+    The figures. Known keys, their labels and explanations are `report_text.KPI_SPECS`
+    (headline first: ``served_pct``, ``pickup_wait_p50_s``, ``pickup_wait_p90_s``,
+    ``driver_utilisation_after_warmup_pct``, ...; percentages are 0-100, waits in seconds,
+    computed from `waits_s` when absent; a missing one shows as "n/a"). Any other key is shown
+    after them under its own name.
 ``waits_s: list[float]``
     Pickup wait of every served request (request to driver arrival), for the histogram.
 ``timeseries: list[dict[str, float]]``
@@ -23,7 +22,9 @@ The simulator core fills a `SimulationResult` and calls `write_report(result, ou
 ``demand_rejected`` (rejected demand rows by reason), ``currency``, ``generated_at`` (optional
 text; the report holds no clock reading of its own, so the same input gives the same bytes).
 
-The HTML uses inline CSS and inline SVG only: no scripts, fonts or URLs.
+The HTML reads top-down: the headline figures with what each means, the other figures, the
+charts, and the configuration last. It uses inline CSS and inline SVG only: no scripts, fonts
+or URLs. ``report.json`` carries the same explanations under ``descriptions``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import html
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,24 +41,13 @@ from typing import Any
 import h3
 import numpy as np
 
+from .report_charts import histogram_svg, map_svg, timeseries_svg
+from .report_text import KPI_SPECS, PARAM_HELP
+
 __all__ = ["KPI_SPECS", "SimulationResult", "render_html", "report_json", "write_report"]
 
 SCHEMA = "ridehail.simulation_report/1"
 
-# (key, label, kind) where kind is pct | s | num | money
-KPI_SPECS: tuple[tuple[str, str, str], ...] = (
-    ("served_pct", "Served", "pct"),
-    ("no_driver_pct", "No driver found", "pct"),
-    ("rider_cancel_pct", "Rider cancelled", "pct"),
-    ("pickup_wait_p50_s", "Pickup wait p50", "s"),
-    ("pickup_wait_p90_s", "Pickup wait p90", "s"),
-    ("pickup_wait_p99_s", "Pickup wait p99", "s"),
-    ("offer_acceptance_pct", "Offer acceptance", "pct"),
-    ("driver_utilisation_pct", "Driver utilisation", "pct"),
-    ("empty_km_pct", "Empty km share", "pct"),
-    ("trips_per_hour", "Trips per hour", "num"),
-    ("revenue", "Revenue", "money"),
-)
 _WAIT_PERCENTILES = (
     ("pickup_wait_p50_s", 50.0),
     ("pickup_wait_p90_s", 90.0),
@@ -161,9 +152,18 @@ def report_json(result: SimulationResult) -> dict[str, Any]:
         "timeseries": result.timeseries,
         "cells": _cells(result),
         "demand_rejected": result.demand_rejected,
+        "descriptions": _descriptions(result),
     }
     cleaned: dict[str, Any] = _clean(doc)
     return cleaned
+
+
+def _descriptions(result: SimulationResult) -> dict[str, dict[str, str]]:
+    """What each figure and setting of this report means, for readers of the JSON."""
+    return {
+        "kpis": {f.key: f"{f.label}: {f.help}" for f in KPI_SPECS},
+        "params": {k: PARAM_HELP[k] for k in sorted(result.params) if k in PARAM_HELP},
+    }
 
 
 def write_report(result: SimulationResult, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -180,11 +180,14 @@ def write_report(result: SimulationResult, out_dir: str | os.PathLike[str]) -> t
 
 # --- HTML -----------------------------------------------------------------------------------
 
+
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px auto;max-width:980px;color:#222}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}
-td.v{text-align:right;font-variant-numeric:tabular-nums}
+td.v{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.help{color:#555;font-size:13px}
+table.headline td.v{font-size:18px;font-weight:600}
 svg{background:#fafafa;border:1px solid #e4e4e4}
 svg text{font:11px system-ui,sans-serif;fill:#444}
 .small{color:#666;font-size:12px}
@@ -202,7 +205,10 @@ def _fmt(value: Any, kind: str, currency: str) -> str:
     if kind == "pct":
         return f"{v:.1f} %"
     if kind == "s":
-        return f"{v:.0f} s" if v >= 10 else f"{v:.1f} s"
+        text = f"{v:.0f} s" if v >= 10 else f"{v:.1f} s"
+        return f"{text} ({v / 60:.0f} min)" if v >= 120 else text
+    if kind == "km":
+        return f"{v:,.1f} km"
     if kind == "money":
         return f"{currency} {v:,.2f}"
     if isinstance(value, int) or v.is_integer():
@@ -210,18 +216,54 @@ def _fmt(value: Any, kind: str, currency: str) -> str:
     return f"{v:,.2f}"
 
 
-def _table(rows: list[tuple[str, str]]) -> str:
-    body = "".join(f"<tr><th>{_e(k)}</th><td class='v'>{_e(v)}</td></tr>" for k, v in rows)
-    return f"<table>{body}</table>"
+def _duration(seconds: float) -> str:
+    h, rest = divmod(round(seconds), 3600)
+    m, s = divmod(rest, 60)
+    parts = [f"{h} h" if h else "", f"{m} min" if m else "", f"{s} s" if s else ""]
+    return " ".join(p for p in parts if p) or "0 s"
+
+
+def _table(rows: Sequence[tuple[str, ...]], cls: str = "") -> str:
+    body = "".join(
+        f"<tr><th>{_e(r[0])}</th><td class='v'>{_e(r[1])}</td>"
+        + "".join(f"<td class='help'>{_e(x)}</td>" for x in r[2:]) + "</tr>"
+        for r in rows
+    )
+    return f"<table class='{cls}'>{body}</table>" if cls else f"<table>{body}</table>"
+
+
+def _summary(doc: dict[str, Any]) -> str:
+    """One sentence on what was simulated, and what the figures cover."""
+    p, k = doc["params"], doc["kpis"]
+    what = []
+    if _finite(k.get("requests")) is not None:
+        what.append(f"{_fmt(k['requests'], 'num', '')} ride requests")
+    if _finite(p.get("duration_s")):
+        what.append(f"over {_duration(float(p['duration_s']))} of simulated demand")
+    if p.get("city_name"):
+        what.append(f"in {p['city_name']}")
+    fleet = []
+    if _finite(p.get("drivers")) is not None:
+        fleet.append(f"{_fmt(p['drivers'], 'num', '')} drivers")
+    if p.get("policy"):
+        fleet.append(f"{p['policy']} dispatch")
+    lead = " ".join(what) + (", " + ", ".join(fleet) if fleet else "")
+    cover = ("Every request made during the demand window is followed to its end (trips still "
+             "open when it closes are finished in a drain); driver utilisation covers the "
+             "demand window only.")
+    return f"<p>{_e(lead + '. ' if lead else '')}{_e(cover)}</p>"
 
 
 def render_html(result: SimulationResult, doc: dict[str, Any] | None = None) -> str:
-    """The self-contained ``report.html`` text."""
+    """The self-contained ``report.html`` text: headline first, configuration last."""
     doc = report_json(result) if doc is None else doc
-    kpis = doc["kpis"]
-    known = {k for k, _, _ in KPI_SPECS}
-    rows = [(label, _fmt(kpis.get(k), kind, result.currency)) for k, label, kind in KPI_SPECS]
-    rows += [(k, _fmt(kpis[k], "num", result.currency)) for k in sorted(kpis) if k not in known]
+    kpis, cur = doc["kpis"], result.currency
+    known = {f.key for f in KPI_SPECS}
+    head = [(f.label, _fmt(kpis.get(f.key), f.kind, cur), f.help) for f in KPI_SPECS
+            if f.headline]
+    more = [(f.label, _fmt(kpis.get(f.key), f.kind, cur), f.help) for f in KPI_SPECS
+            if not f.headline]
+    more += [(k, _fmt(kpis[k], "num", cur), "") for k in sorted(kpis) if k not in known]
     parts = [
         "<!DOCTYPE html>",
         "<html lang='en'><head><meta charset='utf-8'>",
@@ -230,175 +272,33 @@ def render_html(result: SimulationResult, doc: dict[str, Any] | None = None) -> 
     ]
     if result.generated_at:
         parts.append(f"<p class='small'>Generated {_e(result.generated_at)}</p>")
-    if doc["params"]:
-        parts.append(
-            "<h2>Run</h2>" + _table([(k, str(v)) for k, v in sorted(doc["params"].items())])
-        )
-    parts.append("<h2>Key figures</h2>" + _table(rows))
+    parts.append("<h2>Headline figures</h2>" + _summary(doc) + _table(head, "headline"))
+    parts.append("<h2>More figures</h2>" + _table(more))
     if any(doc["demand_rejected"].values()):
         rej = [(k, str(v)) for k, v in doc["demand_rejected"].items()]
-        parts.append("<h2>Rejected demand rows</h2>" + _table(rej))
+        parts.append("<h2>Rejected demand rows</h2><p>Rows of the demand file that were not "
+                     "replayed, by reason (bad coordinates, outside the city, ...).</p>"
+                     + _table(rej))
     hist = doc["pickup_waits"]["histogram"]
-    parts.append("<h2>Pickup wait</h2>" + _histogram_svg(hist["bin_edges_s"], hist["counts"]))
-    parts.append("<h2>Utilisation and served % over time</h2>" + _timeseries_svg(doc["timeseries"]))
-    parts.append("<h2>Demand against supply per H3 cell</h2>")
-    parts.append(_map_svg(doc["cells"], result.city_outline))
+    parts.append("<h2>Pickup wait</h2><p>Time from a ride request to the driver's arrival, "
+                 "for every served request.</p>"
+                 + histogram_svg(hist["bin_edges_s"], hist["counts"]))
+    parts.append("<h2>Utilisation and served % over time</h2><p>Per interval: the share of "
+                 "online drivers' time spent on a pickup or a trip, and the share of that "
+                 "interval's requests that were served. The shaded start is the warm-up the "
+                 "headline utilisation leaves out.</p>"
+                 + timeseries_svg(doc["timeseries"], _finite(kpis.get("warmup_s"))))
+    size = ""
+    if doc["cells"]:
+        res = h3.get_resolution(doc["cells"][0]["cell"])
+        size = f" (H3 resolution {res}, about {h3.average_hexagon_area(res, 'km^2'):.2g} km²)"
+    parts.append("<h2>Demand against supply per H3 cell</h2><p>Requests against the mean "
+                 f"number of idle drivers in each hexagon{_e(size)}. Blue: spare drivers; "
+                 "red: short of drivers; darkest red: requests and no idle driver.</p>")
+    parts.append(map_svg(doc["cells"], result.city_outline))
+    if doc["params"]:
+        conf = [(k, str(v), PARAM_HELP.get(k, "")) for k, v in sorted(doc["params"].items())]
+        parts.append("<h2>Configuration</h2><p>The run's settings and facts, as recorded in "
+                     "report.json's <code>params</code>.</p>" + _table(conf))
     parts.append("</body></html>\n")
     return "\n".join(parts)
-
-
-def _n(x: float) -> str:
-    return f"{x:.1f}"
-
-
-def _empty_svg(w: int, h: int, msg: str) -> str:
-    return (
-        f"<svg width='{w}' height='{h}' viewBox='0 0 {w} {h}' role='img'>"
-        f"<text x='{w // 2}' y='{h // 2}' text-anchor='middle'>{_e(msg)}</text></svg>"
-    )
-
-
-def _histogram_svg(edges: list[float], counts: list[int], w: int = 720, h: int = 260) -> str:
-    if not counts:
-        return _empty_svg(w, h, "no served requests")
-    left, right, top, bottom = 50, 10, 10, 35
-    pw, ph = w - left - right, h - top - bottom
-    cmax = max(counts) or 1
-    bw = pw / len(counts)
-    out = [f"<svg width='{w}' height='{h}' viewBox='0 0 {w} {h}' role='img'>"]
-    for i, c in enumerate(counts):
-        bh = ph * c / cmax
-        x, y = left + i * bw, top + ph - bh
-        tip = f"{edges[i]:.0f}-{edges[i + 1]:.0f} s: {c}"
-        out.append(
-            f"<rect x='{_n(x + 1)}' y='{_n(y)}' width='{_n(max(bw - 2, 1))}' "
-            f"height='{_n(bh)}' fill='#4a7fb5'><title>{_e(tip)}</title></rect>"
-        )
-    out.append(_axes(left, top, pw, ph))
-    for i in range(0, len(edges), max(1, len(edges) // 8)):
-        x = left + i * bw
-        out.append(f"<text x='{_n(x)}' y='{h - 18}' text-anchor='middle'>{edges[i]:.0f}</text>")
-    out.append(
-        f"<text x='{left + pw / 2:.0f}' y='{h - 3}' text-anchor='middle'>wait (s); "
-        "the last bar includes everything above it</text>"
-    )
-    out.append(f"<text x='{left - 6}' y='{top + 10}' text-anchor='end'>{cmax}</text>")
-    out.append(f"<text x='{left - 6}' y='{top + ph}' text-anchor='end'>0</text></svg>")
-    return "".join(out)
-
-
-def _axes(left: float, top: float, pw: float, ph: float) -> str:
-    return f"<path d='M{left} {top}V{_n(top + ph)}H{_n(left + pw)}' fill='none' stroke='#888'/>"
-
-
-_SERIES = (("utilisation_pct", "utilisation %", "#d9822b"), ("served_pct", "served %", "#2b8a3e"))
-
-
-def _timeseries_svg(points: list[dict[str, Any]], w: int = 720, h: int = 260) -> str:
-    ts = [p for p in points if _finite(p.get("t_s")) is not None]
-    if not ts:
-        return _empty_svg(w, h, "no time series")
-    left, right, top, bottom = 50, 130, 10, 35
-    pw, ph = w - left - right, h - top - bottom
-    t0 = min(float(p["t_s"]) for p in ts)
-    t1 = max(float(p["t_s"]) for p in ts)
-    span = (t1 - t0) or 1.0
-    out = [f"<svg width='{w}' height='{h}' viewBox='0 0 {w} {h}' role='img'>"]
-    for pct in (0, 25, 50, 75, 100):
-        y = top + ph * (1 - pct / 100)
-        out.append(
-            f"<path d='M{left} {_n(y)}H{left + pw}' stroke='#e6e6e6'/>"
-            f"<text x='{left - 6}' y='{_n(y + 4)}' text-anchor='end'>{pct}</text>"
-        )
-    out.append(_axes(left, top, pw, ph))
-    for k, (key, label, colour) in enumerate(_SERIES):
-        xy = []
-        for p in ts:
-            v = _finite(p.get(key))
-            if v is not None:
-                x = left + pw * (float(p["t_s"]) - t0) / span
-                y = top + ph * (1 - min(max(v, 0.0), 100.0) / 100)
-                xy.append(f"{_n(x)},{_n(y)}")
-        if xy:
-            out.append(
-                f"<polyline points='{' '.join(xy)}' fill='none' stroke='{colour}' "
-                "stroke-width='2'/>"
-            )
-        ly = top + 14 + 18 * k
-        out.append(
-            f"<path d='M{left + pw + 12} {ly - 4}h18' stroke='{colour}' stroke-width='3'/>"
-            f"<text x='{left + pw + 36}' y='{ly}'>{_e(label)}</text>"
-        )
-    for frac in (0, 0.25, 0.5, 0.75, 1):
-        x = left + pw * frac
-        minutes = (t0 + span * frac) / 60
-        out.append(f"<text x='{_n(x)}' y='{h - 18}' text-anchor='middle'>{minutes:.0f}</text>")
-    out.append(f"<text x='{left + pw / 2:.0f}' y='{h - 3}' text-anchor='middle'>minutes</text>")
-    out.append("</svg>")
-    return "".join(out)
-
-
-# Diverging scale on log2(demand / supply): blue = spare supply, white = balanced, red = short.
-_BLUE, _WHITE, _RED = (33, 102, 172), (247, 247, 247), (178, 24, 43)
-
-
-def _ratio_colour(ratio: float | None) -> str:
-    if ratio is None:  # demand with no supply at all
-        return "#67001f"
-    x = max(-3.0, min(3.0, math.log2(ratio))) / 3 if ratio > 0 else -1.0
-    end = _RED if x > 0 else _BLUE
-    a = abs(x)
-    r, g, b = (round(w + (e - w) * a) for w, e in zip(_WHITE, end, strict=True))
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
-def _map_svg(
-    cells: list[dict[str, Any]], outline: list[list[tuple[float, float]]], w: int = 720
-) -> str:
-    polys = [[(float(a), float(b)) for a, b in h3.cell_to_boundary(c["cell"])] for c in cells]
-    pts = [p for ring in outline for p in ring] + [p for poly in polys for p in poly]
-    if not pts:
-        return _empty_svg(w, 200, "no cells and no city outline")
-    lats, lngs = [p[0] for p in pts], [p[1] for p in pts]
-    kx = math.cos(math.radians((min(lats) + max(lats)) / 2))  # equirectangular, true at mid-lat
-    pad, legend_h = 10, 40
-    width_deg = max((max(lngs) - min(lngs)) * kx, 1e-9)
-    height_deg = max(max(lats) - min(lats), 1e-9)
-    scale = (w - 2 * pad) / width_deg
-    ph = min(int(height_deg * scale), 900)
-    scale = min(scale, (ph or 1) / height_deg)
-    h = ph + 2 * pad + legend_h
-    lng0, lat1 = min(lngs), max(lats)
-
-    def xy(lat: float, lng: float) -> str:
-        return f"{_n(pad + (lng - lng0) * kx * scale)},{_n(pad + (lat1 - lat) * scale)}"
-
-    out = [f"<svg width='{w}' height='{h}' viewBox='0 0 {w} {h}' role='img'>"]
-    for c, poly in zip(cells, polys, strict=True):
-        ratio = c["ratio"]
-        tip = f"{c['cell']}: demand {c['demand']:g}, supply {c['supply']:g}, ratio " + (
-            "no supply" if ratio is None else f"{ratio:.2f}"
-        )
-        out.append(
-            f"<polygon points='{' '.join(xy(a, b) for a, b in poly)}' "
-            f"fill='{_ratio_colour(ratio)}' stroke='#fff' stroke-width='0.3'>"
-            f"<title>{_e(tip)}</title></polygon>"
-        )
-    for ring in outline:
-        if len(ring) >= 2:
-            out.append(
-                f"<polygon points='{' '.join(xy(a, b) for a, b in ring)}' fill='none' "
-                "stroke='#333' stroke-width='0.8'/>"
-            )
-    y = h - legend_h + 12
-    for i, ratio in enumerate((0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)):
-        x = pad + 40 * i
-        out.append(
-            f"<rect x='{x}' y='{y}' width='40' height='10' fill='{_ratio_colour(ratio)}'/>"
-            f"<text x='{x + 20}' y='{y + 24}' text-anchor='middle'>{ratio:g}</text>"
-        )
-    out.append(
-        f"<text x='{pad + 300}' y='{y + 9}'>demand / supply per cell "
-        "(blue: spare drivers, red: short of drivers)</text></svg>"
-    )
-    return "".join(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -10,7 +11,11 @@ from pathlib import Path
 import h3
 import pytest
 
+from ridehail.bootstrap import build_sim_engine
+from simulator.engine_mode import EngineSimulation
 from simulator.report import KPI_SPECS, SimulationResult, render_html, report_json, write_report
+from simulator.report_text import PARAM_HELP
+from simulator.scenario import SimConfig, prepare
 
 CENTRE = (40.7580, -73.9855)
 OUTLINE = [[(40.70, -74.02), (40.70, -73.93), (40.80, -73.93), (40.80, -74.02), (40.70, -74.02)]]
@@ -24,7 +29,9 @@ def _result(**overrides: object) -> SimulationResult:
             "no_driver_pct": 6.1,
             "rider_cancel_pct": 2.65,
             "offer_acceptance_pct": 83.0,
-            "driver_utilisation_pct": 61.4,
+            "driver_utilisation_pct": 55.2,
+            "driver_utilisation_after_warmup_pct": 61.4,
+            "warmup_s": 600.0,
             "empty_km_pct": 33.3,
             "trips_per_hour": 2712,
             "revenue": 40123.5,
@@ -39,7 +46,8 @@ def _result(**overrides: object) -> SimulationResult:
         cell_supply={c: float(len(cells) - i) / 2 for i, c in enumerate(cells) if i % 5},
         city_outline=OUTLINE,
         title="NYC <test> run",
-        params={"seed": 1, "drivers": 500, "demand": "yellow.csv"},
+        params={"seed": 1, "drivers": 500, "demand": "yellow.csv", "simulated_s": 5400.0,
+                "duration_s": 3600.0, "city_name": "nyc", "policy": "greedy"},
         demand_rejected={"zero_coords": 98, "outside_city": 27},
     )
     for k, v in overrides.items():
@@ -61,8 +69,8 @@ def test_writes_both_files_and_html_is_self_contained(tmp_path: Path) -> None:
 
 def test_html_shows_every_kpi() -> None:
     text = render_html(_result())
-    for _, label, _ in KPI_SPECS:
-        assert label in text
+    for figure in KPI_SPECS:
+        assert figure.label in text
     for shown in (
         "91.2 %",
         "6.1 %",
@@ -74,7 +82,9 @@ def test_html_shows_every_kpi() -> None:
         "USD 40,123.50",
     ):
         assert shown in text, shown
-    assert "requests" in text and "3,000" in text  # an extra KPI
+    assert "Ride requests" in text and "3,000" in text
+    assert "<th>extra_kpi</th><td class='v'>7</td>" in render_html(
+        _result(kpis={"extra_kpi": 7}))  # a key without a spec is still shown
     assert "zero_coords" in text  # the rejected rows
     # Wait percentiles are computed from waits_s when the KPI dict lacks them (1..300 s).
     assert "150 s" in text and "270 s" in text and "297 s" in text
@@ -120,10 +130,60 @@ def test_text_is_escaped() -> None:
 
 def test_empty_result_still_renders() -> None:
     text = render_html(SimulationResult(kpis={}))
-    assert text.count("n/a") == len(KPI_SPECS)
+    assert text.count("<td class='v'>n/a</td>") == len(KPI_SPECS)
     assert "no served requests" in text and "no time series" in text
 
 
 def test_invalid_cell_is_rejected() -> None:
     with pytest.raises(ValueError, match="not an H3 cell"):
         report_json(_result(cell_demand={"nope": 3}))
+
+
+def _pos(text: str, needle: str) -> int:
+    assert needle in text, needle
+    return text.index(needle)
+
+
+def test_headline_first_and_configuration_last() -> None:
+    text = render_html(_result())
+    headline = _pos(text, "<h2>Headline figures</h2>")
+    more = _pos(text, "<h2>More figures</h2>")
+    charts = _pos(text, "<h2>Pickup wait</h2>")
+    config = _pos(text, "<h2>Configuration</h2>")
+    assert headline < more < charts < config
+    assert "<h2>" not in text[config + 4:]  # nothing after the configuration
+    for figure in KPI_SPECS:
+        at = _pos(text, f"<th>{figure.label}</th>")
+        assert (headline < at < more) if figure.headline else (more < at < charts), figure.key
+    assert config < _pos(text, "<th>seed</th>")
+    # The headline says what was simulated, in words.
+    assert "3,000 ride requests over 1 h of simulated demand in nyc, 500 drivers" in text
+    # Utilisation on top is the one without the warm-up; the whole-run figure is labelled so.
+    assert headline < _pos(text, "Driver utilisation (after warm-up)</th><td class='v'>61.4 %")
+    assert more < _pos(text, "Driver utilisation (whole run, with warm-up)</th>"
+                             "<td class='v'>55.2 %")
+    assert "600 s (10 min)" in text  # the warm-up's length
+
+
+def test_every_figure_and_setting_is_explained() -> None:
+    text = render_html(_result())
+    for figure in KPI_SPECS:
+        assert figure.help
+        row = re.search(rf"<th>{re.escape(figure.label)}</th><td class='v'>[^<]*</td>"
+                        r"<td class='help'>([^<]*)</td>", text)
+        assert row and row.group(1) == html.escape(figure.help), figure.key
+    sim = re.search(r"<th>simulated_s</th><td class='v'>5400.0</td><td class='help'>([^<]*)<",
+                    text)
+    assert sim and "drain" in sim.group(1) and "not wall-clock" in sim.group(1)
+    doc = report_json(_result())
+    assert doc["descriptions"]["params"]["simulated_s"] == PARAM_HELP["simulated_s"]
+    assert set(doc["descriptions"]["kpis"]) == {f.key for f in KPI_SPECS}
+
+
+def test_a_real_run_has_no_unexplained_figure_or_setting() -> None:
+    cfg = SimConfig(drivers=10, duration_s=900, demand_rate=120, seed=2)
+    result = EngineSimulation(prepare(cfg), build_sim_engine).run()
+    assert set(result.kpis) <= {f.key for f in KPI_SPECS}
+    assert set(result.params) <= set(PARAM_HELP)
+    assert result.kpis["warmup_s"] and result.kpis["driver_utilisation_after_warmup_pct"]
+    assert "<td class='help'></td>" not in render_html(result)
