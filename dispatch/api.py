@@ -15,6 +15,7 @@ from accounts.auth import current_principal, require
 from accounts.model import Role
 from ridehail.kernel.errors import Problem, problem_response
 from ridehail.kernel.validation import body, doc, parse_body, query
+from trips.access import sees_driver_location
 from trips.model import PaymentRequired, Trip, TripError, TripNotFound
 
 from .engine import Engine
@@ -207,13 +208,15 @@ def request_trip(body: TripIn) -> Response:
 
 @bp.get("/v1/trips/<id:trip_id>")
 @require(Role.rider, Role.driver)
-@doc("A trip (its rider, its driver, or a driver it was offered to)",
+@doc("A trip (its rider, its driver, or a driver while its offer is pending); the driver's "
+     "position goes to the rider while the driver is coming, waiting or driving",
      responses={200: TripOut}, tags=["trips"])
 def get_trip(trip_id: str) -> Response:
     me = current_principal()
     # Its rider, its driver, or a driver it was offered to (trips.access.may_view).
     trip = engine().trip_for(trip_id, me.role.value, me.account_id)
-    return jsonify(trip_view(trip, driver_location(trip)))
+    shown = sees_driver_location(trip, me.role.value, me.account_id)
+    return jsonify(trip_view(trip, driver_location(trip) if shown else None))
 
 
 @bp.post("/v1/trips/<id:trip_id>/cancel")

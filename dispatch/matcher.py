@@ -123,13 +123,15 @@ class Matcher:
     def trip_for(self, trip_id: str, role: str, account_id: str) -> Trip:
         """The trip if this account may view it (`trips.access.may_view`); else TripNotFound,
         as if it did not exist."""
+        now = self.clock.now()
         with self.units(readonly=True) as uow:
             trip = uow.trips.get(trip_id)
             if trip is None:
                 raise TripNotFound(trip_id)
-            offered = role == "driver" and trip.driver_id != account_id and any(
-                o.driver_id == account_id for o in uow.offers.for_trip(trip_id))
-        if not may_view(trip, role, account_id, offered=offered):
+            pending = role == "driver" and trip.driver_id != account_id and any(
+                o.trip_id == trip_id and o.state == OfferState.pending and o.deadline > now
+                for o in uow.offers.pending_for_driver(account_id))
+        if not may_view(trip, role, account_id, offer_pending=pending):
             raise TripNotFound(trip_id)
         return trip
 

@@ -4,7 +4,7 @@ someone else's."""
 
 from __future__ import annotations
 
-from .model import Trip, TripNotFound
+from .model import Trip, TripNotFound, TripState
 
 
 def is_party(trip: Trip | None, role: str, account_id: str) -> bool:
@@ -25,6 +25,20 @@ def party_trip(trip: Trip | None, trip_id: str, role: str, account_id: str) -> T
     return trip
 
 
-def may_view(trip: Trip, role: str, account_id: str, *, offered: bool) -> bool:
-    """Its rider, its driver, or a driver it was offered to (`offered`)."""
-    return is_party(trip, role, account_id) or (role == "driver" and offered)
+def may_view(trip: Trip, role: str, account_id: str, *, offer_pending: bool) -> bool:
+    """Its rider, its driver, or a driver who holds a pending offer for it (`offer_pending`):
+    a driver who rejected the offer, or let it expire, no longer sees the trip."""
+    return is_party(trip, role, account_id) or (role == "driver" and offer_pending)
+
+
+# While a driver is on the way, waiting, or driving: before, nobody needs the position; after,
+# it would tell the rider where the driver goes next (and, during the ride, the driver's
+# position is the rider's too, which no other party needs).
+SHOWS_DRIVER = frozenset({TripState.driver_assigned, TripState.driver_arrived,
+                          TripState.in_progress})
+
+
+def sees_driver_location(trip: Trip, role: str, account_id: str) -> bool:
+    """The driver's live position goes to the trip's rider only, and only while the driver is
+    coming, waiting or driving them."""
+    return role == "rider" and trip.rider_id == account_id and trip.state in SHOWS_DRIVER

@@ -303,12 +303,17 @@ def test_who_may_view_a_trip(kit: Kit) -> None:
     kit.driver("1", 100)
     kit.driver("2", 300)
     trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    assert kit.engine.trip_for(trip.id, "driver", "1").id == trip.id  # its offer is pending
     kit.engine.reject_offer(kit.pending_offer("1"), "1")
     assert kit.engine.trip_for(trip.id, "rider", "50").id == trip.id
     assert kit.engine.trip_for(trip.id, "driver", "2").id == trip.id  # offered now
-    for role, who in (("rider", "51"), ("driver", "3"), ("service", "50")):
+    # A driver who rejected (or let the offer expire) no longer sees the trip.
+    for role, who in (("rider", "51"), ("driver", "1"), ("driver", "3"), ("service", "50")):
         with pytest.raises(TripNotFound):
             kit.engine.trip_for(trip.id, role, who)
+    kit.clock.run_until(kit.clock.now() + 15.0)  # driver 2's offer expires
+    with pytest.raises(TripNotFound):
+        kit.engine.trip_for(trip.id, "driver", "2")
 
 
 def test_offers_come_with_their_trips(kit: Kit) -> None:

@@ -97,8 +97,9 @@ def test_whole_ride_with_a_reject_and_a_re_offer(app: Flask, api: Api) -> None:
 
     final = api.get(f"/v1/trips/{trip['id']}", rider.token).body
     assert final["state"] == "completed" and final["fare"] == body["fare"]
-    # The driver who rejected it may still read it (it was offered to them).
-    assert api.get(f"/v1/trips/{trip['id']}", near.token).status == 200
+    # The driver who rejected it no longer reads it: a driver sees an offered trip only while
+    # the offer is pending (issue 13, item 1).
+    assert api.get(f"/v1/trips/{trip['id']}", near.token).status == 404
     # Both drivers are available again: a second trip is offered as before.
     publish(app)
     assert set(nearby_ids(api, rider.token)) == {near.id, far.id}

@@ -7,7 +7,7 @@ import pytest
 
 from ridehail.units import UnitFactory, memory_uow_factory
 from trips import ratings
-from trips.access import is_party, may_view, party_trip
+from trips.access import is_party, may_view, party_trip, sees_driver_location
 from trips.fares import NYC_YELLOW_2016
 from trips.model import IllegalTransition, NotRatable, Trip, TripNotFound, TripState
 from trips.pricing import meter, metered_trace, quote
@@ -62,11 +62,26 @@ def test_only_the_rider_and_the_assigned_driver_are_parties() -> None:
         party_trip(t, t.id, "rider", "51")
 
 
-def test_an_offered_driver_may_view_but_is_not_a_party() -> None:
+def test_a_driver_with_a_pending_offer_may_view_but_is_not_a_party() -> None:
     t = trip()
-    assert may_view(t, "driver", "2", offered=True)
-    assert not may_view(t, "driver", "2", offered=False)
-    assert not may_view(t, "rider", "51", offered=True)
+    assert may_view(t, "driver", "2", offer_pending=True)
+    assert not may_view(t, "driver", "2", offer_pending=False)
+    assert not may_view(t, "rider", "51", offer_pending=True)
+
+
+def test_only_the_rider_sees_the_driver_and_only_while_the_driver_is_theirs() -> None:
+    t = trip()
+    assert not sees_driver_location(t, "rider", "50")  # no driver yet
+    t.assign("1", T0)
+    assert sees_driver_location(t, "rider", "50")
+    assert not sees_driver_location(t, "driver", "1") and not sees_driver_location(
+        t, "rider", "51")
+    t.arrive(T0)
+    assert sees_driver_location(t, "rider", "50")
+    t.start(T0)
+    assert sees_driver_location(t, "rider", "50")
+    t.complete(T0 + 60, distance_m=500.0, fare_final=700)
+    assert not sees_driver_location(t, "rider", "50")  # the ride is over
 
 
 def test_the_meter_brackets_the_trace_with_the_pickup_and_the_last_position() -> None:
