@@ -114,18 +114,24 @@ def demo(port: int | None, host: str | None, drivers: int | None) -> None:
 
 # The fleet is a separate process: a client of the API like any driver app, and nothing of it
 # is inherited by the gunicorn workers forked after `when_ready`.
+# It logs (with the server's level and format) its figures every minute and every refusal
+# by reason, rate-limited.
 _FLEET = """
 import sys, threading, time, requests
+from ridehail.kernel.logging import configure_logging
 from simulator.http_mode import run_demo_fleet
-url, drivers, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+url, drivers, rate, token, level, fmt = sys.argv[1:7]
+configure_logging(level, fmt)
 for _ in range(600):
     try:
         requests.get(url + "/health", timeout=2)
         break
     except requests.RequestException:
         time.sleep(0.1)
-run_demo_fleet(url, drivers=drivers, service_token=token, stop=threading.Event())
+run_demo_fleet(url, drivers=int(drivers), riders_per_hour=float(rate), service_token=token,
+               stop=threading.Event())
 """
+_DEMO_RIDES_PER_HOUR = 300
 
 
 def _start_demo_fleet(settings: Settings, url: str) -> subprocess.Popen[bytes]:
@@ -138,9 +144,11 @@ def _start_demo_fleet(settings: Settings, url: str) -> subprocess.Popen[bytes]:
     token = accounts_service.create_service(sql_uow_factory(engine), "demo-fleet")
     engine.dispose()
     click.echo(f"ridehail demo: {settings.demo_drivers} simulated drivers joining "
-               "(NYC, about 300 ride requests an hour)", err=True)
+               f"(NYC, about {_DEMO_RIDES_PER_HOUR} ride requests an hour; the fleet logs "
+               "its figures every minute)", err=True)
     return subprocess.Popen([sys.executable, "-c", _FLEET, url, str(settings.demo_drivers),
-                             token])
+                             str(_DEMO_RIDES_PER_HOUR), token, settings.log_level,
+                             settings.log_format])
 
 
 @main.group()
