@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from accounts.auth import current_principal, require
 from accounts.model import Role
 from ridehail.kernel.errors import Problem, problem_response
-from ridehail.kernel.formats import money
+from ridehail.kernel.formats import iso, money
 from ridehail.kernel.validation import Body, body, doc
 
 from . import billing, ratings, receipts, tasks
@@ -102,8 +102,8 @@ def receipt(trip_id: str) -> Response:
             "attempts": pay.attempts if pay else 0,
             "last_error": pay.last_error if pay else None,
             "charge_id": pay.provider_charge_id if pay else None,
-            "captured_at": pay.captured_at if pay else None,
-        },
+            "captured_at": iso(pay.captured_at) if pay else None,
+        } if me.role == Role.rider else {"state": trip.payment_state},
         "ledger": [{"kind": e.kind, "account": e.account, "amount": e.amount}
                    for e in r.ledger],
         "ratings": {g.rater_role: {"stars": g.stars, "applied": g.applied} for g in r.ratings},
@@ -121,7 +121,7 @@ def earnings() -> Response:
         "driver_id": e.driver_id, "currency": e.currency, "balance": money(e.balance, e.currency),
         "totals": {"trips": e.trips, "payout": money(e.balance, e.currency)},
         "trips": [{"trip_id": x.trip_id, "payout": money(x.amount, x.currency),
-                   "at": x.created_at} for x in e.recent],
+                   "at": iso(x.created_at)} for x in e.recent],
     })
 
 

@@ -19,7 +19,7 @@ DEFAULT_CURRENCY = "USD"  # the earnings of a driver with no payout yet
 @dataclass(frozen=True)
 class Receipt:
     trip: Trip
-    payment: Payment | None
+    payment: Payment | None  # the rider's payment: shown to the rider only
     ledger: list[LedgerEntry]
     ratings: list[Rating]
     # rider_charge, driver_payout, platform_fee: from the ledger once captured (`final`),
@@ -42,7 +42,10 @@ class Earnings:
 def receipt(units: TripsUnits, trip_id: str, role: str, account_id: str, *,
             tariff: Tariff, commission_bps: int) -> Receipt:
     """The trip's receipt, for its rider or its driver (TripNotFound for anyone else).
-    `tariff` is the one the engine prices trips with (its booking fee is shown)."""
+    `tariff` is the one the engine prices trips with (its booking fee is shown).
+
+    The rider sees the whole split and their payment (state, attempts, errors); the driver
+    sees their payout only: nothing of the rider's payment method or its failures."""
     with units(readonly=True) as uow:
         trip = party_trip(uow.trips.get(trip_id), trip_id, role, account_id)
         pay = uow.payments.get(trip_id)
@@ -57,8 +60,12 @@ def receipt(units: TripsUnits, trip_id: str, role: str, account_id: str, *,
         split = split_payment(trip.fare_final, commission_bps).to_dict()
     else:
         split = {}
-    return Receipt(trip, pay, lines, given, split, bool(by_kind), tariff.booking_fee,
-                   commission_bps)
+    final = bool(by_kind)
+    if role == "driver":
+        pay = None
+        lines = [e for e in lines if e.account == account_key("driver", account_id)]
+        split = {k: v for k, v in split.items() if k == "driver_payout"}
+    return Receipt(trip, pay, lines, given, split, final, tariff.booking_fee, commission_bps)
 
 
 def earnings(units: TripsUnits, driver_id: str, limit: int = 100) -> Earnings:

@@ -44,9 +44,9 @@ class SandboxProvider:
         else:
             raise ProviderUnavailable("sandbox: concurrent requests with one key")
         if record.status == "declined":
-            raise PaymentDeclined(f"card declined ({record.token})")
+            raise PaymentDeclined("card declined")  # never the token: errors are shown
         if record.status == "error":
-            raise ProviderUnavailable(f"provider timeout ({record.token})")
+            raise ProviderUnavailable("provider timeout")
         if fresh and record.token == "tok_slow":
             time.sleep(self.slow_s)  # money moved; the answer is late (the crash window)
         return ChargeResult(record.charge_id, record.amount, record.currency, replayed=not fresh)

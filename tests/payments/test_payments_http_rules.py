@@ -59,3 +59,23 @@ def test_the_receipts_booking_fee_is_the_engines_tariffs(app: Flask) -> None:
     assert r.status_code == 200, r.json
     assert r.json["fare"]["booking_fee"] == {"amount": 175, "currency": "USD",
                                              "display": "1.75"}
+
+
+def test_a_drivers_receipt_shows_the_payout_not_the_riders_payment(app: Flask) -> None:
+    client: FlaskClient = app.test_client()
+    rider_id, rider = sign_up(client, "rider")
+    driver_id, driver = sign_up(client, "driver")
+    units = app.extensions["uow_factory"]
+    trip = completed_trip(units, rider_id=rider_id, driver_id=driver_id)
+    with units() as uow:
+        uow.payments.add(Payment(trip.id, rider_id, driver_id, 1234, "USD", state="failed",
+                                 last_error="card declined", token="tok_declined"))
+        uow.commit()
+    mine = client.get(f"/v1/trips/{trip.id}/receipt", headers=h(driver))
+    assert mine.status_code == 200, mine.json
+    assert mine.json["payment"] == {"state": "pending"}
+    assert set(mine.json["split"]) == {"driver_payout", "commission_bps", "final"}
+    assert "tok_" not in mine.get_data(as_text=True) and "declined" not in mine.get_data(
+        as_text=True)
+    theirs = client.get(f"/v1/trips/{trip.id}/receipt", headers=h(rider))
+    assert theirs.json["payment"]["last_error"] == "card declined"

@@ -59,7 +59,7 @@ def test_once_captured_the_split_is_the_ledgers() -> None:
         for line in entries_for(trip.id, RIDER, DRIVER, booked, "USD", 1.0):
             uow.ledger.add(line)
         uow.commit()
-    r = receipts.receipt(units, trip.id, "driver", DRIVER, tariff=TARIFF, commission_bps=2500)
+    r = receipts.receipt(units, trip.id, "rider", RIDER, tariff=TARIFF, commission_bps=2500)
     assert r.final
     assert r.split == booked.to_dict()
 
@@ -68,3 +68,34 @@ def test_earnings_of_a_driver_with_no_payout_yet() -> None:
     units, _ = _units_with_trip()
     e = receipts.earnings(units, DRIVER)
     assert (e.trips, e.balance, e.recent, e.currency) == (0, 0, [], "USD")
+
+
+def test_a_driver_sees_only_their_payout_never_the_riders_payment() -> None:
+    from trips.billing import BillingPolicy, charge_trip, set_payment_method
+    from trips.sandbox import SandboxProvider
+
+    units, trip = _units_with_trip(fare=2000)
+    set_payment_method(units, RIDER, "tok_declined", 1.0)
+    out = charge_trip(units, SandboxProvider(units), trip.id, BillingPolicy(2500, None))
+    assert out.state == "failed"
+    rider = receipts.receipt(units, trip.id, "rider", RIDER, tariff=TARIFF, commission_bps=2500)
+    assert rider.payment is not None and rider.payment.last_error == "card declined"
+    assert "tok_" not in rider.payment.last_error  # no payment token in any error text
+    driver = receipts.receipt(units, trip.id, "driver", DRIVER, tariff=TARIFF,
+                              commission_bps=2500)
+    assert driver.payment is None
+    assert set(driver.split) == {"driver_payout"}
+
+
+def test_a_drivers_receipt_lists_their_own_ledger_line_only() -> None:
+    units, trip = _units_with_trip(fare=2000)
+    with units() as uow:
+        for line in entries_for(trip.id, RIDER, DRIVER, split_payment(2000, 2500), "USD", 1.0):
+            uow.ledger.add(line)
+        uow.commit()
+    driver = receipts.receipt(units, trip.id, "driver", DRIVER, tariff=TARIFF,
+                              commission_bps=2500)
+    assert [e.kind for e in driver.ledger] == ["driver_payout"]
+    assert driver.split == {"driver_payout": split_payment(2000, 2500).driver_payout}
+    rider = receipts.receipt(units, trip.id, "rider", RIDER, tariff=TARIFF, commission_bps=2500)
+    assert len(rider.ledger) == 3
