@@ -61,7 +61,7 @@ def create_app(
                                        start=start_background, celery=celery)
     app.extensions["dispatch"] = engine_
     if start_background and not settings.scaled and settings.embedded_worker:
-        worker = EmbeddedWorker(celery)
+        worker = EmbeddedWorker(celery, concurrency=settings.embedded_worker_concurrency)
         worker.start()
         background.append(worker)
     if lease is not None:

@@ -34,7 +34,8 @@ TARIFF = NYC_YELLOW_2016
 
 def payment_provider(settings: Settings, uow_factory: UnitFactory) -> PaymentProvider:
     """The payment provider (the sandbox; a real one plugs in here)."""
-    return SandboxProvider(uow_factory, slow_s=settings.sandbox_slow_s)
+    return SandboxProvider(uow_factory, slow_s=settings.sandbox_slow_s,
+                           test_hooks=settings.sandbox_test_hooks)
 
 
 def worker_context(settings: Settings, uow_factory: UnitFactory | None = None,

@@ -7,6 +7,7 @@ deployment fails loudly instead of running with a default the operator did not c
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -75,6 +76,10 @@ class Settings:
     payment_stuck_after_s: float = 60.0
     payment_sweep_interval_s: float = 30.0
     sandbox_slow_s: float = 30.0
+    # The sandbox's test hooks (tok_slow stalls a capture for sandbox_slow_s): tests only. Off,
+    # the provider refuses tok_slow, so no client can stall a worker through the API.
+    sandbox_test_hooks: bool = False
+    embedded_worker_concurrency: int = 4
 
     @property
     def scaled(self) -> bool:
@@ -100,7 +105,12 @@ class Settings:
 
     @property
     def debug_map_public(self) -> bool:
-        return (not self.scaled) if self.debug_public is None else self.debug_public
+        """By default the map is public only in the embedded mode AND when the API listens on
+        loopback: bound to another address, it would show every trip and driver to anyone
+        who can reach it. RIDEHAIL_DEBUG_PUBLIC says otherwise explicitly."""
+        if self.debug_public is not None:
+            return self.debug_public
+        return not self.scaled and _is_loopback(self.host)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -147,6 +157,8 @@ class Settings:
             )
         if self.threads < 1:
             raise SettingsError("RIDEHAIL_THREADS: must be at least 1")
+        if not 1 <= self.embedded_worker_concurrency <= 64:
+            raise SettingsError("RIDEHAIL_EMBEDDED_WORKER_CONCURRENCY: must be in [1, 64]")
         if self.worker_id is not None and not 0 <= self.worker_id < 1024:
             raise SettingsError("RIDEHAIL_WORKER_ID: must be in [0, 1023]")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -244,3 +256,12 @@ def _parse(key: str, raw: str, type_name: object) -> object:
     except ValueError as exc:
         raise SettingsError(f"{key}: cannot read {raw!r}: {exc}") from None
     return raw
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name we cannot judge here: not public

@@ -79,3 +79,20 @@ def test_data_dir_is_a_setting_defaulting_to_the_repository_data(tmp_path: Path)
     assert Settings.from_env(env={"RIDEHAIL_DATA_DIR": str(tmp_path)}).data_dir == tmp_path
     with pytest.raises(SettingsError, match="RIDEHAIL_DATA_DIR"):
         Settings.from_env(env={"RIDEHAIL_DATA_DIR": str(tmp_path / "missing")})
+
+
+def test_the_debug_map_is_public_by_default_only_on_loopback() -> None:
+    def public(**kw: object) -> bool:
+        return Settings.from_env(env={}, **kw).debug_map_public
+
+    assert public(host="127.0.0.1") and public(host="localhost") and public(host="::1")
+    assert not public(host="0.0.0.0") and not public(host="192.0.2.7")
+    assert not public(host="api.example.com")
+    assert public(host="0.0.0.0", debug_public=True)  # said explicitly
+    assert not public(host="127.0.0.1", debug_public=False)
+
+
+def test_embedded_worker_concurrency_is_bounded() -> None:
+    assert Settings.from_env(env={}).embedded_worker_concurrency >= 4
+    with pytest.raises(SettingsError, match="RIDEHAIL_EMBEDDED_WORKER_CONCURRENCY"):
+        Settings.from_env(env={"RIDEHAIL_EMBEDDED_WORKER_CONCURRENCY": "0"})

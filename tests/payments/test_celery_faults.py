@@ -43,7 +43,8 @@ class Workers:
                     "RIDEHAIL_DATABASE_URL": db_url, "RIDEHAIL_LOG_LEVEL": "WARNING",
                     # a dead worker's task comes back after 2 s
                     "RIDEHAIL_TASK_VISIBILITY_TIMEOUT_S": "2",
-                    "RIDEHAIL_SANDBOX_SLOW_S": "300", "RIDEHAIL_PAYMENT_RETRY_BASE_S": "0.05"}
+                    "RIDEHAIL_SANDBOX_SLOW_S": "300", "RIDEHAIL_SANDBOX_TEST_HOOKS": "1",
+                    "RIDEHAIL_PAYMENT_RETRY_BASE_S": "0.05"}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.settings = make_settings(tmp, database_url=db_url, redis_url=redis_url,
                                       queue=self.queue, task_visibility_timeout_s=2.0)

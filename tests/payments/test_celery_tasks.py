@@ -70,3 +70,27 @@ def test_transient_errors_are_retried_with_backoff(tmp_path: Path) -> None:
     assert gave_up.attempts == 4  # the first try and 3 retries
     assert "gave up" in gave_up.last_error
     engine.dispose()
+
+
+def test_a_slow_payment_does_not_hold_up_another_riders(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, sandbox_slow_s=10.0, sandbox_test_hooks=True)
+    engine, uowf = migrated(settings.database_url)
+    slow = completed_trip(uowf, fare=800)
+    set_method(uowf, slow.rider_id, "tok_slow")  # captures, then stalls its task for 10 s
+    quick = completed_trip(uowf, fare=500)
+    app = make_celery(settings)
+    worker = EmbeddedWorker(app, concurrency=settings.embedded_worker_concurrency)
+    worker.start()
+    try:
+        app.send_task(tasks.CHARGE, args=[slow.id])
+        app.send_task(tasks.CHARGE, args=[quick.id])
+        # The quick charge settles while the slow one's provider call is still stalled (with
+        # one task at a time it would wait the whole 10 s behind it).
+        wait_for(lambda: _settled(uowf, quick.id), timeout=8, what="the quick charge")
+        assert payment(uowf, slow.id) is None or payment(uowf, slow.id).state == "pending"
+        wait_for(lambda: _settled(uowf, slow.id), timeout=60, what="the slow charge")
+    finally:
+        worker.stop()
+        tasks.dispose(app)
+    captured_once(uowf, quick.id, 500)
+    engine.dispose()

@@ -79,3 +79,27 @@ def test_a_drivers_receipt_shows_the_payout_not_the_riders_payment(app: Flask) -
         as_text=True)
     theirs = client.get(f"/v1/trips/{trip.id}/receipt", headers=h(rider))
     assert theirs.json["payment"]["last_error"] == "card declined"
+
+
+def test_the_sandboxs_test_hooks_are_off_through_the_api(app: Flask) -> None:
+    client: FlaskClient = app.test_client()
+    _, rider = sign_up(client, "rider")
+    r = client.post("/v1/riders/me/payment-methods", json={"token": "tok_slow"},
+                    headers=h(rider))
+    assert r.status_code == 422 and r.json["errors"][0]["field"] == "token", r.json
+    assert "tok_slow" not in r.json["detail"]
+    ok = client.post("/v1/riders/me/payment-methods", json={"token": "tok_declined"},
+                     headers=h(rider))
+    assert ok.status_code == 201, ok.json  # the sandbox's ordinary test cards still work
+
+
+def test_a_stalled_capture_needs_the_test_hooks() -> None:
+    from ridehail.units import memory_uow_factory
+    from trips.sandbox import SandboxProvider
+
+    units = memory_uow_factory()
+    off = SandboxProvider(units, slow_s=3600.0)
+    assert off.charge("k1", "tok_slow", 100, "USD").amount == 100  # at once, no stall
+    with pytest.raises(Exception, match="token"):
+        off.check_token("tok_slow")
+    SandboxProvider(units, slow_s=0.0, test_hooks=True).check_token("tok_slow")
