@@ -12,6 +12,7 @@ from celery.worker import WorkController
 
 from trips.payments import PaymentProvider
 
+from . import broker  # noqa: F401 - registers the atomic filesystem transport
 from .bootstrap import worker_context
 from .kernel.logging import get_logger
 from .settings import Settings

@@ -94,8 +94,9 @@ class Settings:
     def broker_url(self) -> str:
         if self.redis_url:
             return self.redis_url
-        # A persistent local transport: queued tasks survive a restart of the process.
-        return "filesystem://"
+        # A persistent local transport: queued tasks survive a restart of the process. Its
+        # messages are written atomically (ridehail/broker.py).
+        return "ridehail-filesystem://"
 
     @property
     def fallback_payment_token(self) -> str | None:

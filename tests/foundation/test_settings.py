@@ -33,7 +33,7 @@ def test_bad_setting_names_the_variable(env: dict[str, str], names: str) -> None
 
 def test_defaults_are_embedded() -> None:
     s = Settings.from_env(env={})
-    assert not s.scaled and s.is_sqlite and s.broker_url == "filesystem://"
+    assert not s.scaled and s.is_sqlite and s.broker_url == "ridehail-filesystem://"
     scaled = Settings.from_env(env={"RIDEHAIL_REDIS_URL": "redis://127.0.0.1:6379/0"})
     assert scaled.scaled and scaled.broker_url.startswith("redis://")
 

@@ -1,0 +1,43 @@
+"""The embedded mode's broker: kombu's filesystem transport, writing each message atomically.
+
+kombu's own `_put` writes the message file in place under an flock, while its `_get` renames
+any `*.<queue>.msg` file it lists and reads it, ignoring the lock: a message read while it is
+still being written is half a JSON document, and the embedded worker dies on it
+("Unrecoverable error: JSONDecodeError"), so payments and ratings stop. Here a message is
+written under a name the reader never picks, then renamed into place in one step.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from time import monotonic
+from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.utils.encoding import str_to_bytes
+from kombu.utils.json import dumps
+
+ALIAS = "ridehail-filesystem"
+
+
+class AtomicChannel(filesystem.Channel):
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        # ".<hex>.part": the reader only takes names whose part after the first dot is
+        # "<queue>.msg".
+        partial = os.path.join(self.data_folder_out, f".{uuid.uuid4().hex}.part")
+        try:
+            with open(partial, "wb") as f:
+                f.write(str_to_bytes(dumps(payload)))
+            os.replace(partial, final)
+        except OSError as exc:
+            raise filesystem.ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+class AtomicTransport(filesystem.Transport):
+    Channel = AtomicChannel
+
+
+TRANSPORT_ALIASES[ALIAS] = f"{__name__}:AtomicTransport"
