@@ -22,7 +22,8 @@ ALIAS = "ridehail-filesystem"
 
 
 class AtomicChannel(filesystem.Channel):
-    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+    # kombu declares _put twice with different parameter names; this is filesystem's.
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         # ".<hex>.part": the reader only takes names whose part after the first dot is
@@ -30,7 +31,7 @@ class AtomicChannel(filesystem.Channel):
         partial = os.path.join(self.data_folder_out, f".{uuid.uuid4().hex}.part")
         try:
             with open(partial, "wb") as f:
-                f.write(str_to_bytes(dumps(message)))
+                f.write(str_to_bytes(dumps(payload)))
             os.replace(partial, final)
         except OSError as exc:
             raise filesystem.ChannelError(f"Cannot add file {final!r} to directory") from exc
