@@ -13,7 +13,7 @@ import pytest
 import simple_websocket
 
 from ridehail.settings import Settings
-from tests.conftest import Server, start_server
+from tests.conftest import Server, start_server, throwaway_pg_schema
 from tests.rides.conftest import (
     PICKUP,
     Account,
@@ -29,14 +29,23 @@ from tests.rides.conftest import (
 
 @pytest.fixture
 def server(any_db_settings: Settings, tmp_path: Path) -> Iterator[Server]:
+    # A schema of its own on PostgreSQL: the server sweeps expired offers of the whole
+    # database, and another test's leftover trip would be re-offered to this test's drivers.
+    fresh = None
+    url = any_db_settings.database_url
+    if url.startswith("postgresql"):
+        fresh = throwaway_pg_schema("rh_server")
+        url = next(fresh)
     srv = start_server({
-        "RIDEHAIL_DATABASE_URL": any_db_settings.database_url,
+        "RIDEHAIL_DATABASE_URL": url,
         "RIDEHAIL_VAR_DIR": str(tmp_path),
         "RIDEHAIL_OFFER_TIMEOUT_S": "3.0",  # margin for a loaded machine
         "RIDEHAIL_THREADS": "16",
     })
     yield srv
     srv.stop()
+    if fresh is not None:
+        next(fresh, None)  # drops the schema
 
 
 def ws_url(server: Server, token: str | None = None) -> str:
