@@ -120,7 +120,7 @@ _FLEET = """
 import sys, threading, time, requests
 from ridehail.kernel.logging import configure_logging
 from simulator.http_mode import run_demo_fleet
-url, drivers, rate, token, level, fmt = sys.argv[1:7]
+url, drivers, rate, token, level, fmt, speed = sys.argv[1:8]
 configure_logging(level, fmt)
 for _ in range(600):
     try:
@@ -129,7 +129,7 @@ for _ in range(600):
     except requests.RequestException:
         time.sleep(0.1)
 run_demo_fleet(url, drivers=int(drivers), riders_per_hour=float(rate), service_token=token,
-               stop=threading.Event())
+               stop=threading.Event(), speed=float(speed))
 """
 _DEMO_RIDES_PER_HOUR = 300
 
@@ -143,12 +143,14 @@ def _start_demo_fleet(settings: Settings, url: str) -> subprocess.Popen[bytes]:
     engine = make_engine(settings.database_url)
     token = accounts_service.create_service(sql_uow_factory(engine), "demo-fleet")
     engine.dispose()
+    speed = settings.demo_speed
+    lapse = "" if speed == 1 else f", a time-lapse at {speed:g}x"
     click.echo(f"ridehail demo: {settings.demo_drivers} simulated drivers joining "
-               f"(NYC, about {_DEMO_RIDES_PER_HOUR} ride requests an hour; the fleet logs "
-               "its figures every minute)", err=True)
+               f"(NYC, about {_DEMO_RIDES_PER_HOUR * speed:,.0f} ride requests an hour"
+               f"{lapse}; the fleet logs its figures every minute)", err=True)
     return subprocess.Popen([sys.executable, "-c", _FLEET, url, str(settings.demo_drivers),
                              str(_DEMO_RIDES_PER_HOUR), token, settings.log_level,
-                             settings.log_format])
+                             settings.log_format, str(speed)])
 
 
 @main.group()

@@ -63,6 +63,9 @@ class Settings:
     debug_public: bool | None = None
     debug_tile_url: str = ""  # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty: offline
     demo_drivers: int = 200
+    # The demo fleet's time-lapse: simulated seconds per wall second, so that rides are seen
+    # requested, matched and completed within the first minute (1: real time).
+    demo_speed: float = 6.0
     auth_cache_s: float = 2.0  # a token revoked by another process works for at most this long
     # Payments: the platform's commission in basis points (2500 = 25 %), the provider, the
     # token charged for riders with no method of their own ("auto": the sandbox's tok_ok in
@@ -158,6 +161,8 @@ class Settings:
             )
         if self.threads < 1:
             raise SettingsError("RIDEHAIL_THREADS: must be at least 1")
+        if not 0 < self.demo_speed <= 60:
+            raise SettingsError("RIDEHAIL_DEMO_SPEED: must be in (0, 60]")
         if not 1 <= self.embedded_worker_concurrency <= 64:
             raise SettingsError("RIDEHAIL_EMBEDDED_WORKER_CONCURRENCY: must be in [1, 64]")
         if self.worker_id is not None and not 0 <= self.worker_id < 1024:

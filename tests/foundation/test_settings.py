@@ -96,3 +96,10 @@ def test_embedded_worker_concurrency_is_bounded() -> None:
     assert Settings.from_env(env={}).embedded_worker_concurrency >= 4
     with pytest.raises(SettingsError, match="RIDEHAIL_EMBEDDED_WORKER_CONCURRENCY"):
         Settings.from_env(env={"RIDEHAIL_EMBEDDED_WORKER_CONCURRENCY": "0"})
+
+
+def test_the_demo_speed_is_a_time_lapse_within_bounds() -> None:
+    assert Settings.from_env(env={}).demo_speed > 1  # rides complete within the first minute
+    for bad in ("0", "-1", "61", "nan"):
+        with pytest.raises(SettingsError, match="RIDEHAIL_DEMO_SPEED"):
+            Settings.from_env(env={"RIDEHAIL_DEMO_SPEED": bad})
