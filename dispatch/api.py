@@ -14,6 +14,7 @@ from accounts import service as accounts_service
 from accounts.auth import current_principal, require
 from accounts.model import Role
 from ridehail.kernel.errors import Problem, problem_response
+from ridehail.kernel.formats import quantity
 from ridehail.kernel.validation import body, doc, parse_body, query
 from trips.access import sees_driver_location
 from trips.model import PaymentRequired, Trip, TripError, TripNotFound
@@ -184,7 +185,7 @@ def nearby(query: NearbyQuery) -> Response:
         geojson.Feature(
             id=n.driver_id, geometry=geojson.Point((n.lng, n.lat)),
             properties={"vehicle_id": n.driver_id, "vehicle_class": n.vehicle_class,
-                        "distance_m": round(n.distance_m, 1), "eta_s": round(eta, 1)},
+                        "distance_m": quantity(n.distance_m), "eta_s": quantity(eta)},
         )
         for n, eta in found
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ridehail.kernel.formats import iso, money
+from ridehail.kernel.formats import iso, money, quantity
 from trips.model import Trip
 
 from .model import Offer
@@ -24,7 +24,7 @@ def trip_view(trip: Trip, driver_location: tuple[float, float] | None = None) ->
         "cancelled_by": trip.cancelled_by, "surge_multiplier": trip.surge,
         "fare_estimate": money(trip.fare_estimate, trip.currency),
         "fare": money(trip.fare_final, trip.currency),
-        "distance_m": trip.distance_m, "duration_s": trip.duration_s,
+        "distance_m": quantity(trip.distance_m), "duration_s": quantity(trip.duration_s),
         "payment_state": trip.payment_state,
     }
     if driver_location is not None:
@@ -37,7 +37,8 @@ def offer_view(offer: Offer, trip: Trip | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": offer.id, "trip_id": offer.trip_id, "state": offer.state.value,
         "created_at": iso(offer.created_at), "deadline": iso(offer.deadline),
-        "rank": offer.rank, "distance_m": offer.distance_m, "eta_s": offer.eta_s,
+        "rank": offer.rank, "distance_m": quantity(offer.distance_m),
+        "eta_s": quantity(offer.eta_s),
     }
     if trip is not None:
         out["pickup"] = {"lat": trip.pickup_lat, "lng": trip.pickup_lng}

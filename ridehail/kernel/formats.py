@@ -22,3 +22,9 @@ def money(amount: int | None, currency: str, exponent: int = 2) -> dict[str, Any
 def iso(ts: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC; None stays None."""
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def quantity(value: float | None, digits: int = 1) -> float | None:
+    """A measured quantity (metres, seconds) as the API shows it: always a JSON float rounded
+    to `digits`, never an integer one time and a float the next; None stays None."""
+    return None if value is None else float(round(value, digits))
