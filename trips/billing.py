@@ -10,6 +10,10 @@ Exactly once, end to end:
    loses the CAS (or the key) and rolls back, writing nothing.
 No transaction is held while the provider is called (on SQLite it would hold the write lock,
 and a slow provider must not block the API).
+3. A payment re-opened under a new generation (the rider added a method after a failure) asks
+   the provider first, by the earlier generations' keys, whether one of them captured after
+   all (a last retry that timed out may have moved the money): if so, that capture is
+   recorded and nothing is charged again (`_earlier_capture`).
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from .ledger import entries_for
 from .model import TripState
 from .money import split_payment
 from .payments import (
+    ChargeResult,
     Payment,
     PaymentDeclined,
     PaymentMethod,
     PaymentProvider,
     ProviderUnavailable,
+    payment_key,
 )
 from .unit import TripsUnit, TripsUnits
 
@@ -61,6 +67,12 @@ def charge_trip(uow_factory: TripsUnits, provider: PaymentProvider, trip_id: str
         return opened
     pay, token = opened
     try:
+        earlier = _earlier_capture(provider, pay)
+    except ProviderUnavailable as exc:
+        return _settle(uow_factory, pay, token, policy, clock(), error=str(exc), transient=True)
+    if earlier is not None:
+        return _settle(uow_factory, pay, token, policy, clock(), charge_id=earlier.charge_id)
+    try:
         result = provider.charge(pay.idempotency_key, token, pay.amount, pay.currency)
     except PaymentDeclined as exc:
         return _settle(uow_factory, pay, token, policy, clock(), error=str(exc))
@@ -70,6 +82,17 @@ def charge_trip(uow_factory: TripsUnits, provider: PaymentProvider, trip_id: str
                            error=f"gave up after retries: {exc}")
         return _settle(uow_factory, pay, token, policy, clock(), error=str(exc), transient=True)
     return _settle(uow_factory, pay, token, policy, clock(), charge_id=result.charge_id)
+
+
+def _earlier_capture(provider: PaymentProvider, pay: Payment) -> ChargeResult | None:
+    """A capture the provider made under an earlier generation's key of this payment (its
+    answer was lost: we marked the payment failed, the rider added a method, and the payment
+    was re-opened under a new key). Only re-opened payments ask: one lookup per generation."""
+    for generation in range(pay.generation):
+        found = provider.lookup(payment_key(pay.trip_id, generation))
+        if found is not None:
+            return found
+    return None
 
 
 def _open(uow_factory: TripsUnits, trip_id: str, policy: BillingPolicy,

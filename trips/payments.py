@@ -12,6 +12,8 @@ across processes, and its test tokens behave like a real provider's sandbox:
     tok_flaky     transient error on the first attempt for a key, then captures
     tok_slow      captures, then answers only after a pause (for crash tests: the money has
                   moved, our worker has not recorded it yet)
+    tok_lost      captures, then the answer is lost (a timeout): the money moved, and only
+                  `lookup` by the idempotency key tells
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 TOKEN_PATTERN = re.compile(r"^tok_[a-z0-9_]{2,60}$")
-SANDBOX_TOKENS = frozenset({"tok_ok", "tok_declined", "tok_timeout", "tok_flaky", "tok_slow"})
+SANDBOX_TOKENS = frozenset({"tok_ok", "tok_declined", "tok_timeout", "tok_flaky", "tok_slow",
+                            "tok_lost"})
 
 
 class PaymentError(Exception):
@@ -72,7 +75,12 @@ class Payment:
     def idempotency_key(self) -> str:
         # Stable across retries and redeliveries of the same attempt; a new generation (the
         # rider replaced a declined method) is a new charge at the provider.
-        return f"trip-{self.trip_id}-g{self.generation}"
+        return payment_key(self.trip_id, self.generation)
+
+
+def payment_key(trip_id: str, generation: int) -> str:
+    """The idempotency key of one generation of a trip's payment."""
+    return f"trip-{trip_id}-g{generation}"
 
 
 @dataclass
@@ -103,3 +111,8 @@ class PaymentProvider(Protocol):
     def charge(self, idempotency_key: str, token: str, amount: int,
                currency: str) -> ChargeResult:
         """Capture `amount`; raises PaymentDeclined or ProviderUnavailable."""
+
+    def lookup(self, idempotency_key: str) -> ChargeResult | None:
+        """What the provider did under this key: the capture, or None when no money moved
+        (never tried, declined, or failed). Raises ProviderUnavailable. Asked before a charge
+        under a new key, so a capture whose answer was lost is recorded, not repeated."""

@@ -52,11 +52,18 @@ class SandboxProvider:
             raise ProviderUnavailable("sandbox: concurrent requests with one key")
         if record.status == "declined":
             raise PaymentDeclined("card declined")  # never the token: errors are shown
-        if record.status == "error":
+        if record.status == "error" or (fresh and record.token == "tok_lost"):
             raise ProviderUnavailable("provider timeout")
         if fresh and record.token == "tok_slow" and self.test_hooks:
             time.sleep(self.slow_s)  # money moved; the answer is late (the crash window)
         return ChargeResult(record.charge_id, record.amount, record.currency, replayed=not fresh)
+
+    def lookup(self, idempotency_key: str) -> ChargeResult | None:
+        with self.uow_factory(readonly=True) as uow:
+            rec: ProviderCharge | None = uow.provider_charges.get(idempotency_key)
+        if rec is None or rec.status != "captured":
+            return None
+        return ChargeResult(rec.charge_id, rec.amount, rec.currency, replayed=True)
 
     def _record(self, key: str, token: str, amount: int,
                 currency: str) -> tuple[ProviderCharge, bool]:
@@ -88,6 +95,6 @@ def _outcome(token: str, attempt: int) -> str:
         return "error"
     if token == "tok_flaky":
         return "error" if attempt == 1 else "captured"
-    if token in ("tok_ok", "tok_slow"):
+    if token in ("tok_ok", "tok_slow", "tok_lost"):
         return "captured"
     return "declined"  # a token the sandbox never issued
