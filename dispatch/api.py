@@ -36,6 +36,7 @@ from .schemas import (
     TripIn,
     TripOut,
 )
+from .vehicle_ids import nearby_vehicle_id
 from .views import offer_view, trip_view
 
 bp = Blueprint("rides", __name__)
@@ -179,16 +180,27 @@ def reject(offer_id: str) -> Response:
 @doc("Available vehicles near a point (GeoJSON)", responses={200: "FeatureCollection"},
      tags=["riders"])
 def nearby(query: NearbyQuery) -> Response:
-    found = engine().nearby(query.lat, query.lng, query.radius_m, query.limit,
-                            query.vehicle_class)
-    features = [
-        geojson.Feature(
-            id=n.driver_id, geometry=geojson.Point((n.lng, n.lat)),
-            properties={"vehicle_id": n.driver_id, "vehicle_class": n.vehicle_class,
+    settings = current_app.extensions["settings"]
+    # A wide radius lets a rider survey (and follow) the fleet: capped by configuration.
+    cap = settings.nearby_max_radius_m
+    radius = query.radius_m if "radius_m" in query.model_fields_set else min(query.radius_m, cap)
+    if radius > cap:
+        message = f"must be at most {cap:g} m"
+        raise Problem(422, "Unprocessable Content", f"radius_m: {message}",
+                      errors=[{"field": "radius_m", "message": message}])
+    eng = engine()
+    found = eng.nearby(query.lat, query.lng, radius, query.limit, query.vehicle_class)
+    # Opaque, per-rider, rotating ids, never the driver's account id (dispatch.vehicle_ids).
+    rider, now = current_principal().account_id, eng.clock.now()
+    features = []
+    for n, eta in found:
+        vid = nearby_vehicle_id(settings.secret_key, rider, n.driver_id, now,
+                                settings.nearby_id_rotate_s)
+        features.append(geojson.Feature(
+            id=vid, geometry=geojson.Point((n.lng, n.lat)),
+            properties={"vehicle_id": vid, "vehicle_class": n.vehicle_class,
                         "distance_m": quantity(n.distance_m), "eta_s": quantity(eta)},
-        )
-        for n, eta in found
-    ]
+        ))
     return Response(geojson.dumps(geojson.FeatureCollection(features)),
                     mimetype="application/geo+json")
 

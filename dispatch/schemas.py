@@ -63,7 +63,11 @@ class BatchOut(BaseModel):
 class NearbyQuery(Query):
     lat: Lat
     lng: Lng
-    radius_m: Annotated[float, Field(gt=0, le=50_000)] = 3000.0
+    # 50 km is the hard ceiling; the configured cap (RIDEHAIL_NEARBY_MAX_RADIUS_M, 3000 m by
+    # default) is applied by the view, and the default radius never exceeds it.
+    radius_m: Annotated[float, Field(
+        gt=0, le=50_000, description="at most RIDEHAIL_NEARBY_MAX_RADIUS_M (3000 by default)",
+    )] = 3000.0
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     vehicle_class: VehicleClassName | None = None
 

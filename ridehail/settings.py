@@ -83,6 +83,16 @@ class Settings:
     # the provider refuses tok_slow, so no client can stall a worker through the API.
     sandbox_test_hooks: bool = False
     embedded_worker_concurrency: int = 4
+    # Sessions and nearby privacy (issue 13, items 7 and 10). A bearer token expires after
+    # token_idle_expiry_s without use (each use slides it; the last-used time is written at
+    # most once per token_touch_interval_s) and token_max_age_s after it was issued, however
+    # busy. Nearby shows per-rider vehicle ids that change every nearby_id_rotate_s, within
+    # at most nearby_max_radius_m.
+    token_idle_expiry_s: float = 30 * 86400.0
+    token_max_age_s: float = 90 * 86400.0
+    token_touch_interval_s: float = 60.0
+    nearby_id_rotate_s: float = 600.0
+    nearby_max_radius_m: float = 3000.0
 
     @property
     def scaled(self) -> bool:
@@ -207,6 +217,18 @@ class Settings:
                 raise SettingsError(f"RIDEHAIL_{name.upper()}: must be a positive number")
         if not (math.isfinite(self.auth_cache_s) and self.auth_cache_s >= 0):
             raise SettingsError("RIDEHAIL_AUTH_CACHE_S: must be a number >= 0")
+        for name in ("token_idle_expiry_s", "token_max_age_s", "token_touch_interval_s",
+                     "nearby_id_rotate_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise SettingsError(f"RIDEHAIL_{name.upper()}: must be a positive number")
+        if self.token_touch_interval_s >= self.token_idle_expiry_s:
+            raise SettingsError("RIDEHAIL_TOKEN_TOUCH_INTERVAL_S: must be less than "
+                                "RIDEHAIL_TOKEN_IDLE_EXPIRY_S (a token in use would expire)")
+        # The request schema's ceiling (dispatch.schemas.NearbyQuery) is the hard limit.
+        if not (math.isfinite(self.nearby_max_radius_m) and 0 < self.nearby_max_radius_m
+                <= 50_000):
+            raise SettingsError("RIDEHAIL_NEARBY_MAX_RADIUS_M: must be in (0, 50000]")
         if self.max_body_bytes < 1024:
             raise SettingsError("RIDEHAIL_MAX_BODY_BYTES: must be at least 1024")
         if self.debug_tile_url and not (

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from tests.conftest import REDIS_URL, ROOT, free_port, wait_http
+from tests.nearby_ids import opaque_ids
 
 # Midtown Manhattan: inside the service area.
 PICKUP = (40.7549, -73.9840)
@@ -209,3 +210,13 @@ def nearby_ids(url: str, token: str, lat: float, lng: float, radius_m: int = 200
         timeout=10)
     assert r.status_code == 200, r.text
     return {f["id"] for f in r.json()["features"]}
+
+
+def nearby_has(driver_id: str, url: str, token: str, lat: float, lng: float,
+               radius_m: int = 2000) -> bool:
+    """Whether this rider's nearby shows the driver's vehicle. Its ids are opaque per rider
+    (issue 13, item 10): the driver's id is mapped to the ones this rider may see."""
+    me = requests.get(f"{url}/v1/me", headers=auth(token), timeout=10)
+    assert me.status_code == 200, me.text
+    return bool(opaque_ids(me.json()["id"], driver_id)
+                & nearby_ids(url, token, lat, lng, radius_m))

@@ -13,7 +13,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from .conftest import DROPOFF, PICKUP, auth, nearby_ids, sign_up_driver, sign_up_rider, wait_until
+from .conftest import DROPOFF, PICKUP, auth, nearby_has, sign_up_driver, sign_up_rider, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_killed_process_offers_still_expire(make_cluster: Any) -> None:
     driver_id, dtok = sign_up_driver(b.url)
     _rid, rtok = sign_up_rider(b.url)
     _online_at(b.url, dtok, PICKUP[0] + 0.001, PICKUP[1])
-    wait_until(lambda: driver_id in nearby_ids(a.url, rtok, *PICKUP), 10, "driver on A")
+    wait_until(lambda: nearby_has(driver_id, a.url, rtok, *PICKUP), 10, "driver on A")
     r = requests.post(f"{a.url}/v1/trips", json=_trip_body(), headers=auth(rtok), timeout=10)
     assert r.status_code == 201, r.text
     trip_id = r.json()["id"]
@@ -54,7 +54,7 @@ def test_killed_process_offers_still_expire(make_cluster: Any) -> None:
     assert wait_until(lambda: state() != "requested", 15, "the trip to leave requested")
     assert state() == "no_driver_found"
     # The driver was freed by the expiry: visible (available) again on B.
-    wait_until(lambda: driver_id in nearby_ids(b.url, rtok, *PICKUP), 10, "driver freed")
+    wait_until(lambda: nearby_has(driver_id, b.url, rtok, *PICKUP), 10, "driver freed")
 
 
 def test_redis_restart_gives_503_then_recovers(make_cluster: Any) -> None:
@@ -63,7 +63,7 @@ def test_redis_restart_gives_503_then_recovers(make_cluster: Any) -> None:
     driver_id, dtok = sign_up_driver(a.url)
     _rid, rtok = sign_up_rider(a.url)
     _online_at(a.url, dtok, PICKUP[0], PICKUP[1])
-    wait_until(lambda: driver_id in nearby_ids(b.url, rtok, *PICKUP), 10, "driver on B")
+    wait_until(lambda: nearby_has(driver_id, b.url, rtok, *PICKUP), 10, "driver on B")
 
     cluster.redis.stop()
     r = requests.post(f"{a.url}/v1/drivers/me/location", json={"lat": PICKUP[0],
@@ -74,7 +74,7 @@ def test_redis_restart_gives_503_then_recovers(make_cluster: Any) -> None:
     assert body["type"].endswith("redis-unavailable") and body["status"] == 503
     assert "Redis" in body["detail"] and "Traceback" not in r.text
     # Nearby keeps serving the last snapshot (documented in docs/scaling.md).
-    assert driver_id in nearby_ids(b.url, rtok, *PICKUP)
+    assert nearby_has(driver_id, b.url, rtok, *PICKUP)
 
     cluster.redis.start()  # empty: no persistence, the harshest restart
     wait_until(lambda: requests.post(
@@ -82,7 +82,7 @@ def test_redis_restart_gives_503_then_recovers(make_cluster: Any) -> None:
         headers=auth(dtok), timeout=20).status_code == 204, 30, "locations accepted again",
         interval=0.2)
     # B's tailer reconnected by itself: the new position reaches B.
-    wait_until(lambda: driver_id in nearby_ids(b.url, rtok, *DROPOFF, radius_m=200), 30,
+    wait_until(lambda: nearby_has(driver_id, b.url, rtok, *DROPOFF, radius_m=200), 30,
                "B sees the location posted to A after the restart", interval=0.2)
     # And the ride path works again end to end.
     r = requests.post(f"{b.url}/v1/trips", json=_trip_body(), headers=auth(rtok), timeout=10)

@@ -16,7 +16,7 @@ from .conftest import (
     DROPOFF,
     PICKUP,
     auth,
-    nearby_ids,
+    nearby_has,
     sign_up_driver,
     sign_up_rider,
     wait_until,
@@ -51,7 +51,7 @@ def test_a_ride_across_three_processes(make_cluster: Any) -> None:
                       headers=auth(dtok), timeout=10)
     assert r.status_code == 204, r.text
     for url in (a, b):
-        wait_until(lambda u=url: driver_id in nearby_ids(u, rtok, *PICKUP), 10,
+        wait_until(lambda u=url: nearby_has(driver_id, u, rtok, *PICKUP), 10,
                    f"driver visible on {url}")
 
     # The driver long-polls on B; the rider requests on A. The offer (20 s deadline) outlives
@@ -108,7 +108,7 @@ def test_a_ride_across_three_processes(make_cluster: Any) -> None:
 
     # The driver is available again everywhere: visible to nearby on A and B.
     for url in (a, b):
-        wait_until(lambda u=url: driver_id in nearby_ids(u, rtok, *DROPOFF), 10,
+        wait_until(lambda u=url: nearby_has(driver_id, u, rtok, *DROPOFF), 10,
                    f"driver available again on {url}")
     # The Celery worker (its own queue) charged the trip.
     wait_until(lambda: requests.get(f"{b}/v1/trips/{trip_id}", headers=auth(rtok),

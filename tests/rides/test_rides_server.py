@@ -14,6 +14,7 @@ import simple_websocket
 
 from ridehail.settings import Settings
 from tests.conftest import Server, start_server, throwaway_pg_schema
+from tests.nearby_ids import opaque_ids
 from tests.rides.conftest import (
     PICKUP,
     Account,
@@ -68,7 +69,8 @@ def await_nearby(api: Api, rider: Account, ids: set[str], timeout: float = 10.0)
         r = api.get(f"/v1/vehicles/nearby?lat={PICKUP['lat']}&lng={PICKUP['lng']}", rider.token)
         assert r.status == 200, r.text
         seen = {f["id"] for f in r.body["features"]}
-        if ids <= seen:
+        # Nearby's ids are opaque per rider (issue 13, item 10): map ours to them.
+        if all(opaque_ids(rider.id, d) & seen for d in ids):
             return
         time.sleep(0.02)
     raise AssertionError(f"nearby shows {seen}, expected {ids}")
