@@ -12,7 +12,15 @@ from ridehail.kernel.validation import body, doc
 
 from . import service
 from .auth import current_principal, require, token_cache, token_from_request
-from .model import AccountNotFound, DuplicateEmail, InvalidCredentials, Role, Vehicle, VehicleClass
+from .model import (
+    AccountNotFound,
+    DuplicateEmail,
+    InvalidCredentials,
+    Role,
+    Vehicle,
+    VehicleClass,
+    WeakPassword,
+)
 from .schemas import DriverSignUp, LogIn, Profile, RiderSignUp, Session, SignedUp
 from .unit import AccountsUnits
 
@@ -35,14 +43,22 @@ def _email_taken(exc: DuplicateEmail) -> Problem:
                    errors=[{"field": "email", "message": "already registered"}])
 
 
+def _weak_password(exc: WeakPassword) -> Problem:
+    return Problem(422, "Unprocessable Content", f"password: {exc.reason}",
+                   errors=[{"field": "password", "message": exc.reason}])
+
+
 @bp.post("/v1/riders")
-@doc("Sign up as a rider", responses={201: SignedUp, 409: "email already registered"},
+@doc("Sign up as a rider", responses={201: SignedUp, 409: "email already registered",
+                                     422: "invalid or weak password"},
      tags=["accounts"], auth=False)
 @body(RiderSignUp)
 def sign_up_rider(body: RiderSignUp) -> Response:
     try:
         account, token = service.sign_up_rider(
             _units(), name=body.name, email=body.email, password=body.password, phone=body.phone)
+    except WeakPassword as exc:
+        raise _weak_password(exc) from None
     except DuplicateEmail as exc:
         raise _email_taken(exc) from None
     return _json(SignedUp(id=account.id, token=token), 201)
@@ -50,7 +66,8 @@ def sign_up_rider(body: RiderSignUp) -> Response:
 
 @bp.post("/v1/drivers")
 @doc("Sign up as a driver, with a vehicle",
-     responses={201: SignedUp, 409: "email already registered"}, tags=["accounts"], auth=False)
+     responses={201: SignedUp, 409: "email already registered",
+                422: "invalid or weak password"}, tags=["accounts"], auth=False)
 @body(DriverSignUp)
 def sign_up_driver(body: DriverSignUp) -> Response:
     v = body.vehicle
@@ -60,6 +77,8 @@ def sign_up_driver(body: DriverSignUp) -> Response:
         account, token = service.sign_up_driver(
             _units(), name=body.name, email=body.email, password=body.password,
             vehicle=vehicle, phone=body.phone)
+    except WeakPassword as exc:
+        raise _weak_password(exc) from None
     except DuplicateEmail as exc:
         raise _email_taken(exc) from None
     return _json(SignedUp(id=account.id, token=token), 201)
@@ -87,6 +106,18 @@ def log_out() -> Response:
     assert token is not None  # require() has authenticated it
     service.revoke(_units(), token)
     token_cache().drop(token)
+    return Response(status=204)
+
+
+@bp.delete("/v1/sessions")
+@doc("Log out everywhere: revoke every token of my account, this one included",
+     responses={204: "all revoked"}, tags=["accounts"])
+@require()
+def log_out_everywhere() -> Response:
+    account_id = current_principal().account_id
+    service.revoke_all(_units(), account_id)
+    # This process forgets them at once; other processes within RIDEHAIL_AUTH_CACHE_S.
+    token_cache().drop_account(account_id)
     return Response(status=204)
 
 

@@ -15,6 +15,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
@@ -22,7 +23,7 @@ from flask import current_app, g, request
 from ridehail.kernel.errors import Problem
 
 from . import service
-from .model import Principal, Role
+from .model import Principal, Role, TokenPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,8 +32,9 @@ _CHALLENGE = 'Bearer realm="ridehail"'
 
 class TokenCache:
     """Recently authenticated tokens, kept for `ttl_s` seconds so a busy endpoint does not read
-    the token table on every request. Revoking through this process drops the entry at once; a
-    token revoked by another process stops working within `ttl_s` (0 turns the cache off)."""
+    the token table on every request. Revoking through this process (one token, or all of an
+    account's) drops the entries at once; a token revoked by another process stops working
+    within `ttl_s` (0 turns the cache off). An entry never outlives its token's expiry."""
 
     def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
         self.ttl_s = ttl_s
@@ -54,11 +56,20 @@ class TokenCache:
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()  # crude but bounded; entries are cheap to rebuild
-            self._entries[token] = (time.monotonic() + self.ttl_s, principal)
+            ttl = self.ttl_s
+            if principal.expires_at is not None:
+                ttl = min(ttl, (principal.expires_at - datetime.now(UTC)).total_seconds())
+            self._entries[token] = (time.monotonic() + ttl, principal)
 
     def drop(self, token: str) -> None:
         with self._lock:
             self._entries.pop(token, None)
+
+    def drop_account(self, account_id: str) -> None:
+        """Forget every cached token of the account ("log out everywhere")."""
+        with self._lock:
+            for token in [t for t, (_, p) in self._entries.items() if p.account_id == account_id]:
+                del self._entries[token]
 
 
 def token_cache() -> TokenCache:
@@ -68,6 +79,15 @@ def token_cache() -> TokenCache:
         cache = TokenCache(getattr(settings, "auth_cache_s", 0.0))
         current_app.extensions["token_cache"] = cache
     return cache
+
+
+def token_policy() -> TokenPolicy:
+    """When tokens expire, from the app's settings (RIDEHAIL_TOKEN_*)."""
+    settings = current_app.extensions.get("settings")
+    if settings is None:
+        return TokenPolicy()
+    return TokenPolicy(idle_s=settings.token_idle_expiry_s, max_age_s=settings.token_max_age_s,
+                       touch_s=settings.token_touch_interval_s)
 
 
 def _unauthorized(detail: str, *, invalid: bool) -> Problem:
@@ -100,9 +120,10 @@ def principal_from_request(allow_query_token: bool = False) -> Principal:
     cache = token_cache()
     principal = cache.get(token)
     if principal is None:
-        principal = service.authenticate(current_app.extensions["uow_factory"], token)
+        principal = service.authenticate(current_app.extensions["uow_factory"], token,
+                                         policy=token_policy())
         if principal is None:
-            raise _unauthorized("the token is unknown or revoked", invalid=True)
+            raise _unauthorized("the token is unknown, revoked or expired", invalid=True)
         cache.put(token, principal)
     g.principal = principal
     return principal

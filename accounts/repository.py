@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ridehail.kernel.units import MemoryStore, UndoLog
 
-from .model import Account, DuplicateEmail, Principal, Role, Vehicle, VehicleClass, normalize_email
+from .model import (
+    Account,
+    DuplicateEmail,
+    Principal,
+    Role,
+    TokenSession,
+    Vehicle,
+    VehicleClass,
+    normalize_email,
+)
 from .tables import accounts, api_tokens, vehicles
 
 
@@ -89,18 +98,36 @@ class SqlAccountRepository:
     def add_token(self, token_hash: str, account_id: str, created_at: datetime) -> None:
         self.connection.execute(insert(api_tokens).values(
             token_hash=token_hash, account_id=int(account_id), created_at=created_at,
+            last_used_at=created_at,
         ))
 
-    def principal_for(self, token_hash: str) -> Principal | None:
+    def session_for(self, token_hash: str) -> TokenSession | None:
+        t = api_tokens.c
         row = self.connection.execute(
-            select(api_tokens.c.account_id, accounts.c.role)
-            .join(accounts, accounts.c.id == api_tokens.c.account_id)
-            .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None))
+            select(t.account_id, accounts.c.role, t.created_at, t.last_used_at)
+            .join(accounts, accounts.c.id == t.account_id)
+            .where(t.token_hash == token_hash, t.revoked_at.is_(None))
         ).first()
         if row is None:
             return None
-        return Principal(account_id=str(row.account_id), role=Role(row.role),
-                         token_hash=token_hash)
+        created = _utc(row.created_at)
+        return TokenSession(
+            Principal(account_id=str(row.account_id), role=Role(row.role),
+                      token_hash=token_hash),
+            created_at=created,
+            last_used_at=created if row.last_used_at is None else _utc(row.last_used_at),
+        )
+
+    def touch_token(self, token_hash: str, at: datetime) -> bool:
+        t = api_tokens.c
+        # Only forward: a slow request must not move another's later touch back.
+        result = self.connection.execute(
+            update(api_tokens)
+            .where(t.token_hash == token_hash, t.revoked_at.is_(None),
+                   (t.last_used_at.is_(None)) | (t.last_used_at < at))
+            .values(last_used_at=at)
+        )
+        return bool(result.rowcount)
 
     def revoke_token(self, token_hash: str, at: datetime) -> bool:
         result = self.connection.execute(
@@ -109,6 +136,18 @@ class SqlAccountRepository:
             .values(revoked_at=at)
         )
         return bool(result.rowcount)
+
+    def revoke_account_tokens(self, account_id: str, at: datetime) -> int:
+        try:
+            key = int(account_id)
+        except ValueError:
+            return 0
+        result = self.connection.execute(
+            update(api_tokens)
+            .where(api_tokens.c.account_id == key, api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        return int(result.rowcount)
 
     def update_password_hash(self, account_id: str, password_hash: str) -> None:
         self.connection.execute(
@@ -126,9 +165,16 @@ class SqlAccountRepository:
         )
 
 
+class _MemoryToken(NamedTuple):
+    account_id: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime
+
+
 class MemoryAccountRepository:
     """Tables: accounts (id -> Account), account_emails (email -> id), api_tokens
-    (hash -> (account_id, created_at, revoked_at)). Writes go through the undo log only, and
+    (hash -> _MemoryToken). Writes go through the undo log only, and
     values are copied in and out so a caller mutating an Account cannot bypass it."""
 
     def __init__(self, store: MemoryStore, undo: UndoLog) -> None:
@@ -159,23 +205,41 @@ class MemoryAccountRepository:
             raise KeyError(f"no account {account_id!r}")
         if token_hash in self.tokens:  # what the primary key does in SQL
             raise KeyError(f"token hash {token_hash!r} already stored")
-        self.undo.set(self.tokens, token_hash, (account_id, created_at, None))
+        self.undo.set(self.tokens, token_hash,
+                      _MemoryToken(account_id, created_at, None, created_at))
 
-    def principal_for(self, token_hash: str) -> Principal | None:
-        entry = self.tokens.get(token_hash)
-        if entry is None or entry[2] is not None:
+    def session_for(self, token_hash: str) -> TokenSession | None:
+        entry: _MemoryToken | None = self.tokens.get(token_hash)
+        if entry is None or entry.revoked_at is not None:
             return None
-        account = self.accounts.get(entry[0])
+        account = self.accounts.get(entry.account_id)
         if account is None:
             return None
-        return Principal(account_id=account.id, role=account.role, token_hash=token_hash)
+        principal = Principal(account_id=account.id, role=account.role, token_hash=token_hash)
+        return TokenSession(principal, created_at=entry.created_at,
+                            last_used_at=entry.last_used_at)
+
+    def touch_token(self, token_hash: str, at: datetime) -> bool:
+        entry: _MemoryToken | None = self.tokens.get(token_hash)
+        if entry is None or entry.revoked_at is not None or entry.last_used_at >= at:
+            return False
+        self.undo.set(self.tokens, token_hash, entry._replace(last_used_at=at))
+        return True
 
     def revoke_token(self, token_hash: str, at: datetime) -> bool:
-        entry = self.tokens.get(token_hash)
-        if entry is None or entry[2] is not None:
+        entry: _MemoryToken | None = self.tokens.get(token_hash)
+        if entry is None or entry.revoked_at is not None:
             return False
-        self.undo.set(self.tokens, token_hash, (entry[0], entry[1], at))
+        self.undo.set(self.tokens, token_hash, entry._replace(revoked_at=at))
         return True
+
+    def revoke_account_tokens(self, account_id: str, at: datetime) -> int:
+        # A scan: the memory store serves tests and the simulator, with few tokens each.
+        mine = [h for h, e in self.tokens.items()
+                if e.account_id == account_id and e.revoked_at is None]
+        for h in mine:
+            self.undo.set(self.tokens, h, self.tokens[h]._replace(revoked_at=at))
+        return len(mine)
 
     def _replace(self, account_id: str, **changes: Any) -> None:
         account = self.accounts.get(account_id)

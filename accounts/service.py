@@ -9,11 +9,12 @@ would hold the database's write lock while the CPU works.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from ridehail.kernel.ids import new_id
 
-from . import passwords
+from . import password_policy, passwords
 from .model import (
     UNUSABLE_PASSWORD,
     Account,
@@ -22,7 +23,9 @@ from .model import (
     InvalidCredentials,
     Principal,
     Role,
+    TokenPolicy,
     Vehicle,
+    WeakPassword,
     normalize_email,
 )
 from .tokens import MAX_TOKEN_LENGTH, new_token, token_hash
@@ -50,11 +53,19 @@ def _create(units: AccountsUnits, account: Account) -> tuple[Account, str]:
     return account, token
 
 
+def check_new_password(password: str, *, email: str, name: str) -> None:
+    """Raises WeakPassword when a chosen password breaks the policy (accounts.password_policy)."""
+    reason = password_policy.weakness(password, email=email, name=name)
+    if reason is not None:
+        raise WeakPassword(reason)
+
+
 def sign_up_rider(
     units: AccountsUnits, *, name: str, email: str, password: str, phone: str | None = None,
     now: Clock = utc_now,
 ) -> tuple[Account, str]:
-    """A new rider and their first token. Raises DuplicateEmail."""
+    """A new rider and their first token. Raises WeakPassword, DuplicateEmail."""
+    check_new_password(password, email=email, name=name)
     account = Account(
         id=new_id(), role=Role.rider, name=name, email=normalize_email(email),
         password_hash=passwords.hash_password(password), created_at=now(), phone=phone,
@@ -66,7 +77,9 @@ def sign_up_driver(
     units: AccountsUnits, *, name: str, email: str, password: str, vehicle: Vehicle,
     phone: str | None = None, now: Clock = utc_now,
 ) -> tuple[Account, str]:
-    """A new driver with their vehicle, and their first token. Raises DuplicateEmail."""
+    """A new driver with their vehicle, and their first token. Raises WeakPassword,
+    DuplicateEmail."""
+    check_new_password(password, email=email, name=name)
     account = Account(
         id=new_id(), role=Role.driver, name=name, email=normalize_email(email),
         password_hash=passwords.hash_password(password), created_at=now(), phone=phone,
@@ -105,13 +118,31 @@ def log_in(
     return current, token
 
 
-def authenticate(units: AccountsUnits, token: str) -> Principal | None:
-    """The principal a token stands for; None for an unknown or revoked token."""
+def authenticate(
+    units: AccountsUnits, token: str, *, policy: TokenPolicy = TokenPolicy(),
+    now: Clock = utc_now,
+) -> Principal | None:
+    """The principal a token stands for; None for an unknown, revoked or expired token. A use
+    slides the idle expiry, written at most once per `policy.touch_s`. The principal's
+    `expires_at` says until when it may be cached."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
+    digest = token_hash(token)
     with units(readonly=True) as uow:
-        principal: Principal | None = uow.accounts.principal_for(token_hash(token))
-    return principal
+        session = uow.accounts.session_for(digest)
+    if session is None:
+        return None
+    at = now()
+    last_used = session.last_used_at
+    if at >= policy.expires_at(session.created_at, last_used):
+        return None
+    if (at - last_used).total_seconds() >= policy.touch_s:
+        with units() as uow:
+            uow.accounts.touch_token(digest, at)
+            uow.commit()
+        last_used = at
+    return replace(session.principal,
+                   expires_at=policy.expires_at(session.created_at, last_used))
 
 
 def revoke(units: AccountsUnits, token: str, *, now: Clock = utc_now) -> None:
@@ -121,6 +152,14 @@ def revoke(units: AccountsUnits, token: str, *, now: Clock = utc_now) -> None:
     with units() as uow:
         uow.accounts.revoke_token(token_hash(token), now())
         uow.commit()
+
+
+def revoke_all(units: AccountsUnits, account_id: str, *, now: Clock = utc_now) -> int:
+    """Revoke every token of the account ("log out everywhere"); how many were live."""
+    with units() as uow:
+        count = uow.accounts.revoke_account_tokens(account_id, now())
+        uow.commit()
+    return count
 
 
 def create_service(units: AccountsUnits, name: str, *, now: Clock = utc_now) -> str:

@@ -54,4 +54,7 @@ api_tokens = Table(
     ),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # The sliding expiry's anchor, written at most once per RIDEHAIL_TOKEN_TOUCH_INTERVAL_S
+    # (migration 0005; NULL reads as created_at).
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
 )

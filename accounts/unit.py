@@ -8,7 +8,7 @@ from typing import Protocol
 
 from ridehail.kernel.units import Unit
 
-from .model import Account, Principal
+from .model import Account, TokenSession
 
 
 class AccountRepository(Protocol):
@@ -20,9 +20,19 @@ class AccountRepository(Protocol):
 
     def add_token(self, token_hash: str, account_id: str, created_at: datetime) -> None: ...
 
-    def principal_for(self, token_hash: str) -> Principal | None: ...
+    def session_for(self, token_hash: str) -> TokenSession | None:
+        """The unrevoked token with this hash (expired or not: expiry is the caller's rule)."""
+        ...
+
+    def touch_token(self, token_hash: str, at: datetime) -> bool:
+        """Move the token's last use forward to `at` (never back); False if unknown/revoked."""
+        ...
 
     def revoke_token(self, token_hash: str, at: datetime) -> bool: ...
+
+    def revoke_account_tokens(self, account_id: str, at: datetime) -> int:
+        """Revoke every unrevoked token of the account ("log out everywhere"); how many."""
+        ...
 
     def update_password_hash(self, account_id: str, password_hash: str) -> None: ...
 

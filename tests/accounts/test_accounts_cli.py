@@ -47,7 +47,7 @@ def test_create_admin_prints_a_token_and_refuses_a_rider_email(db_url: str) -> N
 
     engine = make_engine(db_url)
     service.sign_up_rider(sql_uow_factory(engine), name="R", email="r@example.com",
-                          password="p" * 8)
+                          password="plain but long enough")
     engine.dispose()
     refused = runner.invoke(main, ["accounts", "create-admin", "R@example.com"])
     assert refused.exit_code == 1

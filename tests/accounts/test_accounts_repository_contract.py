@@ -50,7 +50,7 @@ def test_unknown_ids_and_emails_are_none(uow_factory: Callable[..., Any]) -> Non
         assert uow.accounts.get("not-a-number") is None
         assert uow.accounts.get(str(2**70)) is None
         assert uow.accounts.get_by_email("nobody@example.com") is None
-        assert uow.accounts.principal_for("0" * 64) is None
+        assert uow.accounts.session_for("0" * 64) is None
 
 
 def test_duplicate_email_is_refused_case_insensitively_and_unit_stays_usable(
@@ -83,13 +83,16 @@ def test_tokens_authenticate_until_revoked(
         uow.accounts.add_token(h, account.id, T0)
         uow.commit()
     with uow_factory(readonly=True) as uow:
-        assert uow.accounts.principal_for(h) == Principal(account.id, Role.service, h)
+        session = uow.accounts.session_for(h)
+        assert session is not None
+        assert session.principal == Principal(account.id, Role.service, h)
+        assert session.created_at == session.last_used_at == T0  # never used yet
     with uow_factory() as uow:
         assert uow.accounts.revoke_token(h, T0 + timedelta(hours=1)) is True
         assert uow.accounts.revoke_token(h, T0 + timedelta(hours=2)) is False
         uow.commit()
     with uow_factory(readonly=True) as uow:
-        assert uow.accounts.principal_for(h) is None
+        assert uow.accounts.session_for(h) is None
         assert uow.accounts.revoke_token("b" * 64, T0) is False
 
 
@@ -130,8 +133,8 @@ def test_uncommitted_unit_leaves_nothing(
     with uow_factory(readonly=True) as uow:
         assert uow.accounts.get(dropped.id) is None
         assert uow.accounts.get_by_email(dropped.email) is None
-        assert uow.accounts.principal_for("d" * 64) is None
-        assert uow.accounts.principal_for("c" * 64) is not None
+        assert uow.accounts.session_for("d" * 64) is None
+        assert uow.accounts.session_for("c" * 64) is not None
         got = uow.accounts.get(kept.id)
     assert (got.password_hash, got.rating_count) == ("h", 0)
 
@@ -146,3 +149,51 @@ def test_returned_accounts_are_copies(uow_factory: Callable[..., Any], unique_em
         got = uow.accounts.get(account.id)
         got.name = "changed after get"
         assert uow.accounts.get(account.id).name == "Someone"
+
+
+def test_touch_moves_the_last_use_forward_only(
+    uow_factory: Callable[..., Any], unique_email: Any
+) -> None:
+    account = make_account(unique_email())
+    h = "e" * 60 + new_id()[-4:]
+    with uow_factory() as uow:
+        uow.accounts.add(account)
+        uow.accounts.add_token(h, account.id, T0)
+        uow.commit()
+    with uow_factory() as uow:
+        assert uow.accounts.touch_token(h, T0 + timedelta(days=2)) is True
+        assert uow.accounts.touch_token(h, T0 + timedelta(days=1)) is False  # never back
+        assert uow.accounts.touch_token("f" * 64, T0) is False
+        uow.commit()
+    with uow_factory(readonly=True) as uow:
+        session = uow.accounts.session_for(h)
+    assert session is not None and session.created_at == T0
+    assert session.last_used_at == T0 + timedelta(days=2)
+    with uow_factory() as uow:
+        uow.accounts.revoke_token(h, T0 + timedelta(days=3))
+        assert uow.accounts.touch_token(h, T0 + timedelta(days=4)) is False  # revoked
+        uow.commit()
+
+
+def test_revoking_all_of_an_account_leaves_other_accounts_alone(
+    uow_factory: Callable[..., Any], unique_email: Any
+) -> None:
+    mine, other = make_account(unique_email()), make_account(unique_email())
+    tag = new_id()[-4:]
+    hashes = {"1" * 60 + tag: mine, "2" * 60 + tag: mine, "3" * 60 + tag: mine,
+              "4" * 60 + tag: other}
+    with uow_factory() as uow:
+        uow.accounts.add(mine)
+        uow.accounts.add(other)
+        for h, owner in hashes.items():
+            uow.accounts.add_token(h, owner.id, T0)
+        uow.accounts.revoke_token("3" * 60 + tag, T0)  # already revoked: not counted
+        uow.commit()
+    with uow_factory() as uow:
+        assert uow.accounts.revoke_account_tokens(mine.id, T0 + timedelta(hours=1)) == 2
+        assert uow.accounts.revoke_account_tokens(mine.id, T0 + timedelta(hours=2)) == 0
+        assert uow.accounts.revoke_account_tokens("not-a-number", T0) == 0
+        uow.commit()
+    with uow_factory(readonly=True) as uow:
+        live = {h for h in hashes if uow.accounts.session_for(h) is not None}
+    assert live == {"4" * 60 + tag}
