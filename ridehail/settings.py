@@ -67,6 +67,20 @@ class Settings:
     # requested, matched and completed within the first minute (1: real time).
     demo_speed: float = 6.0
     auth_cache_s: float = 2.0  # a token revoked by another process works for at most this long
+    # Rate limits (issue 13, items 4 and 5), Flask-Limiter in ridehail/limits.py: memory in
+    # the embedded mode, Redis in the scaled mode. Each is one or more "N/period" joined by
+    # ";" ("10/minute;100/hour"), all of which must hold. Log-in and sign-up count per email
+    # tried (stops guessing one account's password from many IPs) and per client IP (stops
+    # one IP trying many accounts); requests without credentials count per IP in general.
+    rate_limit_enabled: bool = True
+    rate_limit_log_in_account: str = "10/minute;100/hour"
+    rate_limit_log_in_ip: str = "30/minute;300/hour"
+    rate_limit_sign_up_account: str = "10/hour"
+    rate_limit_sign_up_ip: str = "10/minute;50/hour"
+    rate_limit_trip_request: str = "5/minute;30/hour"  # per rider
+    rate_limit_driver_location: str = "120/minute"  # per driver: 2 a second on average
+    rate_limit_location_batch: str = "600/minute"  # per service account (fleet gateway)
+    rate_limit_anonymous_ip: str = "300/minute"  # public endpoints, per IP (not /health)
     # Payments: the platform's commission in basis points (2500 = 25 %), the provider, the
     # token charged for riders with no method of their own ("auto": the sandbox's tok_ok in
     # the embedded mode, none in the scaled mode; "none": never), the retry policy for
@@ -241,6 +255,26 @@ class Settings:
             )
         if self.dispatch_max_candidates < 1:
             raise SettingsError("RIDEHAIL_DISPATCH_MAX_CANDIDATES: must be at least 1")
+        for name in RATE_LIMITS:
+            _check_rate_limit(f"RIDEHAIL_{name.upper()}", getattr(self, name))
+
+
+RATE_LIMITS = ("rate_limit_log_in_account", "rate_limit_log_in_ip", "rate_limit_sign_up_account",
+               "rate_limit_sign_up_ip", "rate_limit_trip_request", "rate_limit_driver_location",
+               "rate_limit_location_batch", "rate_limit_anonymous_ip")
+
+
+def _check_rate_limit(key: str, value: str) -> None:
+    """A rate limit string Flask-Limiter can read, each part a positive count per period."""
+    from limits import parse_many
+
+    try:
+        items = parse_many(value)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise SettingsError(f"{key}: not a rate limit ({value!r}); expected one or more "
+                            "'N/period' joined by ';', e.g. '10/minute;100/hour'")
 
 
 def env_names() -> frozenset[str]:
