@@ -90,6 +90,11 @@ class Trip:
     payment_state: str | None = None
     version: int = 0
     rejected_drivers: list[str] = field(default_factory=list)
+    # Which written rule set fare_final (trips/pricing.py: FareRule; a cancellation fee's rule
+    # is "cancel_fee" or "no_show_fee"); None while there is no fare.
+    fare_rule: str | None = None
+    pickup_pin: str | None = None  # the rider's pickup PIN, when the setting turns PINs on
+    pin_attempts: int = 0  # wrong PINs entered at start
 
     def _move(self, target: TripState) -> None:
         if target not in TRANSITIONS[self.state]:
@@ -109,12 +114,14 @@ class Trip:
         self._move(TripState.in_progress)
         self.started_at = now
 
-    def complete(self, now: float, *, distance_m: float, fare_final: int) -> None:
+    def complete(self, now: float, *, distance_m: float, fare_final: int,
+                 fare_rule: str | None = None) -> None:
         self._move(TripState.completed)
         self.completed_at = now
         self.distance_m = distance_m
         self.duration_s = now - (self.started_at or now)
         self.fare_final = fare_final
+        self.fare_rule = fare_rule
         self.payment_state = "pending"
 
     def cancel(self, by: str, now: float, reason: str | None = None) -> None:

@@ -43,6 +43,10 @@ trips = Table(
     Column("payment_state", String(16)),
     Column("rejected_drivers", JSON, nullable=False),
     Column("version", Integer, nullable=False),
+    # Migration 0006: which rule set fare_final, and the optional pickup PIN.
+    Column("fare_rule", String(24)),
+    Column("pickup_pin", String(8)),
+    Column("pin_attempts", Integer, nullable=False, server_default="0"),
     # The invariants, enforced by the database itself across every API process:
     # a driver has at most one live trip; a rider has at most one open trip.
     Index(
