@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from ridehail.kernel.errors import Problem
+from ridehail.kernel.throttle import throttle
 from ridehail.kernel.validation import body, doc
 
 from . import service
@@ -53,6 +54,7 @@ def _weak_password(exc: WeakPassword) -> Problem:
                                      422: "invalid or weak password"},
      tags=["accounts"], auth=False)
 @body(RiderSignUp)
+@throttle("sign_up_account", "sign_up_ip")
 def sign_up_rider(body: RiderSignUp) -> Response:
     try:
         account, token = service.sign_up_rider(
@@ -69,6 +71,7 @@ def sign_up_rider(body: RiderSignUp) -> Response:
      responses={201: SignedUp, 409: "email already registered",
                 422: "invalid or weak password"}, tags=["accounts"], auth=False)
 @body(DriverSignUp)
+@throttle("sign_up_account", "sign_up_ip")
 def sign_up_driver(body: DriverSignUp) -> Response:
     v = body.vehicle
     vehicle = Vehicle(make=v.make, model=v.model, plate=v.plate, seats=v.seats,
@@ -88,6 +91,7 @@ def sign_up_driver(body: DriverSignUp) -> Response:
 @doc("Log in: a new bearer token", responses={200: Session, 401: "wrong email or password"},
      tags=["accounts"], auth=False)
 @body(LogIn)
+@throttle("log_in_account", "log_in_ip")
 def log_in(body: LogIn) -> Response:
     try:
         account, token = service.log_in(_units(), body.email, body.password)

@@ -15,6 +15,7 @@ from accounts.auth import current_principal, require
 from accounts.model import Role
 from ridehail.kernel.errors import Problem, problem_response
 from ridehail.kernel.formats import quantity
+from ridehail.kernel.throttle import throttle
 from ridehail.kernel.validation import body, doc, parse_body, query
 from trips.access import sees_driver_location
 from trips.model import PaymentRequired, Trip, TripError, TripNotFound
@@ -111,6 +112,7 @@ def put_status(body: StatusIn) -> Response:
 @bp.post("/v1/drivers/me/location")
 @require(Role.driver)
 @body(LocationIn)
+@throttle("driver_location")
 @doc("Report the driver's location", responses={204: "stored"}, tags=["drivers"])
 def post_location(body: LocationIn) -> Response:
     eng = engine()
@@ -122,6 +124,7 @@ def post_location(body: LocationIn) -> Response:
 @bp.post("/v1/locations")
 @require(Role.service)
 @body(BatchIn)
+@throttle("location_batch")
 @doc("A fleet gateway's batch of locations", responses={202: BatchOut}, tags=["drivers"])
 def post_locations(body: BatchIn) -> Response:
     eng = engine()
@@ -208,6 +211,7 @@ def nearby(query: NearbyQuery) -> Response:
 @bp.post("/v1/trips")
 @require(Role.rider)
 @body(TripIn)
+@throttle("trip_request")
 @doc("Request a trip", responses={201: TripOut}, tags=["trips"])
 def request_trip(body: TripIn) -> Response:
     trip = engine().request_trip(current_principal().account_id,

@@ -11,6 +11,7 @@ from .errors import register_error_handlers
 from .kernel import ids
 from .kernel.db import make_engine
 from .kernel.logging import configure_logging, get_logger
+from .limits import install_limits
 from .metrics import Metrics
 from .openapi import build_openapi
 from .settings import Settings
@@ -54,6 +55,7 @@ def create_app(
     Metrics().init_app(app)
     _register_core_routes(app)
     _register_blueprints(app)
+    install_limits(app, settings)  # after the blueprints: it checks the limits they name
 
     from .bootstrap import build_engine
 

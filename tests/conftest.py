@@ -19,7 +19,7 @@ import requests
 from flask import Flask
 from sqlalchemy import text
 
-from ridehail.settings import Settings
+from ridehail.settings import RATE_LIMITS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("RIDEHAIL_DATABASE_URL", "")
@@ -33,12 +33,19 @@ NEEDS_REDIS = pytest.mark.skipif(
 )
 
 
+# Tests sign up, log in and request trips far faster than anyone, all from 127.0.0.1: the
+# limiter stays on (its code runs in every test), with budgets no test reaches. The rate-limit
+# tests pass their own limits; the production defaults are the Settings' own.
+TEST_RATE_LIMITS = {name: "100000/minute" for name in RATE_LIMITS}
+
+
 def make_settings(tmp: Path, **overrides: object) -> Settings:
     """Settings isolated in a temporary folder; the environment is not read."""
     base: dict[str, object] = {
         "database_url": f"sqlite:///{tmp / 'ridehail.db'}",
         "var_dir": tmp,
         "log_level": "WARNING",
+        **TEST_RATE_LIMITS,
     }
     base.update(overrides)
     return Settings.from_env(env={}, **base)
@@ -176,7 +183,9 @@ class Server:
 
 def start_server(env: dict[str, str], args: list[str] | None = None) -> Server:
     port = free_port()
-    full_env = {**os.environ, **env, "RIDEHAIL_PORT": str(port), "RIDEHAIL_LOG_LEVEL": "WARNING"}
+    limits = {f"RIDEHAIL_{k.upper()}": v for k, v in TEST_RATE_LIMITS.items()}
+    full_env = {**limits, **os.environ, **env, "RIDEHAIL_PORT": str(port),
+                "RIDEHAIL_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ridehail.cli", *(args or ["serve"])],
         env=full_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -1,0 +1,152 @@
+"""Rate limiting (issue 13, items 4 and 5): Flask-Limiter, configured from RIDEHAIL_RATE_LIMIT_*.
+
+Views name the limits that apply to them with `ridehail.kernel.throttle.throttle`; this module
+says what each name allows (the settings) and whom it counts (the key), and installs the check.
+Counters live in memory in the embedded mode (one process) and in Redis in the scaled mode, so
+that every API process counts against the same budget. An exhausted limit is a 429
+problem+json with Retry-After.
+
+The client IP is `request.remote_addr`. Behind a reverse proxy that is the proxy's address:
+wrap the app in werkzeug's ProxyFix (trusting exactly the proxies you run) so that it becomes
+the client's. X-Forwarded-For is not read by default: any client can write it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from flask import Flask, Response, current_app, request
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
+
+from accounts.auth import current_principal
+from accounts.model import normalize_email
+
+from .kernel.errors import Problem, problem_response
+from .kernel.logging import get_logger
+from .kernel.throttle import EXTENSION, throttles_of
+from .kernel.validation import loads
+from .settings import Settings
+
+log = get_logger(__name__)
+
+RATE_LIMITED = "https://ridehail.dev/problems/rate-limited"
+# Never counted by the general per-IP limit: load balancers and Prometheus poll these.
+UNCOUNTED_ENDPOINTS = frozenset({"health", "metrics", "static"})
+
+
+def client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+def email_tried() -> str:
+    """The email of a log-in or sign-up body, normalised as accounts stores it. The view's
+    `body` decorator has validated the body before this runs; anything else shares one key."""
+    try:
+        data = loads(request.get_data(cache=True))
+    except ValueError:
+        data = None
+    email = data.get("email") if isinstance(data, dict) else None
+    return normalize_email(email) if isinstance(email, str) and email.strip() else "?"
+
+
+def account() -> str:
+    """The authenticated account (the throttle sits below `require`)."""
+    return current_principal().account_id
+
+
+# name -> (the setting holding its limit string, what it counts, what the 429 says)
+LIMITS: dict[str, tuple[str, Callable[[], str], str]] = {
+    "log_in_account": ("rate_limit_log_in_account", email_tried,
+                       "too many log-in attempts for this account"),
+    "log_in_ip": ("rate_limit_log_in_ip", client_ip, "too many log-in attempts from this address"),
+    "sign_up_account": ("rate_limit_sign_up_account", email_tried,
+                        "too many sign-ups with this email"),
+    "sign_up_ip": ("rate_limit_sign_up_ip", client_ip, "too many sign-ups from this address"),
+    "trip_request": ("rate_limit_trip_request", account, "too many trip requests"),
+    "driver_location": ("rate_limit_driver_location", account, "too many location reports"),
+    "location_batch": ("rate_limit_location_batch", account, "too many location batches"),
+}
+
+
+def storage_uri(settings: Settings) -> str:
+    """Redis in the scaled mode (shared by every API process), memory otherwise."""
+    if not settings.scaled:
+        return "memory://"
+    assert settings.redis_url is not None
+    url = settings.redis_url
+    # limits spells a Unix-socket Redis `redis+unix://`.
+    return "redis+unix://" + url.removeprefix("unix://") if url.startswith("unix://") else url
+
+
+def install_limits(app: Flask, settings: Settings) -> Limiter | None:
+    """Create the app's limiter and install the throttle gate; nothing when limiting is off.
+    Call after the blueprints are registered: every limit a view names must be known."""
+    unknown = {(endpoint, name) for endpoint, view in app.view_functions.items()
+               for name in throttles_of(view) if name not in LIMITS}
+    if unknown:
+        raise RuntimeError(f"views name rate limits nobody configured: {sorted(unknown)}")
+    if not settings.rate_limit_enabled:
+        return None
+    limiter = Limiter(
+        key_func=client_ip,
+        storage_uri=storage_uri(settings),
+        strategy="fixed-window",
+        key_prefix="ridehail",
+        application_limits=[ApplicationLimit(
+            limit_provider=settings.rate_limit_anonymous_ip, key_function=client_ip,
+            scope="anonymous_ip", exempt_when=_has_own_limits_or_needs_auth,
+            error_message="too many requests from this address")],
+    )
+    limiter.init_app(app)
+    checks = {name: _check(limiter, name, getattr(settings, setting), key, message)
+              for name, (setting, key, message) in LIMITS.items()}
+
+    def gate(names: tuple[str, ...]) -> None:
+        for name in names:
+            checks[name]()
+
+    app.extensions[EXTENSION] = gate
+    app.extensions["ridehail_limiter"] = limiter
+    app.register_error_handler(RateLimitExceeded, _too_many_requests)
+    return limiter
+
+
+def _check(limiter: Limiter, name: str, limit: str, key: Callable[[], str],
+           message: str) -> Callable[[], None]:
+    """A function that counts this request against the named limit (raising when exhausted).
+    Flask-Limiter's decorator keys decorated limits by the function's qualified name, hence
+    one small function per name; shared: the same name on two routes is one budget."""
+
+    def check() -> None:
+        return None
+
+    check.__name__ = check.__qualname__ = f"limit_{name}"
+    decorated: Callable[[], None] = limiter.shared_limit(
+        limit, scope=name, key_func=key, error_message=message)(check)
+    return decorated
+
+
+def _has_own_limits_or_needs_auth() -> bool:
+    """The general per-IP limit counts the public endpoints: the others authenticate (a
+    guessed token is hopeless) and have per-account limits where it matters."""
+    endpoint = request.endpoint or ""
+    if endpoint.rpartition(".")[2] in UNCOUNTED_ENDPOINTS:
+        return True
+    view = current_app.view_functions.get(endpoint)
+    meta = getattr(view, "_openapi", None) or {}
+    return bool(meta.get("auth"))
+
+
+def _too_many_requests(exc: RateLimitExceeded) -> Response:
+    limiter: Limiter = current_app.extensions["ridehail_limiter"]
+    current = limiter.current_limit
+    # Whole seconds until the window that refused this request ends (at least 1).
+    retry_after = max(1, math.ceil(current.window[0] - time.time())) if current else 1
+    what = exc.description or "too many requests"
+    log.info("rate limited", endpoint=request.endpoint, limit=str(exc.limit.limit),
+             retry_after=retry_after)
+    return problem_response(Problem(
+        429, "Too Many Requests", f"{what} ({exc.limit.limit}); retry in {retry_after} s",
+        type_=RATE_LIMITED, headers={"Retry-After": str(retry_after)}))
