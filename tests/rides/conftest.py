@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from ridehail.settings import Settings
-from tests.conftest import app_factory
+from tests.conftest import app_factory, throwaway_pg_schema
 
 # Midtown Manhattan (inside the default NYC service area) and a short ride south.
 PICKUP = {"lat": 40.7580, "lng": -73.9855}
@@ -208,14 +208,26 @@ def ride_settings(settings: Settings, **overrides: Any) -> Settings:
 @pytest.fixture
 def make_app(any_db_settings: Settings) -> Iterator[Callable[..., Flask]]:
     """Builds apps (with their timer and publisher threads) on this test's database; several
-    calls give several instances on the same database. All are shut down afterwards."""
+    calls give several instances on the same database. All are shut down afterwards.
+
+    On PostgreSQL each test gets a schema of its own: the apps' timers sweep expired offers of
+    the whole database, and another test's leftover trip would be re-offered to this test's
+    drivers, who all wait at the same pickup."""
+    fresh = None
+    base = any_db_settings
+    if base.database_url.startswith("postgresql"):
+        fresh = throwaway_pg_schema("rh_rides")
+        base = ride_settings(base, database_url=next(fresh))
+
     def settings_for(**overrides: Any) -> Settings:
         # Offers outlive any test (a loaded CI machine is slow); timeout tests set their own.
         overrides.setdefault("offer_timeout_s", 120.0)
-        return ride_settings(any_db_settings, **overrides)
+        return ride_settings(base, **overrides)
 
     with app_factory(settings_for, start_background=True) as make:
         yield make
+    if fresh is not None:
+        next(fresh, None)  # drops the schema
 
 
 @pytest.fixture
