@@ -16,6 +16,7 @@ from ridehail.kernel.clock import Clock
 from ridehail.kernel.errors import Conflict
 
 from .feed import FeedRows, LocationFeed
+from .locations import BadLocation, ts_refusal
 from .model import DriverBusy, DriverState, DriverStatus, NotOnline
 from .offers import withdraw_offers_of_driver
 from .ports import DriverEvents, Point, TraceStore
@@ -189,13 +190,31 @@ class DriverDirectory:
         entry = self.entry(driver_id)
         if entry is None:
             raise NotOnline(f"driver {driver_id} is offline; go online before sending locations")
-        ts = self.clock.now() if ts is None else ts
+        now = self.clock.now()
+        t = now if ts is None else ts
+        refused = self._refusals([driver_id], [t], [ts is None], now)
+        if refused[0] is not None:
+            raise BadLocation("ts", refused[0])
         rows = FeedRows()
         rows.add(driver_id, lat, lng, entry.status == DriverStatus.available,
-                 entry.vehicle_class, ts)
+                 entry.vehicle_class, t)
         self.feed.publish(rows)
         if entry.status == DriverStatus.on_trip and entry.trip_id is not None:
-            self.traces.add({entry.trip_id: [(ts, lat, lng)]})
+            self.traces.add({entry.trip_id: [(t, lat, lng)]})
+
+    def _refusals(self, ids: list[str], tss: list[float], stamped: list[bool],
+                  now: float) -> list[str | None]:
+        """Per row, why its time is refused (None: accepted), by `ts_refusal`: the TTL here,
+        then the order against the driver's last accepted time, which the feed keeps and
+        advances atomically (across processes in the scaled mode)."""
+        ttl = self.index.ttl_s
+        out: list[str | None] = [ts_refusal(t, now, ttl, None) for t in tss]
+        fresh = [i for i, r in enumerate(out) if r is None]
+        previous = self.feed.advance([ids[i] for i in fresh], [tss[i] for i in fresh],
+                                     [stamped[i] for i in fresh])
+        for i, prev in zip(fresh, previous, strict=True):
+            out[i] = ts_refusal(tss[i], now, ttl, prev)
+        return out
 
     def update_locations(self, rows: list[tuple[str, float, float, float | None]]
                          ) -> tuple[int, list[dict[str, object]]]:
@@ -211,30 +230,50 @@ class DriverDirectory:
         if unknown:
             self._load(sorted(unknown))
         # The hot loop of every fleet tick (thousands of rows): plain appends, no method calls.
+        known: list[int] = []
+        for i, (driver_id, _lat, _lng, _ts) in enumerate(rows):
+            if driver_id in entries:
+                known.append(i)
+            else:
+                rejected.append({"index": i, "driver_id": driver_id, "reason": "offline"})
+        stamps = [rows[i][3] for i in known]
+        refusals = self._refusals([rows[i][0] for i in known],
+                                  [now if t is None else t for t in stamps],
+                                  [rows[i][3] is None for i in known], now) if known else []
         ids, lats, lngs, avail, classes, tss = (out.ids, out.lats, out.lngs, out.available,
                                                 out.classes, out.ts)
+        origin: list[int] = []  # out's row -> the request's row
+        trips: list[str | None] = []
         available, on_trip = DriverStatus.available, DriverStatus.on_trip
-        for i, (driver_id, lat, lng, ts) in enumerate(rows):
-            entry = entries.get(driver_id)
-            if entry is None:
-                rejected.append({"index": i, "driver_id": driver_id, "reason": "offline"})
+        for i, refusal in zip(known, refusals, strict=True):
+            driver_id, lat, lng, ts = rows[i]
+            if refusal is not None:
+                rejected.append({"index": i, "driver_id": driver_id, "field": "ts",
+                                 "reason": refusal})
                 continue
-            t = now if ts is None else ts
+            entry = entries[driver_id]
             status = entry.status
             ids.append(driver_id)
             lats.append(lat)
             lngs.append(lng)
             avail.append(status is available)
             classes.append(entry.vehicle_class)
-            tss.append(t)
-            if status is on_trip and entry.trip_id is not None:
-                trace_points.setdefault(entry.trip_id, []).append((t, lat, lng))
+            tss.append(now if ts is None else ts)
+            origin.append(i)
+            trips.append(entry.trip_id if status is on_trip else None)
         accepted = 0
+        bad: set[int] = set()
         if len(out):
             result = self.feed.publish(out)
             accepted = result.applied
             for row, field_, reason in result.rejected:
-                rejected.append({"driver_id": out.ids[row], "field": field_, "reason": reason})
+                bad.add(row)
+                rejected.append({"index": origin[row], "driver_id": out.ids[row],
+                                 "field": field_, "reason": reason})
+        # The meter's trace takes the accepted points only.
+        for row, trip_id in enumerate(trips):
+            if trip_id is not None and row not in bad:
+                trace_points.setdefault(trip_id, []).append((tss[row], lats[row], lngs[row]))
         self.traces.add(trace_points)
         return accepted, rejected
 

@@ -66,12 +66,35 @@ class FeedResult:
 class LocationFeed(Protocol):
     def publish(self, rows: FeedRows) -> FeedResult: ...
 
+    def advance(self, ids: list[str], tss: list[float], stamped: list[bool]
+                ) -> list[float | None]:
+        """Per row, in order and atomically across the processes that share the feed: the
+        driver's last accepted location time before this row (None: none yet), and move it to
+        the row's time when the row is not older (`dispatch.locations.ts_refusal` refuses the
+        older ones). A `stamped` row (the server gave it `now`) is never older: it counts as
+        max(its time, the last)."""
+        ...
+
 
 class InProcessFeed:
     """Embedded mode: updates go straight into this process's index writer."""
 
     def __init__(self, index: GeoIndex) -> None:
         self.index = index
+        self.last_ts: dict[str, float] = {}
+
+    def advance(self, ids: list[str], tss: list[float], stamped: list[bool]
+                ) -> list[float | None]:
+        last = self.last_ts
+        out: list[float | None] = []
+        for driver_id, ts, now in zip(ids, tss, stamped, strict=True):
+            prev = last.get(driver_id)
+            out.append(prev)
+            if prev is None or ts >= prev:
+                last[driver_id] = ts
+            elif now:
+                out[-1] = None  # the server's own stamp: accepted, the last stays
+        return out
 
     def publish(self, rows: FeedRows) -> FeedResult:
         if len(rows) == 1:  # the single-driver path keeps upsert's own validation errors
@@ -105,6 +128,29 @@ def _bad_field(lat: float, lng: float, ts: float) -> tuple[str, str] | None:
     return None
 
 
+# Per row: the previous last time (or "" for none), and the new one when the row is not older.
+# One script per batch, so the check-and-set holds across every API process.
+ADVANCE_LUA = """
+local out = {}
+for i = 1, #ARGV, 3 do
+  local id, ts, stamped = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1'
+  local prev = redis.call('HGET', KEYS[1], id)
+  local p = nil
+  if prev then p = tonumber(prev) end  -- a missing field is false in Lua, not nil
+  if p == nil or ts >= p then
+    redis.call('HSET', KEYS[1], id, ARGV[i + 1])
+    out[#out + 1] = prev or ''
+  elseif stamped then
+    out[#out + 1] = ''
+  else
+    out[#out + 1] = prev
+  end
+end
+return out
+"""
+LAST_TS_KEY = "ridehail:location-ts"
+
+
 class RedisStreamFeed:
     """Scaled mode: batches go onto one Redis stream that every API process tails.
 
@@ -118,6 +164,17 @@ class RedisStreamFeed:
         self.origin = origin
         self.stream = stream
         self.maxlen = maxlen
+        self._advance = redis.register_script(ADVANCE_LUA)
+
+    def advance(self, ids: list[str], tss: list[float], stamped: list[bool]
+                ) -> list[float | None]:
+        if not ids:
+            return []
+        args: list[Any] = []
+        for driver_id, ts, now in zip(ids, tss, stamped, strict=True):
+            args += [driver_id, repr(float(ts)), "1" if now else "0"]
+        got = self._advance(keys=[LAST_TS_KEY], args=args)
+        return [float(decode(v)) if decode(v) else None for v in got]
 
     def publish(self, rows: FeedRows) -> FeedResult:
         rejected: list[tuple[int, str, str]] = []

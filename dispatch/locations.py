@@ -55,6 +55,19 @@ def parse_location(data: LocationIn | Mapping[str, Any], now: float,
                     _epoch(loc.ts, now, where + "ts"))
 
 
+def ts_refusal(ts: float, now: float, ttl_s: float, last_ts: float | None) -> str | None:
+    """The one freshness rule of a driver's location time, whichever channel it came by (None:
+    accepted). A point is refused when it is older than the location TTL (the index would
+    forget it at once, and the meter must not take history written after the fact), or older
+    than the last point accepted for that driver (back-dated points would redraw a trip the
+    meter already saw). The same instant is accepted: a repeat moves nothing."""
+    if ts < now - ttl_s:
+        return f"older than the location TTL ({ttl_s:g} s)"
+    if last_ts is not None and ts < last_ts:
+        return "older than this driver's last accepted location"
+    return None
+
+
 def _epoch(ts: datetime | None, now: float, field: str) -> float | None:
     if ts is None:
         return None
