@@ -18,6 +18,7 @@ from ridehail.kernel.formats import quantity
 from ridehail.kernel.throttle import throttle
 from ridehail.kernel.validation import body, doc, parse_body, query
 from trips.access import sees_driver_location
+from trips.fees import WrongPin, sees_pickup_pin
 from trips.model import PaymentRequired, Trip, TripError, TripNotFound
 
 from .engine import Engine
@@ -32,6 +33,7 @@ from .schemas import (
     OfferList,
     OfferOut,
     OffersQuery,
+    StartIn,
     StatusIn,
     StatusOut,
     TripIn,
@@ -233,12 +235,16 @@ def get_trip(trip_id: str) -> Response:
     # Its rider, its driver, or a driver it was offered to (trips.access.may_view).
     trip = engine().trip_for(trip_id, me.role.value, me.account_id)
     shown = sees_driver_location(trip, me.role.value, me.account_id)
-    return jsonify(trip_view(trip, driver_location(trip) if shown else None))
+    out = trip_view(trip, driver_location(trip) if shown else None)
+    if sees_pickup_pin(trip, me.role.value, me.account_id):
+        out["pickup_pin"] = trip.pickup_pin
+    return jsonify(out)
 
 
 @bp.post("/v1/trips/<id:trip_id>/cancel")
 @require(Role.rider, Role.driver)
-@doc("Cancel: the rider before the trip starts; the driver before pickup (re-matched)",
+@doc("Cancel: the rider before the trip starts (a fee more than RIDEHAIL_CANCEL_FEE_AFTER_S "
+     "after assignment); the driver before pickup (re-matched)",
      responses={200: TripOut}, tags=["trips"])
 def cancel(trip_id: str) -> Response:
     reason = parse_body(CancelIn).reason if request.data else None
@@ -262,9 +268,26 @@ def arrive(trip_id: str) -> Response:
 
 @bp.post("/v1/trips/<id:trip_id>/start")
 @require(Role.driver)
-@doc("The rider is on board", responses={200: TripOut}, tags=["trips"])
+@doc("The rider is on board; with pickup PINs on, the body is `{\"pin\": \"1234\"}`, the "
+     "rider's PIN (a wrong one is a 422 naming `pin`; too many wrong ones a 409)",
+     responses={200: TripOut}, tags=["trips"])
 def start(trip_id: str) -> Response:
-    return _driver_step(trip_id, "start")
+    pin = parse_body(StartIn).pin if request.data else None
+    try:
+        trip = engine().start(trip_id, current_principal().account_id, pin)
+    except WrongPin as exc:
+        return problem_response(Problem(422, "Unprocessable Content", f"pin: {exc}",
+                                        errors=[{"field": "pin", "message": str(exc)}]))
+    return jsonify(trip_view(trip))
+
+
+@bp.post("/v1/trips/<id:trip_id>/no-show")
+@require(Role.driver)
+@doc("The rider did not come: the driver, after waiting RIDEHAIL_NO_SHOW_WAIT_S at the "
+     "pickup, cancels the trip and the rider pays the cancellation fee",
+     responses={200: TripOut}, tags=["trips"])
+def no_show(trip_id: str) -> Response:
+    return _driver_step(trip_id, "no_show")
 
 
 @bp.post("/v1/trips/<id:trip_id>/complete")

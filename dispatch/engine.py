@@ -21,7 +21,9 @@ from geoindex import GeoIndex, Neighbor
 from ridehail.kernel.clock import Clock, SystemClock
 from trips.area import ServiceArea
 from trips.fares import Tariff
+from trips.fees import CancellationPolicy
 from trips.model import Trip
+from trips.pricing import UpfrontPolicy
 from trips.surge import SurgePricer
 
 from .batching import Batcher
@@ -60,6 +62,9 @@ class Engine:
         feed: LocationFeed | None = None,
         events: DriverEvents | None = None,
         traces: TraceStore | None = None,
+        upfront: UpfrontPolicy | None = None,
+        cancellation: CancellationPolicy | None = None,
+        charge: Callable[[str], None] | None = None,
     ) -> None:
         self.index = index
         self.clock: Clock = clock or SystemClock()
@@ -87,7 +92,8 @@ class Engine:
                                self.config.batch_window_s)
         self.lifecycle = TripLifecycle(
             uow_factory, self.drivers, self.matcher, clock=self.clock, tariff=tariff,
-            traces=self.drivers.traces, hooks=self.hooks)
+            traces=self.drivers.traces, hooks=self.hooks, upfront=upfront,
+            cancellation=cancellation, charge=charge or (lambda trip_id: None))
 
     @property
     def directory(self) -> dict[str, DriverEntry]:
@@ -184,8 +190,11 @@ class Engine:
     def arrive(self, trip_id: str, driver_id: str) -> Trip:
         return self.lifecycle.arrive(trip_id, driver_id)
 
-    def start(self, trip_id: str, driver_id: str) -> Trip:
-        return self.lifecycle.start(trip_id, driver_id)
+    def start(self, trip_id: str, driver_id: str, pin: str | None = None) -> Trip:
+        return self.lifecycle.start(trip_id, driver_id, pin)
+
+    def no_show(self, trip_id: str, driver_id: str) -> Trip:
+        return self.lifecycle.no_show(trip_id, driver_id)
 
     def complete(self, trip_id: str, driver_id: str) -> Trip:
         return self.lifecycle.complete(trip_id, driver_id)

@@ -3,11 +3,21 @@ checked against the trip's state machine (illegal -> IllegalTransition) and its 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ridehail.kernel.clock import Clock
 from ridehail.kernel.errors import Conflict
 from trips.fares import Tariff
+from trips.fees import (
+    CancellationPolicy,
+    charge_fee,
+    check_no_show,
+    check_pin,
+    new_pin,
+    rider_cancel_fee,
+)
 from trips.model import IllegalTransition, StaleState, Trip, TripNotFound, TripState
-from trips.pricing import meter
+from trips.pricing import UpfrontPolicy, meter
 
 from .drivers import DriverDirectory
 from .matcher import Matcher
@@ -19,7 +29,10 @@ from .unit import DispatchUnit, DispatchUnits
 
 class TripLifecycle:
     def __init__(self, units: DispatchUnits, drivers: DriverDirectory, matcher: Matcher, *,
-                 clock: Clock, tariff: Tariff, traces: TraceStore, hooks: Hooks) -> None:
+                 clock: Clock, tariff: Tariff, traces: TraceStore, hooks: Hooks,
+                 upfront: UpfrontPolicy | None = None,
+                 cancellation: CancellationPolicy | None = None,
+                 charge: Callable[[str], None] = lambda trip_id: None) -> None:
         self.units = units
         self.drivers = drivers
         self.matcher = matcher
@@ -27,20 +40,29 @@ class TripLifecycle:
         self.tariff = tariff
         self.traces = traces
         self.hooks = hooks
+        self.upfront = upfront or UpfrontPolicy()
+        self.cancellation = cancellation or CancellationPolicy()
+        # Enqueues the charge of a cancellation fee (after its commit), as completing a trip
+        # enqueues its fare's.
+        self.charge = charge
 
     # --- the driver's steps ------------------------------------------------------------------
 
     def arrive(self, trip_id: str, driver_id: str) -> Trip:
         return self._driver_step(trip_id, driver_id, "arrive")
 
-    def start(self, trip_id: str, driver_id: str) -> Trip:
-        return self._driver_step(trip_id, driver_id, "start")
+    def start(self, trip_id: str, driver_id: str, pin: str | None = None) -> Trip:
+        """The rider is on board; with pickup PINs on, the driver enters the rider's PIN
+        (`trips.fees.check_pin`: a wrong one counts a try, and is refused)."""
+        return self._driver_step(trip_id, driver_id, "start", pin)
 
     def complete(self, trip_id: str, driver_id: str) -> Trip:
         return self._driver_step(trip_id, driver_id, "complete")
 
-    def _driver_step(self, trip_id: str, driver_id: str, step: str) -> Trip:
+    def _driver_step(self, trip_id: str, driver_id: str, step: str,
+                     pin: str | None = None) -> Trip:
         now = self.clock.now()
+        refused: Exception | None = None
         with self.units() as uow:
             trip = uow.trips.get(trip_id)
             if trip is None or trip.driver_id != driver_id:
@@ -48,15 +70,25 @@ class TripLifecycle:
             st = uow.drivers.get(driver_id)
             if step == "arrive":
                 trip.arrive(now)
+                if self.cancellation.pickup_pin and trip.pickup_pin is None:
+                    trip.pickup_pin = new_pin()
             elif step == "start":
-                trip.start(now)
+                if trip.state != TripState.driver_arrived:
+                    raise IllegalTransition(trip.id, trip.state, TripState.in_progress)
+                refused = check_pin(trip, pin, self.cancellation)
+                if refused is not None:
+                    st = None  # only the try is saved: the trip does not start
+                else:
+                    trip.start(now)
                 if st is not None:
                     st.status = DriverStatus.on_trip
             elif step == "complete":
                 if trip.state != TripState.in_progress:
                     raise IllegalTransition(trip.id, trip.state, TripState.completed)
-                fare = meter(self.tariff, trip, self.traces.points(trip.id), now)
-                trip.complete(now, distance_m=fare.distance_m, fare_final=fare.total)
+                fare = meter(self.tariff, trip, self.traces.points(trip.id), now,
+                             self.upfront)
+                trip.complete(now, distance_m=fare.metered.distance_m, fare_final=fare.total,
+                              fare_rule=fare.rule)
                 if st is not None:
                     st.status = DriverStatus.available
                     st.trip_id = None
@@ -69,6 +101,8 @@ class TripLifecycle:
             except Conflict:
                 raise IllegalTransition(trip.id, trip.state, trip.state) from None
             uow.commit()
+        if refused is not None:
+            raise refused
         if step == "start":
             self.drivers.set_status(driver_id, DriverStatus.on_trip, trip.id)
         elif step == "complete":
@@ -88,7 +122,9 @@ class TripLifecycle:
 
     def rider_cancels(self, trip_id: str, rider_id: str, reason: str | None = None) -> Trip:
         """A rider cancels any trip of theirs not yet started; a pending offer is withdrawn
-        and the driver (offered or assigned) is free again."""
+        and the driver (offered or assigned) is free again. More than `fee_after_s` after a
+        driver was assigned, the rider owes the cancellation fee (`trips.fees`), charged
+        like a fare."""
         now = self.clock.now()
         with self.units() as uow:
             trip = uow.trips.get(trip_id)
@@ -100,7 +136,9 @@ class TripLifecycle:
             # another process): that is a 409 to retry, never a 500. Rows are written in the
             # order accept writes them (offer, trip, driver) so PostgreSQL cannot deadlock.
             try:
+                fee = rider_cancel_fee(trip, now, self.cancellation)
                 trip.cancel("rider", now, reason)
+                charge_fee(trip, fee, "cancel_fee")
                 freed = trip.driver_id
                 for offer in uow.offers.for_trip(trip_id):
                     if offer.state == OfferState.pending:
@@ -117,6 +155,37 @@ class TripLifecycle:
             uow.commit()
         if freed is not None:
             self.drivers.set_status(freed, DriverStatus.available, None)
+        if fee:
+            self.charge(trip_id)
+        self.hooks.trip_finished(trip_id, TripState.cancelled.value)
+        return trip
+
+    def no_show(self, trip_id: str, driver_id: str) -> Trip:
+        """The driver waited `no_show_wait_s` at the pickup and the rider did not come: the
+        trip is cancelled (by the driver, reason "no_show"), the driver is free, and the rider
+        owes the fee (`trips.fees.check_no_show`)."""
+        now = self.clock.now()
+        with self.units() as uow:
+            trip = uow.trips.get(trip_id)
+            if trip is None or trip.driver_id != driver_id:
+                raise TripNotFound(trip_id)
+            check_no_show(trip, now, self.cancellation)
+            stored = uow.records.get(trip_id)
+            record = stored or DispatchRecord(trip_id, now)
+            try:
+                trip.cancel("driver", now, "no_show")
+                charge_fee(trip, self.cancellation.fee, "no_show_fee")
+                record.outcome = "rider_no_show"
+                record.log("rider_no_show", now)
+                uow.trips.save(trip)
+                self._free_driver(uow, driver_id, trip_id, now)
+                save_record(uow, record, new=stored is None)
+            except Conflict:
+                raise StaleState(f"trip {trip_id} changed concurrently; retry") from None
+            uow.commit()
+        self.drivers.set_status(driver_id, DriverStatus.available, None)
+        if trip.fare_final:
+            self.charge(trip_id)
         self.hooks.trip_finished(trip_id, TripState.cancelled.value)
         return trip
 

@@ -82,6 +82,11 @@ class CancelIn(Body):
     reason: Annotated[str, Field(max_length=200)] | None = None
 
 
+class StartIn(Body):
+    # The rider's pickup PIN, when the setting turns PINs on (RIDEHAIL_PICKUP_PIN).
+    pin: Annotated[str, Field(pattern=r"^[0-9]{4}$")] | None = None
+
+
 class OffersQuery(Query):
     wait: Annotated[float, Field(ge=0, le=30)] = 0.0
 
@@ -138,3 +143,5 @@ class TripOut(BaseModel):
     duration_s: float | None
     payment_state: str | None
     driver_location: dict[str, float] | None = None
+    # Only the rider's own view, only until the trip starts (trips.fees.sees_pickup_pin).
+    pickup_pin: str | None = None

@@ -4,8 +4,10 @@ simulator alike."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from dispatch.clock import SystemClock, ThreadTimers
@@ -16,7 +18,9 @@ from geoindex.warmup import warm_up
 from trips.area import ServiceArea
 from trips.billing import BillingPolicy
 from trips.fares import NYC_YELLOW_2016
+from trips.fees import CancellationPolicy
 from trips.payments import PaymentProvider
+from trips.pricing import UpfrontPolicy
 from trips.sandbox import SandboxProvider
 from trips.surge import SurgePricer
 from trips.tasks import WorkerContext
@@ -71,6 +75,21 @@ def build_sim_engine(*, index: GeoIndex, clock: Any, hooks: Hooks, config: Dispa
                   hooks=hooks)
 
 
+def trip_rules(settings: Settings) -> dict[str, Any]:
+    """The meter's and the fees' settings, as the engine takes them (issue 13, items 3, 15)."""
+    return {
+        "tariff": dataclasses.replace(
+            TARIFF, max_speed_mps=Decimal(str(settings.meter_max_speed_mps))),
+        "upfront": UpfrontPolicy(tolerance=Decimal(str(settings.fare_tolerance)),
+                                 margin=Decimal(str(settings.fare_route_margin)),
+                                 cap=Decimal(str(settings.fare_cap))),
+        "cancellation": CancellationPolicy(
+            fee=settings.cancel_fee, fee_after_s=settings.cancel_fee_after_s,
+            no_show_wait_s=settings.no_show_wait_s, pickup_pin=settings.pickup_pin,
+            pin_attempts=settings.pickup_pin_attempts),
+    }
+
+
 def payment_hooks(celery: Any) -> Hooks:
     """Completing a trip enqueues its charge (the hook runs after the trip's commit)."""
     from trips.tasks import enqueue_charge
@@ -98,10 +117,17 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
     shared: dict[str, Any] = {} if parts is None else {
         "feed": parts.feed, "events": parts.events, "traces": parts.traces,
         "channel": parts.channel}
+    charge = None
+    if celery is not None:
+        from trips.tasks import enqueue_charge
+
+        # A cancellation or no-show fee is charged like a fare, after its commit.
+        charge = functools.partial(enqueue_charge, celery)
     engine = Engine(
         uow_factory, index, new_id=ids.new_id, clock=clock, timers=timers, config=config,
-        service_area=ServiceArea.from_geojson(settings.service_area), tariff=TARIFF,
-        surge=SurgePricer(clock=clock.now), hooks=hooks, **shared,
+        service_area=ServiceArea.from_geojson(settings.service_area),
+        surge=SurgePricer(clock=clock.now), hooks=hooks, charge=charge,
+        **trip_rules(settings), **shared,
     )
     background: list[Any] = []
     if start:

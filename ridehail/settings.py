@@ -107,6 +107,24 @@ class Settings:
     token_touch_interval_s: float = 60.0
     nearby_id_rotate_s: float = 600.0
     nearby_max_radius_m: float = 3000.0
+    # The meter and fees (issue 13, items 3 and 15). A trace segment faster than
+    # meter_max_speed_mps carries no distance. The rider pays the upfront quote unless the
+    # metered fare exceeds it by more than fare_tolerance AND the metered distance or duration
+    # exceeds the quote's by more than fare_route_margin (then the metered fare, capped at
+    # quote x (1 + fare_cap)), or the ride ended more than fare_route_margin short (then the
+    # metered fare): trips/pricing.py. A rider who cancels more than cancel_fee_after_s after
+    # assignment, or whom the driver waited for no_show_wait_s at the pickup (the driver's
+    # no-show), pays cancel_fee (minor units) to the driver. pickup_pin: the rider gets a
+    # 4-digit PIN the driver enters at start, with pickup_pin_attempts wrong tries at most.
+    meter_max_speed_mps: float = 40.0
+    fare_tolerance: float = 0.10
+    fare_route_margin: float = 0.25
+    fare_cap: float = 0.50
+    cancel_fee_after_s: float = 120.0
+    cancel_fee: int = 500
+    no_show_wait_s: float = 300.0
+    pickup_pin: bool = False
+    pickup_pin_attempts: int = 5
 
     @property
     def scaled(self) -> bool:
@@ -243,6 +261,22 @@ class Settings:
         if not (math.isfinite(self.nearby_max_radius_m) and 0 < self.nearby_max_radius_m
                 <= 50_000):
             raise SettingsError("RIDEHAIL_NEARBY_MAX_RADIUS_M: must be in (0, 50000]")
+        # The meter and fees (items 3 and 15).
+        if not (math.isfinite(self.meter_max_speed_mps) and 5 <= self.meter_max_speed_mps
+                <= 100):
+            raise SettingsError("RIDEHAIL_METER_MAX_SPEED_MPS: must be in [5, 100] (m/s)")
+        for name in ("fare_tolerance", "fare_cap"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise SettingsError(f"RIDEHAIL_{name.upper()}: must be a number >= 0")
+        if not (math.isfinite(self.fare_route_margin) and 0 <= self.fare_route_margin < 1):
+            raise SettingsError("RIDEHAIL_FARE_ROUTE_MARGIN: must be in [0, 1)")
+        for name in ("cancel_fee_after_s", "no_show_wait_s"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise SettingsError(f"RIDEHAIL_{name.upper()}: must be a number >= 0")
+        if not 0 <= self.cancel_fee <= 100_000:
+            raise SettingsError("RIDEHAIL_CANCEL_FEE: must be in [0, 100000] (minor units)")
+        if not 1 <= self.pickup_pin_attempts <= 100:
+            raise SettingsError("RIDEHAIL_PICKUP_PIN_ATTEMPTS: must be in [1, 100]")
         if self.max_body_bytes < 1024:
             raise SettingsError("RIDEHAIL_MAX_BODY_BYTES: must be at least 1024")
         if self.debug_tile_url and not (

@@ -100,8 +100,10 @@ def _open(uow_factory: TripsUnits, trip_id: str, policy: BillingPolicy,
     """The trip's pending payment (created on first sight) and the token to charge."""
     with uow_factory() as uow:
         trip = uow.trips.get(trip_id)
-        if trip is None or trip.state != TripState.completed or trip.fare_final is None \
-                or trip.driver_id is None:
+        # A completed trip's fare, or a cancelled trip's fee (trips/fees.py): both are the
+        # trip's fare_final, charged the same way.
+        if trip is None or trip.state not in (TripState.completed, TripState.cancelled) \
+                or trip.fare_final is None or trip.driver_id is None:
             return ChargeOutcome("skipped", "not a completed trip")
         method = uow.payment_methods.get(trip.rider_id)
         pay = uow.payments.get(trip_id)

@@ -32,8 +32,9 @@ SpeedModel = Literal["exponential", "constant"]
 TracePoint = tuple[float, float, float]  # (ts seconds, lat, lng)
 
 METRES_PER_MILE = Decimal("1609.344")
-# A segment faster than this is a GPS jump, not driving: its distance is not charged.
-MAX_PLAUSIBLE_SPEED_MPS = 70.0
+# A segment faster than this is a GPS jump (or a forged trace), not city driving: its distance
+# is not charged. 40 m/s = 144 km/h, above any urban limit; a tariff may set its own.
+MAX_PLAUSIBLE_SPEED_MPS = 40.0
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,13 @@ class Tariff:
     detour_factor: Decimal = Decimal("1.3")  # road distance / straight line, for estimates
     expected_speed_mps: Decimal = Decimal(8)  # door-to-door average, for estimates
     currency_exponent: int = 2
+    max_speed_mps: Decimal = Decimal(str(MAX_PLAUSIBLE_SPEED_MPS))  # faster: a jump, no distance
 
     def __post_init__(self) -> None:
         for name in ("base", "distance_price", "time_price", "minimum", "booking_fee"):
             check_amount(getattr(self, name), name)
-        for name in ("distance_unit_m", "time_unit_s", "detour_factor", "expected_speed_mps"):
+        for name in ("distance_unit_m", "time_unit_s", "detour_factor", "expected_speed_mps",
+                     "max_speed_mps"):
             if exact(getattr(self, name), name) <= 0:
                 raise ValueError(f"{name}: must be > 0")
         if exact(self.threshold_speed_mps, "threshold_speed_mps") < 0:
@@ -189,7 +192,7 @@ def _measure_trace_vectorised(tariff: Tariff, trace: Sequence[TracePoint]) -> Tr
     d = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
     with np.errstate(divide="ignore", invalid="ignore"):
         speed = np.where(dt > 0, d / np.where(dt > 0, dt, 1.0), np.where(d > 0, np.inf, 0.0))
-    jump = speed > MAX_PLAUSIBLE_SPEED_MPS
+    jump = speed > float(tariff.max_speed_mps)
     d = np.where(jump, 0.0, d)
     total_d, total_t = float(d.sum()), float(dt.sum())
     if tariff.meter_mode == "both":
@@ -202,6 +205,7 @@ def _measure_trace_vectorised(tariff: Tariff, trace: Sequence[TracePoint]) -> Tr
 
 def _measure_trace_checked(tariff: Tariff, trace: Sequence[TracePoint]) -> TripMeasure:
     threshold = float(tariff.threshold_speed_mps)
+    max_speed = float(tariff.max_speed_mps)
     total_d = total_t = charged_d = charged_t = 0.0
     jumps = 0
     prev: tuple[float, float, float] | None = None
@@ -217,7 +221,7 @@ def _measure_trace_checked(tariff: Tariff, trace: Sequence[TracePoint]) -> TripM
             d = haversine_m(prev[1], prev[2], lat, lng)
             speed = d / dt if dt > 0 else (math.inf if d > 0 else 0.0)
             total_t += dt
-            if speed > MAX_PLAUSIBLE_SPEED_MPS:
+            if speed > max_speed:
                 jumps += 1
                 d = 0.0  # GPS jump: charge the elapsed time, not the teleport
             total_d += d

@@ -1,16 +1,63 @@
-"""How a trip is priced, in one place: the upfront quote at request time and the metered fare
-at completion (the driver's trace during the ride, bracketed by the pickup and the last
-position). The tariff arithmetic itself lives in `trips/fares.py`."""
+"""How a trip is priced, in one place: the upfront quote at request time and the fare at
+completion. The tariff arithmetic itself lives in `trips/fares.py`.
+
+The fare rule (after Uber's upfront pricing: the quoted price holds unless the route changed
+materially), with Q the upfront quote (surge locked in), M the metered fare of the driver's
+trace, and the quote's and the meter's distance and duration:
+
+- "quote": the rider pays Q. This is the rule unless one of the two below applies.
+- "metered_longer": M > Q x (1 + tolerance) AND (the metered distance > the quote's x
+  (1 + margin) OR the metered duration > the quote's x (1 + margin)): the route changed
+  materially and cost more. The rider pays M, capped at Q x (1 + cap) ("metered_capped" when
+  the cap bit).
+- "metered_shorter": M < Q AND the metered distance < the quote's x (1 - margin): the ride
+  ended materially short of the destination. The rider pays M.
+
+The meter's trace takes the driver's points in arrival order and drops any point older than
+the one before it (the ingest refuses those already: `dispatch.locations.ts_refusal`), and
+segments faster than the tariff's `max_speed_mps` carry no distance.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from fractions import Fraction
+from typing import Literal
 
 from .fares import FareBreakdown, Tariff, estimate_fare, final_fare
 from .model import Trip
+from .money import round_half_up
 
 Point = tuple[float, float, float]  # (ts, lat, lng)
+FareRule = Literal["quote", "metered_longer", "metered_capped", "metered_shorter"]
+
+
+@dataclass(frozen=True)
+class UpfrontPolicy:
+    """The thresholds of the fare rule (fractions: 0.25 = 25 %)."""
+
+    tolerance: Decimal = Decimal("0.10")  # how far M may exceed Q before the quote is in doubt
+    margin: Decimal = Decimal("0.25")  # a material change of distance or duration
+    cap: Decimal = Decimal("0.50")  # the most a longer route adds to the quote
+
+    def __post_init__(self) -> None:
+        for name in ("tolerance", "margin", "cap"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0")
+        if self.margin >= 1:
+            raise ValueError("margin: must be < 1")
+
+
+@dataclass(frozen=True)
+class Fare:
+    """What the rider pays (`total`), the rule that decided it, and both prices it chose from."""
+
+    total: int
+    rule: FareRule
+    quoted: FareBreakdown
+    metered: FareBreakdown
 
 
 def quote(tariff: Tariff, pickup: tuple[float, float], dropoff: tuple[float, float],
@@ -20,11 +67,14 @@ def quote(tariff: Tariff, pickup: tuple[float, float], dropoff: tuple[float, flo
 
 
 def metered_trace(trip: Trip, points: Sequence[Point], now: float) -> list[Point]:
-    """The trace the meter prices: the pickup at the start, the points sent during the ride,
-    and the last position at `now` (the dropoff when the driver sent nothing on the way)."""
+    """The trace the meter prices: the pickup at the start, the points sent during the ride
+    (in arrival order, none older than the one before), and the last position at `now` (the
+    dropoff when the driver sent nothing on the way)."""
     start = trip.started_at or now
     trace = [(start, trip.pickup_lat, trip.pickup_lng)]
-    trace += [p for p in points if start <= p[0] <= now]
+    for p in points:
+        if trace[-1][0] <= p[0] <= now:
+            trace.append(p)
     if len(trace) == 1:
         trace.append((now, trip.dropoff_lat, trip.dropoff_lng))
     elif trace[-1][0] < now:
@@ -32,6 +82,32 @@ def metered_trace(trip: Trip, points: Sequence[Point], now: float) -> list[Point
     return trace
 
 
-def meter(tariff: Tariff, trip: Trip, points: Sequence[Point], now: float) -> FareBreakdown:
-    """The final fare of a trip completing at `now`, from the driver's trace."""
-    return final_fare(tariff, metered_trace(trip, points, now), surge=Decimal(trip.surge))
+def _above(value: float, reference: float, fraction: Decimal) -> bool:
+    return Fraction(value) > Fraction(reference) * (1 + Fraction(fraction))
+
+
+def meter(tariff: Tariff, trip: Trip, points: Sequence[Point], now: float,
+          policy: UpfrontPolicy | None = None) -> Fare:
+    """The fare of a trip completing at `now`: the rule in the module docstring, applied to
+    the upfront quote and the driver's trace."""
+    policy = policy or UpfrontPolicy()
+    surge = Decimal(trip.surge)
+    quoted = quote(tariff, (trip.pickup_lat, trip.pickup_lng),
+                   (trip.dropoff_lat, trip.dropoff_lng), surge)
+    if trip.fare_estimate is not None:  # what the rider was shown is what holds
+        quoted = replace(quoted, total=trip.fare_estimate)
+    metered = final_fare(tariff, metered_trace(trip, points, now), surge=surge)
+    q, m = quoted.total, metered.total
+    longer = (_above(m, q, policy.tolerance)
+              and (_above(metered.distance_m, quoted.distance_m, policy.margin)
+                   or _above(metered.duration_s, quoted.duration_s, policy.margin)))
+    if longer:
+        ceiling = round_half_up(q * (1 + Fraction(policy.cap)))
+        if m > ceiling:
+            return Fare(ceiling, "metered_capped", quoted, metered)
+        return Fare(m, "metered_longer", quoted, metered)
+    shorter = m < q and Fraction(metered.distance_m) < \
+        Fraction(quoted.distance_m) * (1 - Fraction(policy.margin))
+    if shorter:
+        return Fare(m, "metered_shorter", quoted, metered)
+    return Fare(q, "quote", quoted, metered)
