@@ -44,6 +44,7 @@ class Counts:
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="rh-io-"))
     settings = Settings.from_env(database_url=f"sqlite:///{tmp / 'io.db'}", var_dir=tmp,
+                                 rate_limit_enabled=False,
                                  dispatch_policy="greedy")
     app = create_app(settings, start_background=False)
     client = app.test_client()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Any
@@ -93,9 +94,16 @@ def worker(concurrency: int, beat: bool) -> None:
 def demo(port: int | None, host: str | None, drivers: int | None) -> None:
     """API + embedded worker on SQLite + a simulated NYC fleet driving it over HTTP; the URL
     is printed when it is ready. Ctrl-C stops it."""
-    settings = load_settings(port=port, host=host, demo_drivers=drivers)
+    # The fleet signs up its 200 drivers and its riders from this machine's one address: the
+    # per-IP limits would stop it within a minute. The demo turns limiting off unless
+    # RIDEHAIL_RATE_LIMIT_ENABLED says otherwise, and says so.
+    limits = {} if "RIDEHAIL_RATE_LIMIT_ENABLED" in os.environ else {"rate_limit_enabled": False}
+    settings = load_settings(port=port, host=host, demo_drivers=drivers, **limits)
     url = f"http://{settings.host}:{settings.port}"
     fleet: list[subprocess.Popen[bytes]] = []
+    if not settings.rate_limit_enabled:
+        click.echo("ridehail demo: rate limits are off (the fleet signs up from one address; "
+                   "RIDEHAIL_RATE_LIMIT_ENABLED=true turns them on)", err=True)
 
     def ready() -> None:
         click.echo(f"\nridehail demo ready at {url}  (health: {url}/health, "
