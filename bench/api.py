@@ -98,7 +98,7 @@ class Bench:
         minutes in argon2); the server restores them at start and their first batch places
         them on the map."""
         from dispatch.model import DriverState, DriverStatus
-        from ridehail import ids
+        from ridehail.kernel import ids
         from ridehail.kernel.db import make_engine
         from ridehail.units import sql_uow_factory
 
