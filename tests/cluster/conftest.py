@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import REDIS_URL, ROOT, free_port, wait_http
+from tests.conftest import REDIS_URL, ROOT, TEST_RATE_LIMITS, free_port, wait_http
 from tests.nearby_ids import opaque_ids
 
 # Midtown Manhattan: inside the service area.
@@ -130,7 +130,11 @@ class Cluster:
 
 
 def cluster_env(db_url: str, redis_url: str, tmp: Path, **extra: str) -> dict[str, str]:
+    # Every client of the cluster is this machine's one address: budgets the tests never
+    # reach, with the limiter still on (as start_server does).
+    limits = {f"RIDEHAIL_{k.upper()}": v for k, v in TEST_RATE_LIMITS.items()}
     return {
+        **limits,
         "RIDEHAIL_DATABASE_URL": db_url, "RIDEHAIL_REDIS_URL": redis_url,
         "RIDEHAIL_VAR_DIR": str(tmp), "RIDEHAIL_WORKERS": "1", "RIDEHAIL_THREADS": "16",
         "RIDEHAIL_QUEUE": f"rh-cluster-{uuid.uuid4().hex[:8]}",

@@ -86,18 +86,19 @@ def test_a_ride_across_three_processes(make_cluster: Any) -> None:
         r = requests.post(f"{a}/v1/trips/{trip_id}/{step}", headers=auth(dtok), timeout=10)
         assert r.status_code == 200, r.text
     started = datetime.fromisoformat(r.json()["started_at"]).timestamp()
-    # A detour east, north, west (50 m legs, one second apart: a plausible speed). The priced
+    # A detour east, north, west (50 m legs, two seconds apart: 25 m/s, under the meter's
+    # city speed cap). The priced
     # distance must follow it, not the straight pickup -> dropoff line: only the whole trace,
     # posted to B and kept in Redis, can give that to C.
     path = [PICKUP, (PICKUP[0], PICKUP[1] + 0.0006), (dropoff[0], PICKUP[1] + 0.0006), dropoff]
     for i, (lat, lng) in enumerate(path[1:], start=1):
-        ts = datetime.fromtimestamp(started + i, UTC).isoformat()
+        ts = datetime.fromtimestamp(started + 2 * i, UTC).isoformat()
         r = requests.post(f"{b}/v1/drivers/me/location",
                           json={"lat": lat, "lng": lng, "ts": ts}, headers=auth(dtok),
                           timeout=10)
         assert r.status_code == 204, r.text
     # Complete only once the last point is in the past (the trace ends at the completion).
-    wait_until(lambda: time.time() > started + len(path), 10, "the trace's last point")
+    wait_until(lambda: time.time() > started + 2 * len(path), 15, "the trace's last point")
     r = requests.post(f"{c}/v1/trips/{trip_id}/complete", headers=auth(dtok), timeout=10)
     assert r.status_code == 200, r.text
     done = r.json()
