@@ -139,6 +139,9 @@ class TripOut(BaseModel):
     surge_multiplier: str
     fare_estimate: Money | None
     fare: Money | None
+    # Which written rule set the fare (README "Fares"): quote, metered_longer, metered_capped,
+    # metered_shorter, cancel_fee, no_show_fee; None before there is a fare.
+    fare_rule: str | None
     distance_m: float | None
     duration_s: float | None
     payment_state: str | None

@@ -23,7 +23,7 @@ def trip_view(trip: Trip, driver_location: tuple[float, float] | None = None) ->
         "completed_at": iso(trip.completed_at), "cancelled_at": iso(trip.cancelled_at),
         "cancelled_by": trip.cancelled_by, "surge_multiplier": trip.surge,
         "fare_estimate": money(trip.fare_estimate, trip.currency),
-        "fare": money(trip.fare_final, trip.currency),
+        "fare": money(trip.fare_final, trip.currency), "fare_rule": trip.fare_rule,
         "distance_m": quantity(trip.distance_m), "duration_s": quantity(trip.duration_s),
         "payment_state": trip.payment_state,
     }

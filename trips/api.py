@@ -93,6 +93,7 @@ def receipt(trip_id: str) -> Response:
         "fare": {
             "total": money(trip.fare_final, cur), "estimate": money(trip.fare_estimate, cur),
             "surge_multiplier": trip.surge, "booking_fee": money(r.booking_fee, cur),
+            "rule": trip.fare_rule,
             "distance_m": trip.distance_m, "duration_s": trip.duration_s,
         },
         "split": {**{k: money(v, cur) for k, v in r.split.items()},

@@ -87,9 +87,8 @@ def test_a_ride_across_three_processes(make_cluster: Any) -> None:
         assert r.status_code == 200, r.text
     started = datetime.fromisoformat(r.json()["started_at"]).timestamp()
     # A detour east, north, west (50 m legs, two seconds apart: 25 m/s, under the meter's
-    # city speed cap). The priced
-    # distance must follow it, not the straight pickup -> dropoff line: only the whole trace,
-    # posted to B and kept in Redis, can give that to C.
+    # city speed cap). The priced distance must follow it, not the straight pickup -> dropoff
+    # line: only the whole trace, posted to B and kept in Redis, can give that to C.
     path = [PICKUP, (PICKUP[0], PICKUP[1] + 0.0006), (dropoff[0], PICKUP[1] + 0.0006), dropoff]
     for i, (lat, lng) in enumerate(path[1:], start=1):
         ts = datetime.fromtimestamp(started + 2 * i, UTC).isoformat()

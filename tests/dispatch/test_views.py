@@ -15,7 +15,9 @@ def test_quantities_are_floats_and_times_iso_8601() -> None:
     assert out["created_at"] == "2023-11-14T22:13:20+00:00"
     trip = Trip(id="2", rider_id="5", vehicle_class="standard", pickup_lat=40.0,
                 pickup_lng=-73.0, dropoff_lat=40.1, dropoff_lng=-73.1, requested_at=0,
-                state=TripState.completed, distance_m=1500, duration_s=600)
+                state=TripState.completed, distance_m=1500, duration_s=600, fare_final=900,
+                fare_rule="quote")
     view = trip_view(trip)
+    assert view["fare_rule"] == "quote"  # which written rule set the fare
     assert type(view["distance_m"]) is float and type(view["duration_s"]) is float
     assert view["requested_at"] == "1970-01-01T00:00:00+00:00"
