@@ -3,6 +3,7 @@ domain packages register on the same registry."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 from flask import Flask, Response, g, request
@@ -13,6 +14,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from .kernel.errors import Problem
 
 # Any other method (a client may send "FOOA") shares one label: a series per made-up method
 # would let anyone grow /metrics without limit.
@@ -51,4 +54,25 @@ class Metrics:
 
         @app.get("/metrics")
         def metrics() -> Response:
+            _check_metrics_access(app)
             return Response(generate_latest(self.registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _check_metrics_access(app: Flask) -> None:
+    """Open in the embedded mode; in the scaled mode, the configured networks (a Prometheus
+    scraper's) or an admin or service token: the figures describe the fleet and its traffic."""
+    settings = app.extensions["settings"]
+    if settings.metrics_open:
+        return
+    try:
+        addr = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        addr = None
+    if addr is not None and any(addr in net for net in settings.metrics_allowed_networks):
+        return
+    from accounts.auth import principal_from_request
+    from accounts.model import Role
+
+    if principal_from_request().role not in (Role.admin, Role.service):
+        raise Problem(403, "Forbidden", "/metrics is for the monitoring network, admins and "
+                                        "services")

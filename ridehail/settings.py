@@ -61,6 +61,10 @@ class Settings:
     task_visibility_timeout_s: float = 60.0
     queue: str = "ridehail"
     debug_public: bool | None = None
+    # /metrics: open to anyone in the embedded mode; in the scaled mode only to these networks
+    # (comma-separated CIDRs) or to a request with an admin or service token.
+    metrics_public: bool | None = None
+    metrics_networks: str = "127.0.0.0/8,::1/128"
     debug_tile_url: str = ""  # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty: offline
     demo_drivers: int = 200
     # The demo fleet's time-lapse: simulated seconds per wall second, so that rides are seen
@@ -150,6 +154,15 @@ class Settings:
         return None if self.default_payment_token == "none" else self.default_payment_token
 
     @property
+    def metrics_open(self) -> bool:
+        return (not self.scaled) if self.metrics_public is None else self.metrics_public
+
+    @property
+    def metrics_allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(n.strip(), strict=False)
+                for n in self.metrics_networks.split(",") if n.strip()]
+
+    @property
     def debug_map_public(self) -> bool:
         """By default the map is public only in the embedded mode AND when the API listens on
         loopback: bound to another address, it would show every trip and driver to anyone
@@ -203,6 +216,10 @@ class Settings:
             )
         if self.threads < 1:
             raise SettingsError("RIDEHAIL_THREADS: must be at least 1")
+        try:
+            self.metrics_allowed_networks  # noqa: B018 - parsed for its errors
+        except ValueError as exc:
+            raise SettingsError(f"RIDEHAIL_METRICS_NETWORKS: {exc}") from None
         if not 0 < self.demo_speed <= 60:
             raise SettingsError("RIDEHAIL_DEMO_SPEED: must be in (0, 60]")
         if not 1 <= self.embedded_worker_concurrency <= 64:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -11,7 +12,7 @@ from flask.testing import FlaskClient
 
 from ridehail.app import create_app, shutdown
 from ridehail.kernel.validation import MAX_DEPTH, loads
-from ridehail.settings import Settings
+from ridehail.settings import Settings, SettingsError
 
 
 @pytest.fixture
@@ -64,3 +65,33 @@ def test_made_up_methods_share_one_metrics_label(client: FlaskClient) -> None:
     assert "FOO" not in text and "BREW" not in text
     assert 'ridehail_http_requests_total{endpoint="unmatched",method="other",status="405"} 3.0' \
         in text
+
+
+def _metrics_app(tmp_path: Path, **overrides: object) -> Flask:
+    from tests.conftest import make_settings
+
+    return create_app(make_settings(tmp_path, **overrides), start_background=False)
+
+
+def test_closed_metrics_answer_only_the_monitoring_network_or_a_service_token(
+        tmp_path: Path) -> None:
+    from accounts.service import create_service
+
+    app = _metrics_app(tmp_path, metrics_public=False, metrics_networks="10.9.0.0/16")
+    try:
+        c = app.test_client()
+        outside = {"REMOTE_ADDR": "192.0.2.7"}
+        assert c.get("/metrics", environ_base=outside).status_code == 401
+        assert c.get("/metrics", environ_base={"REMOTE_ADDR": "10.9.3.4"}).status_code == 200
+        token = create_service(app.extensions["uow_factory"], "prometheus")
+        ok = c.get("/metrics", environ_base=outside, headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200 and b"ridehail_http_requests_total" in ok.data
+    finally:
+        shutdown(app)
+
+
+def test_metrics_are_closed_by_default_in_the_scaled_mode_only() -> None:
+    assert Settings.from_env(env={}).metrics_open
+    assert not Settings.from_env(env={}, redis_url="redis://127.0.0.1:6379/0").metrics_open
+    with pytest.raises(SettingsError, match="RIDEHAIL_METRICS_NETWORKS"):
+        Settings.from_env(env={"RIDEHAIL_METRICS_NETWORKS": "10.0.0.0/99"})
