@@ -229,36 +229,48 @@ class DriverDirectory:
         unknown = {row[0] for row in rows if row[0] not in entries}
         if unknown:
             self._load(sorted(unknown))
-        # The hot loop of every fleet tick (thousands of rows): plain appends, no method calls.
-        known: list[int] = []
-        for i, (driver_id, _lat, _lng, _ts) in enumerate(rows):
-            if driver_id in entries:
-                known.append(i)
-            else:
+        # The hot loops of every fleet tick (thousands of rows): plain appends, no method calls
+        # per row but the rule's, and that only for a row it refuses.
+        ttl = self.index.ttl_s
+        cutoff = now - ttl
+        cand: list[int] = []
+        cand_ids: list[str] = []
+        cand_ts: list[float] = []
+        cand_stamped: list[bool] = []
+        for i, (driver_id, _lat, _lng, ts) in enumerate(rows):
+            if driver_id not in entries:
                 rejected.append({"index": i, "driver_id": driver_id, "reason": "offline"})
-        stamps = [rows[i][3] for i in known]
-        refusals = self._refusals([rows[i][0] for i in known],
-                                  [now if t is None else t for t in stamps],
-                                  [rows[i][3] is None for i in known], now) if known else []
+                continue
+            t = now if ts is None else ts
+            if t < cutoff:
+                rejected.append({"index": i, "driver_id": driver_id, "field": "ts",
+                                 "reason": ts_refusal(t, now, ttl, None)})
+                continue
+            cand.append(i)
+            cand_ids.append(driver_id)
+            cand_ts.append(t)
+            cand_stamped.append(ts is None)
+        # The order against each driver's last accepted time, advanced atomically by the feed.
+        previous = self.feed.advance(cand_ids, cand_ts, cand_stamped) if cand else []
         ids, lats, lngs, avail, classes, tss = (out.ids, out.lats, out.lngs, out.available,
                                                 out.classes, out.ts)
         origin: list[int] = []  # out's row -> the request's row
         trips: list[str | None] = []
         available, on_trip = DriverStatus.available, DriverStatus.on_trip
-        for i, refusal in zip(known, refusals, strict=True):
-            driver_id, lat, lng, ts = rows[i]
-            if refusal is not None:
+        for i, driver_id, t, prev in zip(cand, cand_ids, cand_ts, previous, strict=True):
+            if prev is not None and t < prev:
                 rejected.append({"index": i, "driver_id": driver_id, "field": "ts",
-                                 "reason": refusal})
+                                 "reason": ts_refusal(t, now, ttl, prev)})
                 continue
+            given = rows[i]
             entry = entries[driver_id]
             status = entry.status
             ids.append(driver_id)
-            lats.append(lat)
-            lngs.append(lng)
+            lats.append(given[1])
+            lngs.append(given[2])
             avail.append(status is available)
             classes.append(entry.vehicle_class)
-            tss.append(now if ts is None else ts)
+            tss.append(t)
             origin.append(i)
             trips.append(entry.trip_id if status is on_trip else None)
         accepted = 0

@@ -85,26 +85,50 @@ def _parse(raw: str | bytes) -> tuple[Any, str | None]:
 
 def _walk(value: Any) -> str | None:
     """The path of the first string holding a NUL character (PostgreSQL cannot store one, and
-    no field of ours has a use for it), walking without recursion; ValueError past MAX_DEPTH."""
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
-    found: str | None = None
+    no field of ours has a use for it); ValueError past MAX_DEPTH. It walks without recursion
+    and builds no path unless it finds a NUL: a 5,000-row batch is the hot case."""
+    found = False
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        item, path, depth = stack.pop()
+        item, depth = stack.pop()
         if isinstance(item, str):
-            if found is None and "\x00" in item:
-                found = path or "body"
+            found = found or "\x00" in item
             continue
         if not isinstance(item, dict | list):
             continue
         if depth >= MAX_DEPTH:
             raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-        pairs = item.items() if isinstance(item, dict) else enumerate(item)
-        for k, v in pairs:
-            sub = f"{path}.{k}" if path else str(k)
-            if isinstance(k, str) and found is None and "\x00" in k:
-                found = sub
-            stack.append((v, sub, depth + 1))
-    return found
+        if isinstance(item, dict):
+            for k, v in item.items():
+                if "\x00" in k:
+                    found = True
+                if isinstance(v, dict | list):
+                    stack.append((v, depth + 1))
+                elif isinstance(v, str) and "\x00" in v:
+                    found = True
+        else:
+            for v in item:
+                if isinstance(v, dict | list):
+                    stack.append((v, depth + 1))
+                elif isinstance(v, str) and "\x00" in v:
+                    found = True
+    return _nul_path(value, "") if found else None
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """Where the NUL is, in document order (recursive: the depth is known to be bounded)."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    pairs = value.items() if isinstance(value, dict) else enumerate(value) \
+        if isinstance(value, list) else ()
+    for k, v in pairs:
+        sub = f"{path}.{k}" if path else str(k)
+        if isinstance(k, str) and "\x00" in k:
+            return sub
+        hit = _nul_path(v, sub)
+        if hit is not None:
+            return hit
+    return None
 
 
 def _refuse_nul(field: str | None, where: str) -> None:
