@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 
 from accounts.auth import current_principal
@@ -26,7 +26,6 @@ from accounts.model import normalize_email
 from .kernel.errors import Problem, problem_response
 from .kernel.logging import get_logger
 from .kernel.throttle import EXTENSION, throttles_of
-from .kernel.validation import loads
 from .settings import Settings
 
 log = get_logger(__name__)
@@ -41,13 +40,10 @@ def client_ip() -> str:
 
 
 def email_tried() -> str:
-    """The email of a log-in or sign-up body, normalised as accounts stores it. The view's
-    `body` decorator has validated the body before this runs; anything else shares one key."""
-    try:
-        data = loads(request.get_data(cache=True))
-    except ValueError:
-        data = None
-    email = data.get("email") if isinstance(data, dict) else None
+    """The email of a log-in or sign-up body, normalised as accounts stores it: the view's
+    `body` decorator has parsed and validated the body (`g.body`) before this runs, so it is
+    not read twice; a body without one shares one key."""
+    email = getattr(g.get("body"), "email", None)
     return normalize_email(email) if isinstance(email, str) and email.strip() else "?"
 
 

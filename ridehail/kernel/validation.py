@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import request
+from flask import g, request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import Problem
@@ -140,12 +140,15 @@ def _refuse_nul(field: str | None, where: str) -> None:
 
 
 def parse_body(model: type[BaseModel]) -> Any:
+    """The request's body validated against `model`; also kept as `g.body` for what runs after
+    the parse in the same request (a rate limit keyed on the email it carries)."""
     data, nul = _read_body()
     _refuse_nul(nul, "body")
     try:
-        return model.model_validate(data)
+        g.body = model.model_validate(data)
     except ValidationError as exc:
         raise validation_problem(exc) from None
+    return g.body
 
 
 def body(model: type[BaseModel]) -> Callable[[F], F]:
