@@ -17,8 +17,8 @@ from ridehail.kernel.errors import Problem, problem_response
 from ridehail.kernel.formats import quantity
 from ridehail.kernel.throttle import throttle
 from ridehail.kernel.validation import body, doc, parse_body, query
-from trips.access import sees_driver_location
-from trips.fees import WrongPin, sees_pickup_pin
+from trips.access import sees_driver_location, sees_pickup_pin
+from trips.fees import WrongPin
 from trips.model import PaymentRequired, Trip, TripError, TripNotFound
 
 from .engine import Engine

@@ -146,5 +146,5 @@ class TripOut(BaseModel):
     duration_s: float | None
     payment_state: str | None
     driver_location: dict[str, float] | None = None
-    # Only the rider's own view, only until the trip starts (trips.fees.sees_pickup_pin).
+    # Only the rider's own view, only until the trip starts (trips.access.sees_pickup_pin).
     pickup_pin: str | None = None

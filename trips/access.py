@@ -41,4 +41,11 @@ SHOWS_DRIVER = frozenset({TripState.driver_assigned, TripState.driver_arrived,
 def sees_driver_location(trip: Trip, role: str, account_id: str) -> bool:
     """The driver's live position goes to the trip's rider only, and only while the driver is
     coming, waiting or driving them."""
-    return role == "rider" and trip.rider_id == account_id and trip.state in SHOWS_DRIVER
+    return role == "rider" and is_party(trip, role, account_id) and trip.state in SHOWS_DRIVER
+
+
+def sees_pickup_pin(trip: Trip, role: str, account_id: str) -> bool:
+    """The pickup PIN goes to the trip's rider only, and only until the trip starts."""
+    return (role == "rider" and is_party(trip, role, account_id)
+            and trip.pickup_pin is not None
+            and trip.state in (TripState.driver_assigned, TripState.driver_arrived))

@@ -102,9 +102,3 @@ def check_pin(trip: Trip, pin: str | None, policy: CancellationPolicy) -> TripEr
     trip.pin_attempts += 1
     left = policy.pin_attempts - trip.pin_attempts
     return WrongPin(f"wrong or missing pickup PIN ({left} tries left)", left)
-
-
-def sees_pickup_pin(trip: Trip, role: str, account_id: str) -> bool:
-    """Only the trip's rider sees the PIN, and only until the trip starts."""
-    return (role == "rider" and trip.rider_id == account_id and trip.pickup_pin is not None
-            and trip.state in (TripState.driver_assigned, TripState.driver_arrived))
