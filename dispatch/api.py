@@ -66,6 +66,9 @@ def _domain_error(exc: Exception) -> Response:
     if isinstance(exc, BadLocation):
         return problem_response(Problem(422, "Unprocessable Content", str(exc),
                                         errors=[{"field": exc.field, "message": exc.message}]))
+    if isinstance(exc, WrongPin):
+        return problem_response(Problem(422, "Unprocessable Content", f"pin: {exc}",
+                                        errors=[{"field": "pin", "message": str(exc)}]))
     if isinstance(exc, PaymentRequired):
         # The rider's last charge failed: no new trip until a working method is added (which
         # re-tries the charge).
@@ -275,11 +278,7 @@ def arrive(trip_id: str) -> Response:
      responses={200: TripOut}, tags=["trips"])
 def start(trip_id: str) -> Response:
     pin = parse_body(StartIn).pin if request.data else None
-    try:
-        trip = engine().start(trip_id, current_principal().account_id, pin)
-    except WrongPin as exc:
-        return problem_response(Problem(422, "Unprocessable Content", f"pin: {exc}",
-                                        errors=[{"field": "pin", "message": str(exc)}]))
+    trip = engine().start(trip_id, current_principal().account_id, pin)
     return jsonify(trip_view(trip))
 
 
