@@ -29,7 +29,6 @@ or URLs. ``report.json`` carries the same explanations under ``descriptions``.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -41,7 +40,7 @@ from typing import Any
 import h3
 import numpy as np
 
-from .report_charts import histogram_svg, map_svg, timeseries_svg
+from .report_charts import esc, finite, histogram_svg, map_svg, timeseries_svg
 from .report_text import KPI_SPECS, PARAM_HELP
 
 __all__ = ["KPI_SPECS", "SimulationResult", "render_html", "report_json", "write_report"]
@@ -70,20 +69,12 @@ class SimulationResult:
     generated_at: str | None = None
 
 
-def _finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _clean(obj: Any) -> Any:
     """JSON-safe copy: NaN and infinities become null, tuples lists, keys strings."""
     if isinstance(obj, bool) or obj is None or isinstance(obj, str | int):
         return obj
     if isinstance(obj, float | np.floating):
-        return _finite(obj)
+        return finite(obj)
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, dict):
@@ -95,7 +86,7 @@ def _clean(obj: Any) -> Any:
 
 def _kpis(result: SimulationResult) -> dict[str, float | int | None]:
     kpis = dict(result.kpis)
-    waits = np.array([w for w in (_finite(x) for x in result.waits_s) if w is not None])
+    waits = np.array([w for w in (finite(x) for x in result.waits_s) if w is not None])
     for key, q in _WAIT_PERCENTILES:
         if kpis.get(key) is None and len(waits):
             kpis[key] = round(float(np.percentile(waits, q)), 3)
@@ -103,7 +94,7 @@ def _kpis(result: SimulationResult) -> dict[str, float | int | None]:
 
 
 def _histogram(waits_s: list[float], bins: int = 30) -> tuple[list[float], list[int]]:
-    w = np.array([x for x in (_finite(v) for v in waits_s) if x is not None and x >= 0])
+    w = np.array([x for x in (finite(v) for v in waits_s) if x is not None and x >= 0])
     if not len(w):
         return [], []
     top = float(np.percentile(w, 99)) or float(w.max()) or 1.0
@@ -126,8 +117,8 @@ def _cells(result: SimulationResult) -> list[dict[str, Any]]:
     for cell in sorted(set(result.cell_demand) | set(result.cell_supply)):
         if not h3.is_valid_cell(cell):
             raise ValueError(f"not an H3 cell: {cell!r}")
-        demand = _finite(result.cell_demand.get(cell, 0)) or 0.0
-        supply = _finite(result.cell_supply.get(cell, 0)) or 0.0
+        demand = finite(result.cell_demand.get(cell, 0)) or 0.0
+        supply = finite(result.cell_supply.get(cell, 0)) or 0.0
         ratio = demand / supply if supply > 0 else (None if demand > 0 else 0.0)
         out.append({"cell": cell, "demand": demand, "supply": supply, "ratio": ratio})
     return out
@@ -136,7 +127,7 @@ def _cells(result: SimulationResult) -> list[dict[str, Any]]:
 def report_json(result: SimulationResult) -> dict[str, Any]:
     """The ``report.json`` document (plain JSON types, NaN as null)."""
     edges, counts = _histogram(result.waits_s)
-    waits = [w for w in (_finite(x) for x in result.waits_s) if w is not None]
+    waits = [w for w in (finite(x) for x in result.waits_s) if w is not None]
     doc = {
         "schema": SCHEMA,
         "title": result.title,
@@ -194,12 +185,8 @@ svg text{font:11px system-ui,sans-serif;fill:#444}
 """
 
 
-def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
-
-
 def _fmt(value: Any, kind: str, currency: str) -> str:
-    v = _finite(value)
+    v = finite(value)
     if v is None:
         return "n/a"
     if kind == "pct":
@@ -225,8 +212,8 @@ def _duration(seconds: float) -> str:
 
 def _table(rows: Sequence[tuple[str, ...]], cls: str = "") -> str:
     body = "".join(
-        f"<tr><th>{_e(r[0])}</th><td class='v'>{_e(r[1])}</td>"
-        + "".join(f"<td class='help'>{_e(x)}</td>" for x in r[2:]) + "</tr>"
+        f"<tr><th>{esc(r[0])}</th><td class='v'>{esc(r[1])}</td>"
+        + "".join(f"<td class='help'>{esc(x)}</td>" for x in r[2:]) + "</tr>"
         for r in rows
     )
     return f"<table class='{cls}'>{body}</table>" if cls else f"<table>{body}</table>"
@@ -236,14 +223,14 @@ def _summary(doc: dict[str, Any]) -> str:
     """One sentence on what was simulated, and what the figures cover."""
     p, k = doc["params"], doc["kpis"]
     what = []
-    if _finite(k.get("requests")) is not None:
+    if finite(k.get("requests")) is not None:
         what.append(f"{_fmt(k['requests'], 'num', '')} ride requests")
-    if _finite(p.get("duration_s")):
+    if finite(p.get("duration_s")):
         what.append(f"over {_duration(float(p['duration_s']))} of simulated demand")
     if p.get("city_name"):
         what.append(f"in {p['city_name']}")
     fleet = []
-    if _finite(p.get("drivers")) is not None:
+    if finite(p.get("drivers")) is not None:
         fleet.append(f"{_fmt(p['drivers'], 'num', '')} drivers")
     if p.get("policy"):
         fleet.append(f"{p['policy']} dispatch")
@@ -251,7 +238,7 @@ def _summary(doc: dict[str, Any]) -> str:
     cover = ("Every request made during the demand window is followed to its end (trips still "
              "open when it closes are finished in a drain); driver utilisation covers the "
              "demand window only.")
-    return f"<p>{_e(lead + '. ' if lead else '')}{_e(cover)}</p>"
+    return f"<p>{esc(lead + '. ' if lead else '')}{esc(cover)}</p>"
 
 
 def render_html(result: SimulationResult, doc: dict[str, Any] | None = None) -> str:
@@ -267,11 +254,11 @@ def render_html(result: SimulationResult, doc: dict[str, Any] | None = None) -> 
     parts = [
         "<!DOCTYPE html>",
         "<html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{_e(result.title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(result.title)}</h1>",
+        f"<title>{esc(result.title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(result.title)}</h1>",
     ]
     if result.generated_at:
-        parts.append(f"<p class='small'>Generated {_e(result.generated_at)}</p>")
+        parts.append(f"<p class='small'>Generated {esc(result.generated_at)}</p>")
     parts.append("<h2>Headline figures</h2>" + _summary(doc) + _table(head, "headline"))
     parts.append("<h2>More figures</h2>" + _table(more))
     if any(doc["demand_rejected"].values()):
@@ -287,13 +274,13 @@ def render_html(result: SimulationResult, doc: dict[str, Any] | None = None) -> 
                  "online drivers' time spent on a pickup or a trip, and the share of that "
                  "interval's requests that were served. The shaded start is the warm-up the "
                  "headline utilisation leaves out.</p>"
-                 + timeseries_svg(doc["timeseries"], _finite(kpis.get("warmup_s"))))
+                 + timeseries_svg(doc["timeseries"], finite(kpis.get("warmup_s"))))
     size = ""
     if doc["cells"]:
         res = h3.get_resolution(doc["cells"][0]["cell"])
         size = f" (H3 resolution {res}, about {h3.average_hexagon_area(res, 'km^2'):.2g} km²)"
     parts.append("<h2>Demand against supply per H3 cell</h2><p>Requests against the mean "
-                 f"number of idle drivers in each hexagon{_e(size)}. Blue: spare drivers; "
+                 f"number of idle drivers in each hexagon{esc(size)}. Blue: spare drivers; "
                  "red: short of drivers; darkest red: requests and no idle driver.</p>")
     parts.append(map_svg(doc["cells"], result.city_outline))
     if doc["params"]:

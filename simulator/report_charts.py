@@ -11,11 +11,12 @@ import h3
 __all__ = ["histogram_svg", "map_svg", "timeseries_svg"]
 
 
-def _e(x: Any) -> str:
+def esc(x: Any) -> str:
+    """Text made safe for HTML (attributes included)."""
     return html.escape(str(x), quote=True)
 
 
-def _finite(x: Any) -> float | None:
+def finite(x: Any) -> float | None:
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -30,7 +31,7 @@ def _n(x: float) -> str:
 def _empty_svg(w: int, h: int, msg: str) -> str:
     return (
         f"<svg width='{w}' height='{h}' viewBox='0 0 {w} {h}' role='img'>"
-        f"<text x='{w // 2}' y='{h // 2}' text-anchor='middle'>{_e(msg)}</text></svg>"
+        f"<text x='{w // 2}' y='{h // 2}' text-anchor='middle'>{esc(msg)}</text></svg>"
     )
 
 
@@ -48,7 +49,7 @@ def histogram_svg(edges: list[float], counts: list[int], w: int = 720, h: int = 
         tip = f"{edges[i]:.0f}-{edges[i + 1]:.0f} s: {c}"
         out.append(
             f"<rect x='{_n(x + 1)}' y='{_n(y)}' width='{_n(max(bw - 2, 1))}' "
-            f"height='{_n(bh)}' fill='#4a7fb5'><title>{_e(tip)}</title></rect>"
+            f"height='{_n(bh)}' fill='#4a7fb5'><title>{esc(tip)}</title></rect>"
         )
     out.append(_axes(left, top, pw, ph))
     for i in range(0, len(edges), max(1, len(edges) // 8)):
@@ -73,7 +74,7 @@ _SERIES = (("utilisation_pct", "utilisation %", "#d9822b"), ("served_pct", "serv
 def timeseries_svg(points: list[dict[str, Any]], warmup_s: float | None = None, w: int = 720,
                    h: int = 260) -> str:
     """Utilisation and served % per interval; the warm-up, if any, is shaded and labelled."""
-    ts = [p for p in points if _finite(p.get("t_s")) is not None]
+    ts = [p for p in points if finite(p.get("t_s")) is not None]
     if not ts:
         return _empty_svg(w, h, "no time series")
     left, right, top, bottom = 50, 130, 10, 35
@@ -82,7 +83,7 @@ def timeseries_svg(points: list[dict[str, Any]], warmup_s: float | None = None, 
     t1 = max(float(p["t_s"]) for p in ts)
     span = (t1 - t0) or 1.0
     out = [f"<svg width='{w}' height='{h}' viewBox='0 0 {w} {h}' role='img'>"]
-    warm = _finite(warmup_s)
+    warm = finite(warmup_s)
     if warm and warm > t0:
         ww = pw * min(warm - t0, span) / span
         out.append(f"<rect x='{left}' y='{top}' width='{_n(ww)}' height='{ph}' fill='#eee'>"
@@ -99,7 +100,7 @@ def timeseries_svg(points: list[dict[str, Any]], warmup_s: float | None = None, 
     for k, (key, label, colour) in enumerate(_SERIES):
         xy = []
         for p in ts:
-            v = _finite(p.get(key))
+            v = finite(p.get(key))
             if v is not None:
                 x = left + pw * (float(p["t_s"]) - t0) / span
                 y = top + ph * (1 - min(max(v, 0.0), 100.0) / 100)
@@ -112,7 +113,7 @@ def timeseries_svg(points: list[dict[str, Any]], warmup_s: float | None = None, 
         ly = top + 14 + 18 * k
         out.append(
             f"<path d='M{left + pw + 12} {ly - 4}h18' stroke='{colour}' stroke-width='3'/>"
-            f"<text x='{left + pw + 36}' y='{ly}'>{_e(label)}</text>"
+            f"<text x='{left + pw + 36}' y='{ly}'>{esc(label)}</text>"
         )
     for frac in (0, 0.25, 0.5, 0.75, 1):
         x = left + pw * frac
@@ -167,7 +168,7 @@ def map_svg(
         out.append(
             f"<polygon points='{' '.join(xy(a, b) for a, b in poly)}' "
             f"fill='{_ratio_colour(ratio)}' stroke='#fff' stroke-width='0.3'>"
-            f"<title>{_e(tip)}</title></polygon>"
+            f"<title>{esc(tip)}</title></polygon>"
         )
     for ring in outline:
         if len(ring) >= 2:
