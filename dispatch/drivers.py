@@ -187,34 +187,17 @@ class DriverDirectory:
 
     def update_location(self, driver_id: str, lat: float, lng: float,
                         ts: float | None = None) -> None:
-        entry = self.entry(driver_id)
-        if entry is None:
-            raise NotOnline(f"driver {driver_id} is offline; go online before sending locations")
-        now = self.clock.now()
-        t = now if ts is None else ts
-        refused = self._refusals([driver_id], [t], [ts is None], now)
-        if refused[0] is not None:
-            raise BadLocation("ts", refused[0])
-        rows = FeedRows()
-        rows.add(driver_id, lat, lng, entry.status == DriverStatus.available,
-                 entry.vehicle_class, t)
-        self.feed.publish(rows)
-        if entry.status == DriverStatus.on_trip and entry.trip_id is not None:
-            self.traces.add({entry.trip_id: [(t, lat, lng)]})
-
-    def _refusals(self, ids: list[str], tss: list[float], stamped: list[bool],
-                  now: float) -> list[str | None]:
-        """Per row, why its time is refused (None: accepted), by `ts_refusal`: the TTL here,
-        then the order against the driver's last accepted time, which the feed keeps and
-        advances atomically (across processes in the scaled mode)."""
-        ttl = self.index.ttl_s
-        out: list[str | None] = [ts_refusal(t, now, ttl, None) for t in tss]
-        fresh = [i for i, r in enumerate(out) if r is None]
-        previous = self.feed.advance([ids[i] for i in fresh], [tss[i] for i in fresh],
-                                     [stamped[i] for i in fresh])
-        for i, prev in zip(fresh, previous, strict=True):
-            out[i] = ts_refusal(tss[i], now, ttl, prev)
-        return out
+        """One driver's location: a batch of one, under the same rules (a refusal is raised,
+        naming the field)."""
+        offline = NotOnline(f"driver {driver_id} is offline; go online before sending locations")
+        if self.entry(driver_id) is None:
+            raise offline
+        _accepted, rejected = self.update_locations([(driver_id, lat, lng, ts)])
+        if rejected:
+            field = rejected[0].get("field")
+            if field is None:  # went offline meanwhile
+                raise offline
+            raise BadLocation(str(field), str(rejected[0]["reason"]))
 
     def update_locations(self, rows: list[tuple[str, float, float, float | None]]
                          ) -> tuple[int, list[dict[str, object]]]:
