@@ -3,9 +3,16 @@
 A load generator, not a second engine: a scheduler thread pops due actions (in simulated
 time = wall time x `speed`) and hands them to a bounded thread pool; each driver's actions are
 chained (the next is scheduled when the last one returns), so a driver never races itself.
-Drivers discover offers by polling `GET /v1/drivers/me/offers` while idle, as a simple app
-would; locations go up as one `POST /v1/locations` batch per tick when a service token is
-given, otherwise one `POST /v1/drivers/me/location` per driver. The run stops by itself: after
+
+Drivers use one of two channels. A polling driver discovers offers by polling
+`GET /v1/drivers/me/offers` while idle, as a simple app would; its locations go up as one
+`POST /v1/locations` batch per tick when a service token is given, otherwise one
+`POST /v1/drivers/me/location` per driver. A WebSocket driver (`ws_share` of the fleet, spread
+evenly: every other driver at 0.5) holds `/v1/drivers/me/ws` open (simulator/ws_driver.py): its
+offers are pushed and its locations go up as frames. Accepting, rejecting and driving a trip
+are the same REST calls on both. The report counts the drivers and the offers by channel.
+
+The run stops by itself: after
 the demand window it finishes the open trips (bounded by the drain limit) and reads every
 trip back for the report. `run_demo_fleet` keeps a small fleet going until told to stop.
 """
@@ -35,6 +42,7 @@ from .metrics import ConservationError, Metrics, TripFacts, conservation_violati
 from .report import SimulationResult
 from .riders import RiderPool, Riders
 from .scenario import Scenario, SimConfig, build_result, prepare
+from .ws_driver import WsDrivers
 
 POLL_SIM_S = 5.0  # an idle driver asks for offers this often (simulated time: well inside
 POLL_MIN_WALL_S = 0.05  # the server's 15 s offer deadline), but at most 20 times a wall second
@@ -43,14 +51,25 @@ POLL_MIN_WALL_S = 0.05  # the server's 15 s offer deadline), but at most 20 time
 REFRESH_WAITING_WALL_S = 2.0
 REFRESH_ASSIGNED_WALL_S = 15.0
 TERMINAL = ("completed", "cancelled", "no_driver_found")
+WS_CONNECT_WAIT_S = 10.0  # at the start, how long the WebSocket drivers get to connect
+DEMO_WS_SHARE = 0.5  # the demo fleet: half the drivers on the WebSocket
 
 log = logging.getLogger("simulator.http")
 
 
+def ws_indices(n: int, share: float) -> set[int]:
+    """Which of `n` drivers use the WebSocket: `share` of them, spread evenly (0.5: every
+    other driver, starting with the second)."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"ws_share: must be in [0, 1], got {share}")
+    return {i for i in range(n) if int((i + 1) * share) > int(i * share)}
+
+
 class HttpSimulation:
     def __init__(self, sc: Scenario, url: str, *, speed: float = 60.0, concurrency: int = 8,
-                 service_token: str | None = None) -> None:
+                 service_token: str | None = None, ws_share: float = 0.0) -> None:
         self.sc, self.speed = sc, speed
+        self.ws_index = ws_indices(sc.config.drivers, ws_share)
         self.api = Api(url)
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sim-http")
         self.lock = threading.RLock()
@@ -76,6 +95,11 @@ class HttpSimulation:
         # What the fleet did, as the server answered: requests sent, trips created, offers
         # our drivers accepted (assigned), and how trips ended.
         self.counts: Counter[str] = Counter()
+        # WebSocket drivers: offers pushed and not yet taken, and who is deciding on one now.
+        self.ws = WsDrivers(url, self.api.refusals, self._offer_pushed) \
+            if self.ws_index else None
+        self.ws_pending: dict[int, list[dict[str, Any]]] = {i: [] for i in self.ws_index}
+        self.deciding: set[int] = set()
         self.t0 = time.time()
 
     # --- time ------------------------------------------------------------------------------
@@ -121,11 +145,18 @@ class HttpSimulation:
             self.api.call("PUT", "/v1/drivers/me/status", self.driver_tokens[d],
                           {"status": "online"})
             self.fleet.phase[i] = Phase.idle
+        if self.ws is not None:
+            self.ws.start({i: self.driver_tokens[self.fleet.ids[i]] for i in self.ws_index})
+            up = self.ws.wait_connected(WS_CONNECT_WAIT_S)
+            if up < len(self.ws_index):
+                log.warning("%d of %d WebSocket drivers connected within %.0f s (the others "
+                            "keep trying)", up, len(self.ws_index), WS_CONNECT_WAIT_S)
         self.t0 = time.time()
         self.schedule_requests(requests_, 0.0)
         self.at(0.0, self._tick)
         for i in range(len(self.fleet.ids)):
-            self.at(0.0, functools.partial(self._poll, i))
+            if i not in self.ws_index:
+                self.at(0.0, functools.partial(self._poll, i))
 
     def schedule_requests(self, reqs: list[TripRequest], offset: float) -> None:
         for r in reqs:
@@ -138,7 +169,12 @@ class HttpSimulation:
         self.loop(lambda: not self.open or self.now() >= cfg.duration_s + cfg.drain_limit_s)
         self.stop.set()
         self.pool.shutdown(wait=True)
+        self.close_ws()
         return self.result()
+
+    def close_ws(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
 
     def result(self) -> SimulationResult:
         trips = [self._facts(tid) for tid in sorted(self.trips, key=int)]
@@ -152,16 +188,24 @@ class HttpSimulation:
         return build_result(self.sc, self.metrics, trips, self.fleet.empty_m,
                             self.fleet.loaded_m, "http",
                             {"speed": self.speed, "http_counts": self.summary(),
-                             "http_refusals": self.api.refusals.as_dict()})
+                             "http_refusals": self.api.refusals.as_dict(),
+                             "ws_channel": self.ws.stats() if self.ws else {}})
 
     def summary(self) -> dict[str, int]:
         """The fleet's figures so far: ride requests sent, trips created, assigned to our
-        drivers, completed, ended otherwise, still open, refusals (all reasons), riders."""
+        drivers, completed, ended otherwise, still open, refusals (all reasons), riders; and
+        by channel, the drivers polling and on the WebSocket (and how many sockets are open
+        now) and the offers each got (polled, pushed)."""
         with self.lock:
             out = {k: self.counts[k] for k in ("requests", "created", "assigned", "completed",
                                                "cancelled", "no_driver_found")}
             out.update(open=len(self.open), riders=self.rider_pool.size,
-                       refusals=self.api.refusals.total())
+                       refusals=self.api.refusals.total(),
+                       drivers_poll=len(self.fleet.ids) - len(self.ws_index),
+                       drivers_ws=len(self.ws_index),
+                       ws_connected=self.ws.stats()["connected"] if self.ws else 0,
+                       offers_poll=self.counts["offers_poll"],
+                       offers_ws=self.counts["offers_ws"])
         return out
 
     def _sim_t(self, iso: str | None) -> float | None:
@@ -191,6 +235,9 @@ class HttpSimulation:
             busy = int(np.isin(self.fleet.phase, (3, 4, 5)).sum())
         self.metrics.tick(t, self.sc.config.tick_s, len(online), busy)
         ids = self.fleet.ids
+        if self.ws is not None:  # outside the lock: the WebSocket loop takes it for offers
+            self.ws.send_locations((i, lats[i], lngs[i]) for i in online if i in self.ws_index)
+            online = [i for i in online if i not in self.ws_index]
         if self.service_token:
             ups = [{"driver_id": ids[i], "lat": lats[i], "lng": lngs[i]} for i in online]
             for k in range(0, len(ups), 5000):
@@ -205,21 +252,68 @@ class HttpSimulation:
             self.at(t + max(self.sc.config.tick_s, 0.5 * self.speed), self._tick)
 
     def _poll(self, i: int) -> None:
+        """A polling driver, idle: asks for its offers, and again later if there is none."""
         d = self.fleet.ids[i]
         offers = self.api.call("GET", "/v1/drivers/me/offers", self.driver_tokens[d]) or []
         if not offers:
             gap = max(POLL_SIM_S, POLL_MIN_WALL_S * self.speed)
             self.at(self.now() + gap, lambda: self._poll(i))
             return
-        offer = offers[0]
+        with self.lock:
+            self.counts["offers_poll"] += 1
+        if not self._decide(i, offers[0]):
+            self.at(self.now(), lambda: self._poll(i))
+
+    def _offer_pushed(self, i: int, offer: dict[str, Any]) -> None:
+        """A WebSocket driver got an offer (on the WebSocket loop's thread: must not block)."""
+        with self.lock:
+            self.counts["offers_ws"] += 1
+            self.ws_pending[i].append(offer)
+        self.at(self.now(), lambda: self._ws_next(i))
+
+    def _ws_next(self, i: int) -> None:
+        """A WebSocket driver, idle: decides on its pushed offers, oldest first, until it
+        accepts one or has none left (one decision at a time per driver)."""
+        while True:
+            with self.lock:
+                if i in self.deciding or self.fleet.phase[i] != Phase.idle:
+                    return
+                offer = self._take_offer(i)
+                if offer is None:
+                    return
+                self.deciding.add(i)
+            try:
+                accepted = self._decide(i, offer)
+            finally:
+                with self.lock:
+                    self.deciding.discard(i)
+            if accepted:
+                return
+
+    def _take_offer(self, i: int) -> dict[str, Any] | None:
+        """The oldest pushed offer still open (its deadline not passed); expired ones go."""
+        pending = self.ws_pending[i]
+        while pending:
+            offer = pending.pop(0)
+            try:
+                deadline = datetime.fromisoformat(offer["deadline"]).timestamp()
+            except (KeyError, TypeError, ValueError):
+                return offer  # no readable deadline: the server says if it is too late
+            if deadline > time.time():
+                return offer
+            self.counts["offers_ws_expired"] += 1
+        return None
+
+    def _decide(self, i: int, offer: dict[str, Any]) -> bool:
+        """Accept or reject the offer; True when the driver now has the trip (on its way)."""
+        d = self.fleet.ids[i]
         with self.lock:
             self.metrics.offers_made += 1
             accept = self.fleet.accepts()
         verb = "accept" if accept else "reject"
         trip = self.api.call("POST", f"/v1/offers/{offer['id']}/{verb}", self.driver_tokens[d])
         if not accept or trip is None:
-            self.at(self.now(), lambda: self._poll(i))
-            return
+            return False
         with self.lock:
             self.counts["assigned"] += 1
             self.metrics.offers_accepted += 1
@@ -227,14 +321,28 @@ class HttpSimulation:
             p = trip["pickup"]
             arrive = self.fleet.go_to(i, p["lat"], p["lng"], self.now())
         self.at(arrive, lambda: self._step(i, trip, "arrive"))
+        return True
+
+    def _idle(self, i: int) -> Callable[[], None]:
+        """What an idle driver does next: poll, or take a pushed offer."""
+        return (lambda: self._ws_next(i)) if i in self.ws_index else (lambda: self._poll(i))
+
+    def _dropoff_location(self, i: int, token: str, lat: float, lng: float) -> None:
+        """The drop-off point, applied before `complete`: a frame the server acked on the
+        WebSocket (or, when that fails, the REST call), a POST for a polling driver."""
+        if self.ws is not None and i in self.ws_index:
+            if self.ws.send_location_acked(i, lat, lng):
+                return
+            with self.lock:
+                self.counts["ws_dropoff_by_post"] += 1
+        self.api.call("POST", "/v1/drivers/me/location", token, {"lat": lat, "lng": lng})
 
     def _step(self, i: int, trip: dict[str, Any], step: str) -> None:
         d, tid = self.fleet.ids[i], trip["id"]
         token = self.driver_tokens[d]
         if step == "complete":
             q = trip["dropoff"]
-            self.api.call("POST", "/v1/drivers/me/location", token, {"lat": q["lat"],
-                                                                     "lng": q["lng"]})
+            self._dropoff_location(i, token, q["lat"], q["lng"])
         got = self.api.call("POST", f"/v1/trips/{tid}/{step}", token)
         if step == "complete" and got is not None:
             self._ended(tid, "completed")
@@ -243,7 +351,7 @@ class HttpSimulation:
             now = self.now()
             if got is None or step == "complete":
                 self.fleet.phase[i] = Phase.idle
-                nxt: tuple[float, Callable[[], None]] = (now, lambda: self._poll(i))
+                nxt: tuple[float, Callable[[], None]] = (now, self._idle(i))
             elif step == "arrive":
                 self.fleet.phase[i] = Phase.waiting
                 nxt = (now + self.riders.boarding_s(), lambda: self._step(i, trip, "start"))
@@ -353,16 +461,19 @@ class HttpSimulation:
 
 
 def run_http(sc: Scenario, url: str, *, speed: float = 60.0, progress: bool = False,
-             service_token: str | None = None) -> SimulationResult:
-    return HttpSimulation(sc, url, speed=speed, service_token=service_token).run(progress)
+             service_token: str | None = None, ws_share: float = 0.0) -> SimulationResult:
+    return HttpSimulation(sc, url, speed=speed, service_token=service_token,
+                          ws_share=ws_share).run(progress)
 
 
 def run_demo_fleet(url: str, drivers: int = 200, *, riders_per_hour: float = 300.0,
                    stop: threading.Event | None = None, seed: int = 0,
                    service_token: str | None = None, speed: float = 1.0,
-                   log_every_s: float = 60.0) -> HttpSimulation:
+                   log_every_s: float = 60.0,
+                   ws_share: float = DEMO_WS_SHARE) -> HttpSimulation:
     """Drive a small NYC fleet through the API until `stop` is set: drivers sign up, go
-    online, move and report locations, accept most offers and drive trips to the end; riders
+    online, move and report locations (`ws_share` of them, half by default, on the driver
+    WebSocket, the others polling), accept most offers and drive trips to the end; riders
     request trips at `riders_per_hour` (simulated time; `speed` simulated seconds per wall
     second, 1 in the demo) from synthetic hotspots, each rider one trip at a time. Every
     `log_every_s` wall seconds it logs what the fleet did so far. Blocks; run it in a thread
@@ -371,7 +482,7 @@ def run_demo_fleet(url: str, drivers: int = 200, *, riders_per_hour: float = 300
     cfg = SimConfig(drivers=drivers, duration_s=hour, demand_rate=riders_per_hour, seed=seed,
                     reposition="random")
     sim = HttpSimulation(prepare(cfg), url, speed=speed, concurrency=4,
-                         service_token=service_token)
+                         service_token=service_token, ws_share=ws_share)
     if stop is not None:
         sim.stop = stop
 
@@ -380,7 +491,8 @@ def run_demo_fleet(url: str, drivers: int = 200, *, riders_per_hour: float = 300
         sim.at(sim.now() + log_every_s * speed, progress)
 
     sim.start(sim.sc.plan.requests)
-    log.info("demo fleet: %d drivers online, about %.0f ride requests an hour", drivers,
+    log.info("demo fleet: %d drivers online (%d on the WebSocket, %d polling), about %.0f "
+             "ride requests an hour", drivers, len(sim.ws_index), drivers - len(sim.ws_index),
              riders_per_hour)
     sim.at(log_every_s * speed, progress)
     loop_no = itertools.count(1)
@@ -395,4 +507,5 @@ def run_demo_fleet(url: str, drivers: int = 200, *, riders_per_hour: float = 300
         with sim.lock:
             sim.trips = {t: v for t, v in sim.trips.items() if t in sim.open}
     sim.pool.shutdown(wait=False, cancel_futures=True)
+    sim.close_ws()
     return sim

@@ -85,3 +85,32 @@ def test_the_fleet_rides_at_the_configured_rate(tmp_path: Path) -> None:
     # Riders took turns: fewer accounts than trips.
     assert counts["riders"] < planned, why
     assert result.kpis["completed"] == counts["completed"], why
+
+
+def test_websocket_drivers_get_offers_pushed_and_drive_trips(tmp_path: Path) -> None:
+    """Half the fleet on the driver WebSocket: their offers arrive as frames (they never poll)
+    and their locations go up as frames only, so a trip a WebSocket driver was assigned and
+    completed proves both: dispatch found them where their frames put them, and they heard
+    of the offer by push. The other half polls as before, in the same run."""
+    with server_with_service_token(tmp_path) as (url, token):
+        cfg = SimConfig(drivers=8, duration_s=600, demand_rate=180, seed=5,
+                        drain_limit_s=3600)
+        sim = HttpSimulation(prepare(cfg), url, speed=240.0, service_token=token,
+                             ws_share=0.5)
+        result = sim.run()
+        facts = [sim._facts(t) for t in sim.trips]
+    counts, ws = result.params["http_counts"], result.params["ws_channel"]
+    why = (counts, ws, result.params["http_refusals"])
+    ws_ids = {sim.fleet.ids[i] for i in sim.ws_index}
+    assert sim.ws_index == {1, 3, 5, 7} and counts["drivers_ws"] == counts["drivers_poll"] == 4
+    assert ws["drivers"] == 4 and ws["connects"] >= 4, why
+    # Offers reached the WebSocket drivers by push, and the pollers by polling.
+    assert counts["offers_ws"] == ws["offers"] > 0, why
+    assert counts["offers_poll"] > 0, why
+    # WebSocket drivers completed trips: dispatch saw their frame-borne locations, and their
+    # drop-off point was acked on the socket before `complete` (no fallback to POST).
+    by_ws = [f for f in facts if f.state == "completed" and f.driver_id in ws_ids]
+    assert by_ws, why
+    assert ws["locations"] > 0 and ws["acks"] >= ws["locations"] - ws.get("errors", 0), why
+    assert counts.get("ws_dropoff_by_post", 0) == 0 and "errors" not in ws, why
+    assert not [r for r in result.params["http_refusals"] if "/ws" in r], why
