@@ -123,7 +123,8 @@ def demo(port: int | None, host: str | None, drivers: int | None) -> None:
 # The fleet is a separate process: a client of the API like any driver app, and nothing of it
 # is inherited by the gunicorn workers forked after `when_ready`.
 # It logs (with the server's level and format) its figures every minute and every refusal
-# by reason, rate-limited.
+# by reason, rate-limited. Half its drivers hold the driver WebSocket (offers pushed, locations
+# as frames), half poll, so the demo exercises the connection edge (run_demo_fleet's ws_share).
 _FLEET = """
 import sys, threading, time, requests
 from ridehail.kernel.logging import configure_logging
@@ -136,8 +137,11 @@ for _ in range(600):
         break
     except requests.RequestException:
         time.sleep(0.1)
-run_demo_fleet(url, drivers=int(drivers), riders_per_hour=float(rate), service_token=token,
-               stop=threading.Event(), speed=float(speed))
+try:
+    run_demo_fleet(url, drivers=int(drivers), riders_per_hour=float(rate),
+                   service_token=token, stop=threading.Event(), speed=float(speed))
+except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the demo stops us
+    pass
 """
 _DEMO_RIDES_PER_HOUR = 300
 
