@@ -12,7 +12,7 @@ from ridehail.kernel.throttle import throttle
 from ridehail.kernel.validation import body, doc
 
 from . import service
-from .auth import current_principal, require, token_cache, token_from_request
+from .auth import announce_revoked, current_principal, require, token_from_request
 from .model import (
     AccountNotFound,
     DuplicateEmail,
@@ -109,7 +109,7 @@ def log_out() -> Response:
     token = token_from_request()
     assert token is not None  # require() has authenticated it
     service.revoke(_units(), token)
-    token_cache().drop(token)
+    announce_revoked(current_principal().account_id, token)
     return Response(status=204)
 
 
@@ -120,8 +120,7 @@ def log_out() -> Response:
 def log_out_everywhere() -> Response:
     account_id = current_principal().account_id
     service.revoke_all(_units(), account_id)
-    # This process forgets them at once; other processes within RIDEHAIL_AUTH_CACHE_S.
-    token_cache().drop_account(account_id)
+    announce_revoked(account_id)
     return Response(status=204)
 
 

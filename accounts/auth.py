@@ -24,6 +24,7 @@ from ridehail.kernel.errors import Problem
 
 from . import service
 from .model import Principal, Role, TokenPolicy
+from .tokens import token_hash
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,6 +80,22 @@ def token_cache() -> TokenCache:
         cache = TokenCache(getattr(settings, "auth_cache_s", 0.0))
         current_app.extensions["token_cache"] = cache
     return cache
+
+
+def announce_revoked(account_id: str, token: str | None = None) -> None:
+    """After a revocation committed: this process's token cache forgets the token (or, with
+    None, every token of the account) at once, and the open connections authenticated with
+    it close, in every process (the app's `revocations` channel, relayed through Redis in the
+    scaled mode). Other processes' caches forget it within RIDEHAIL_AUTH_CACHE_S."""
+    cache = token_cache()
+    if token is None:
+        cache.drop_account(account_id)
+    else:
+        cache.drop(token)
+    channel = current_app.extensions.get("revocations")
+    if channel is not None:
+        channel.publish(account_id, {"account_id": account_id,
+                                     "token": None if token is None else token_hash(token)})
 
 
 def token_policy() -> TokenPolicy:

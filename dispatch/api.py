@@ -3,27 +3,24 @@ lifecycle. Thin: validate, call the engine, serialise; domain errors become prob
 
 from __future__ import annotations
 
-import contextlib
-import queue
-from typing import Any
-
 import geojson
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from accounts import service as accounts_service
 from accounts.auth import current_principal, require
 from accounts.model import Role
+from ridehail.kernel.channel import Waiter
 from ridehail.kernel.errors import Problem, problem_response
 from ridehail.kernel.formats import quantity
 from ridehail.kernel.throttle import throttle
 from ridehail.kernel.validation import body, doc, parse_body, query
-from trips.access import sees_driver_location, sees_pickup_pin
 from trips.fees import WrongPin
-from trips.model import PaymentRequired, Trip, TripError, TripNotFound
+from trips.model import PaymentRequired, TripError, TripNotFound
 
 from .engine import Engine
 from .locations import BadLocation, parse_location
 from .model import DispatchError, OfferNotFound, OutsideServiceArea, RiderBusy
+from .readers import offers_payload, trip_payload
 from .schemas import (
     BatchIn,
     BatchOut,
@@ -83,19 +80,6 @@ def _domain_error(exc: Exception) -> Response:
     return problem_response(Problem(409, "Conflict", str(exc)))
 
 
-def driver_location(trip: Trip) -> tuple[float, float] | None:
-    """Where the trip's driver is, from the live index (None: no driver, or not seen)."""
-    if trip.driver_id is None:
-        return None
-    pos = engine().index.snapshot().get(trip.driver_id)
-    return None if pos is None else (pos.lat, pos.lng)
-
-
-def offers_payload(driver_id: str) -> list[dict[str, Any]]:
-    """The driver's pending offers with their trips (the long-poll and the WebSocket)."""
-    return [offer_view(o, t) for o, t in engine().offers_with_trips(driver_id)]
-
-
 # --- drivers -------------------------------------------------------------------------------
 
 @bp.put("/v1/drivers/me/status")
@@ -151,18 +135,16 @@ def post_locations(body: BatchIn) -> Response:
 @query(OffersQuery)
 @doc("Long-poll for pending offers", responses={200: OfferList}, tags=["offers"])
 def get_offers(query: OffersQuery) -> Response:
+    # Served here by a WSGI host (a thread waits); the connection edge answers a long-poll
+    # itself, without a thread (ridehail/edge/driver_channel.py).
     me = current_principal().account_id
     eng = engine()
     # Subscribe before reading, so an offer made in between wakes us instead of being missed.
-    sub = eng.channel.subscribe(me)
-    try:
-        offers = offers_payload(me)
+    with Waiter(eng.channel, me) as waiter:
+        offers = offers_payload(eng, me)
         if not offers and query.wait > 0:
-            with contextlib.suppress(queue.Empty):
-                sub.get(timeout=query.wait)
-            offers = offers_payload(me)
-    finally:
-        eng.channel.unsubscribe(me, sub)
+            waiter.wait(query.wait)
+            offers = offers_payload(eng, me)
     return jsonify(offers)
 
 
@@ -237,13 +219,11 @@ def request_trip(body: TripIn) -> Response:
      responses={200: TripOut}, tags=["trips"])
 def get_trip(trip_id: str) -> Response:
     me = current_principal()
+    eng = engine()
     # Its rider, its driver, or a driver it was offered to (trips.access.may_view).
-    trip = engine().trip_for(trip_id, me.role.value, me.account_id)
-    shown = sees_driver_location(trip, me.role.value, me.account_id)
-    out = trip_view(trip, driver_location(trip) if shown else None)
-    if sees_pickup_pin(trip, me.role.value, me.account_id):
-        out["pickup_pin"] = trip.pickup_pin
-    return jsonify(out)
+    trip = eng.trip_for(trip_id, me.role.value, me.account_id)
+    return jsonify(trip_payload(eng, trip, me.role.value, me.account_id))
+
 
 
 @bp.post("/v1/trips/<id:trip_id>/cancel")

@@ -6,8 +6,9 @@ embedded mode:
   process applies it to its directory and to its index's availability flag;
 - trip traces: the on-trip driver's locations, a Redis list per trip (`RPUSH`/`LRANGE`, with
   an expiry), so whichever process completes the trip prices the whole trace;
-- the offer channel: an offer made by one process wakes long-polls and WebSockets held by any
-  process, through the Redis pub/sub channel `ridehail:offers`.
+- the channels: an offer made by one process wakes the long-polls and WebSockets of its driver
+  held by any process, a trip's change wakes its rider's event streams, and a revoked token
+  closes its connections everywhere, through Redis pub/sub (`RedisChannels`).
 
 PostgreSQL stays the truth (offers, deadlines, claims are compare-and-set rows there); these
 are caches and wake-ups. Announcing is best-effort: a lost event is repaired by the periodic
@@ -22,9 +23,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ridehail.kernel.channel import Channel
 from ridehail.kernel.logging import get_logger
 
-from .channel import OfferChannel
 from .feed import decode
 from .ports import Point
 
@@ -32,6 +33,7 @@ log = get_logger(__name__)
 
 DRIVER_EVENTS_STREAM = "ridehail:driver-events"
 OFFERS_CHANNEL = "ridehail:offers"
+TRIPS_CHANNEL = "ridehail:trips"
 TRACE_KEY = "ridehail:trace:{}"
 TRACE_TTL_S = 6 * 3600  # longer than any trip; a trace nobody completes goes away by itself
 
@@ -129,30 +131,36 @@ class RedisTraces:
             log.warning("trace not deleted", trip_id=trip_id, error=repr(exc))
 
 
-# --- offer channel ---------------------------------------------------------------------------
+# --- channels ----------------------------------------------------------------------------
 
-class RedisOfferChannel(OfferChannel):
-    """Local subscribers as in `OfferChannel`; `publish` wakes them directly and tells the other
-    processes through Redis pub/sub. The message is only a wake-up: readers then load pending
-    offers from the database, so a lost message costs at most one long-poll period."""
+class RedisChannels:
+    """The scaled mode's relay for the in-process channels (`ridehail.kernel.channel`): a
+    message published in one process wakes the subscribers of every process, through Redis
+    pub/sub (one connection and one listener thread per process, for every channel).
 
-    def __init__(self, redis: Any, origin: str, channel: str = OFFERS_CHANNEL) -> None:
-        super().__init__()
+    Local subscribers are woken directly; the message then goes to Redis, and each other
+    process delivers it to its own subscribers. Messages are wake-ups (readers re-read the
+    database), so one lost while Redis is away costs at most a reader's timeout."""
+
+    def __init__(self, redis: Any, origin: str, names: tuple[str, ...]) -> None:
         self.redis = redis
         self.origin = origin
-        self.name = channel
+        self.channels: dict[str, Channel] = {name: _RelayedChannel(name, self)
+                                             for name in names}
         self.connected = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._listen, daemon=True, name="offer-channel")
+        self._thread = threading.Thread(target=self._listen, daemon=True, name="channels")
 
-    def publish(self, driver_id: str, message: dict[str, Any]) -> int:
-        n = super().publish(driver_id, message)
+    def channel(self, name: str) -> Channel:
+        """The channel `name` (the Redis pub/sub channel of that name)."""
+        return self.channels[name]
+
+    def relay(self, name: str, key: str, message: dict[str, Any]) -> None:
         try:
-            self.redis.publish(self.name, json.dumps(
-                {"o": self.origin, "d": driver_id, "m": message}, default=str))
-        except Exception as exc:  # noqa: BLE001 - the offer is committed; long-polls re-read
-            log.warning("offer wake-up not published", driver_id=driver_id, error=repr(exc))
-        return n
+            self.redis.publish(name, json.dumps({"o": self.origin, "k": key, "m": message},
+                                                default=str))
+        except Exception as exc:  # noqa: BLE001 - the change is committed; readers re-read
+            log.warning("wake-up not relayed", channel=name, key=key, error=repr(exc))
 
     def start(self) -> None:
         self._thread.start()
@@ -168,7 +176,7 @@ class RedisOfferChannel(OfferChannel):
         while not self._stop.is_set():
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(self.name)
+                pubsub.subscribe(*self.channels)
                 self.connected.set()
                 backoff = 0.1
                 while not self._stop.is_set():
@@ -176,13 +184,25 @@ class RedisOfferChannel(OfferChannel):
                     if msg is None or msg.get("type") != "message":
                         continue
                     body = json.loads(msg["data"])
-                    if body.get("o") != self.origin:
-                        super().publish(body["d"], body["m"])
+                    channel = self.channels.get(decode(msg["channel"]))
+                    if channel is not None and body.get("o") != self.origin:
+                        channel.deliver(body["k"], body["m"])
             except Exception as exc:  # noqa: BLE001 - Redis down: resubscribe with backoff
                 self.connected.clear()
-                log.warning("offer channel disconnected", error=repr(exc), retry_in_s=backoff)
+                log.warning("channels disconnected", error=repr(exc), retry_in_s=backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
                 with contextlib.suppress(Exception):  # closing a dead connection
                     pubsub.close()
+
+
+class _RelayedChannel(Channel):
+    def __init__(self, name: str, relay: RedisChannels) -> None:
+        super().__init__(name)
+        self._relay = relay
+
+    def publish(self, key: str, message: dict[str, Any]) -> int:
+        n = self.deliver(key, message)
+        self._relay.relay(self.name, key, message)
+        return n

@@ -189,15 +189,21 @@ class DriverDirectory:
                         ts: float | None = None) -> None:
         """One driver's location: a batch of one, under the same rules (a refusal is raised,
         naming the field)."""
-        offline = NotOnline(f"driver {driver_id} is offline; go online before sending locations")
         if self.entry(driver_id) is None:
-            raise offline
+            raise self.refusal(driver_id, {"reason": "offline"})
         _accepted, rejected = self.update_locations([(driver_id, lat, lng, ts)])
         if rejected:
-            field = rejected[0].get("field")
-            if field is None:  # went offline meanwhile
-                raise offline
-            raise BadLocation(str(field), str(rejected[0]["reason"]))
+            raise self.refusal(driver_id, rejected[0])
+
+    @staticmethod
+    def refusal(driver_id: str, rejected: dict[str, object]) -> NotOnline | BadLocation:
+        """The error for one row `update_locations` refused: a bad field names it; a row
+        without one is a driver who is not online (or went offline meanwhile)."""
+        field = rejected.get("field")
+        if field is None:
+            return NotOnline(f"driver {driver_id} is offline; go online before sending "
+                             "locations")
+        return BadLocation(str(field), str(rejected["reason"]))
 
     def update_locations(self, rows: list[tuple[str, float, float, float | None]]
                          ) -> tuple[int, list[dict[str, object]]]:

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from geoindex import GeoIndex, Neighbor
+from ridehail.kernel.channel import Channel
 from ridehail.kernel.clock import Clock, SystemClock
 from trips.area import ServiceArea
 from trips.fares import Tariff
@@ -27,7 +28,6 @@ from trips.pricing import UpfrontPolicy
 from trips.surge import SurgePricer
 
 from .batching import Batcher
-from .channel import OfferChannel
 from .clock import Timers
 from .cluster import LocalEvents, LocalTraces
 from .drivers import DriverDirectory, DriverEntry
@@ -53,7 +53,8 @@ class Engine:
         clock: Clock | None = None,
         timers: Timers,
         tariff: Tariff,
-        channel: OfferChannel | None = None,
+        channel: Channel | None = None,
+        trip_channel: Channel | None = None,
         eta: EtaModel | None = None,
         config: DispatchConfig | None = None,
         service_area: ServiceArea | None = None,
@@ -69,7 +70,10 @@ class Engine:
         self.index = index
         self.clock: Clock = clock or SystemClock()
         self.timers = timers
-        self.channel = channel or OfferChannel()
+        # Wake-ups after a commit: a driver's new offer (keyed by driver), a trip's change
+        # (keyed by trip). The connection edge subscribes; messages never carry the truth.
+        self.channel = channel or Channel("offers")
+        self.trip_channel = trip_channel or Channel("trips")
         self.config = config or DispatchConfig()
         self.service_area = service_area
         self.tariff = tariff
@@ -85,7 +89,8 @@ class Engine:
                              refresh_s=self.config.supply_refresh_s)
         self.matcher = Matcher(
             uow_factory, index, self.drivers, new_id=new_id, clock=self.clock, timers=timers,
-            channel=self.channel, eta=eta or StraightLineEta(), config=self.config,
+            channel=self.channel, trip_channel=self.trip_channel,
+            eta=eta or StraightLineEta(), config=self.config,
             service_area=service_area, tariff=tariff, supply=self.supply, hooks=self.hooks,
             driver_rating=self.driver_rating)
         self.batcher = Batcher(uow_factory, self.matcher, self.clock, timers,

@@ -103,6 +103,7 @@ class TripLifecycle:
             uow.commit()
         if refused is not None:
             raise refused
+        self.matcher.trip_changed(trip)
         if step == "start":
             self.drivers.set_status(driver_id, DriverStatus.on_trip, trip.id)
         elif step == "complete":
@@ -157,6 +158,7 @@ class TripLifecycle:
             self.drivers.set_status(freed, DriverStatus.available, None)
         if fee:
             self.charge(trip_id)
+        self.matcher.trip_changed(trip)
         self.hooks.trip_finished(trip_id, TripState.cancelled.value)
         return trip
 
@@ -186,6 +188,7 @@ class TripLifecycle:
         self.drivers.set_status(driver_id, DriverStatus.available, None)
         if trip.fare_final:
             self.charge(trip_id)
+        self.matcher.trip_changed(trip)
         self.hooks.trip_finished(trip_id, TripState.cancelled.value)
         return trip
 
@@ -211,6 +214,7 @@ class TripLifecycle:
             uow.commit()
         if freed is not None:
             self.drivers.set_status(freed, DriverStatus.available, None)
+        self.matcher.trip_changed(trip)
         self.matcher.dispatch(trip_id)
         return self.matcher.get_trip(trip_id)
 

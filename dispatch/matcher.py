@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from geoindex import GeoIndex, Neighbor
+from ridehail.kernel.channel import Channel
 from ridehail.kernel.clock import Clock
 from ridehail.kernel.errors import Conflict
 from trips.access import may_view
@@ -18,7 +19,6 @@ from trips.fares import Tariff
 from trips.model import PaymentRequired, Trip, TripNotFound, TripState
 from trips.pricing import quote
 
-from .channel import OfferChannel
 from .clock import Timers
 from .drivers import DriverDirectory
 from .eta import EtaModel
@@ -59,7 +59,7 @@ class _Lost(Exception):
 class Matcher:
     def __init__(self, units: DispatchUnits, index: GeoIndex, drivers: DriverDirectory, *,
                  new_id: Callable[[], str], clock: Clock, timers: Timers,
-                 channel: OfferChannel, eta: EtaModel, config: DispatchConfig,
+                 channel: Channel, trip_channel: Channel, eta: EtaModel, config: DispatchConfig,
                  service_area: ServiceArea | None, tariff: Tariff, supply: Supply,
                  hooks: Hooks, driver_rating: dict[str, float]) -> None:
         self.units = units
@@ -69,6 +69,7 @@ class Matcher:
         self.clock = clock
         self.timers = timers
         self.channel = channel
+        self.trip_channel = trip_channel
         self.eta = eta
         self.config = config
         self.service_area = service_area
@@ -228,6 +229,7 @@ class Matcher:
             except Conflict:
                 return None, None  # the trip changed meanwhile (cancelled, matched elsewhere)
             uow.commit()
+        self.trip_changed(trip)
         self.hooks.trip_finished(trip_id, TripState.no_driver_found.value)
         return None, trip
 
@@ -315,7 +317,14 @@ class Matcher:
             save_record(uow, record, new=stored is None)
             uow.commit()
         self.drivers.set_status(driver_id, DriverStatus.en_route, trip.id)
+        self.trip_changed(trip)
         return trip
+
+    def trip_changed(self, trip: Trip) -> None:
+        """After a trip's change committed: wake whoever follows it (its rider's event
+        streams, in any process). A wake-up only: they read the trip again."""
+        self.trip_channel.publish(trip.id, {"type": "trip", "trip_id": trip.id,
+                                            "state": trip.state.value})
 
     def reject_offer(self, offer_id: str, driver_id: str) -> Offer:
         offer = self._close_offer(offer_id, OfferState.rejected, driver_id=driver_id)

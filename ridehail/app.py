@@ -59,9 +59,11 @@ def create_app(
 
     from .bootstrap import build_engine
 
-    engine_, background = build_engine(settings, app.extensions["uow_factory"],
-                                       start=start_background, celery=celery)
+    engine_, background, revocations = build_engine(
+        settings, app.extensions["uow_factory"], start=start_background, celery=celery)
     app.extensions["dispatch"] = engine_
+    # Revoking a token closes its open connections, in every process (ridehail/edge).
+    app.extensions["revocations"] = revocations
     if start_background and not settings.scaled and settings.embedded_worker:
         worker = EmbeddedWorker(celery, concurrency=settings.embedded_worker_concurrency)
         worker.start()
@@ -103,14 +105,12 @@ def _register_blueprints(app: Flask) -> None:
     from accounts.api import bp as accounts_bp
     from dispatch.api import bp as rides_bp
     from dispatch.debugmap import bp as debugmap_bp
-    from dispatch.ws import register_ws
 
     app.register_blueprint(accounts_bp)  # sign-up, sessions, /v1/me
     app.register_blueprint(rides_bp)  # drivers, locations, nearby, trips, offers, lifecycle
     from trips.api import bp as billing_bp
 
     app.register_blueprint(billing_bp)  # payment methods, receipts, earnings, ratings
-    register_ws(app)  # the driver's WebSocket
     app.register_blueprint(debugmap_bp)  # /debug/map and its GeoJSON (issue 7)
 
 

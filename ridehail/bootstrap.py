@@ -26,6 +26,7 @@ from trips.surge import SurgePricer
 from trips.tasks import WorkerContext
 
 from .kernel import ids
+from .kernel.channel import Channel
 from .kernel.db import make_engine
 from .scaled import Stoppable, scaled_parts, start_scaled
 from .settings import Settings
@@ -98,7 +99,10 @@ def payment_hooks(celery: Any) -> Hooks:
 
 
 def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
-                 hooks: Hooks | None = None, celery: Any = None) -> tuple[Engine, list[Any]]:
+                 hooks: Hooks | None = None, celery: Any = None
+                 ) -> tuple[Engine, list[Any], Channel]:
+    """The engine, its background parts (stopped in reverse), and the channel on which
+    revoked tokens are announced (relayed to every process in the scaled mode)."""
     if hooks is None and celery is not None:
         hooks = payment_hooks(celery)
     if start:
@@ -116,7 +120,8 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
     parts = scaled_parts(settings) if settings.scaled else None
     shared: dict[str, Any] = {} if parts is None else {
         "feed": parts.feed, "events": parts.events, "traces": parts.traces,
-        "channel": parts.channel}
+        "channel": parts.offers, "trip_channel": parts.trips}
+    revocations = Channel("revocations") if parts is None else parts.revocations
     charge = None
     if celery is not None:
         from trips.tasks import enqueue_charge
@@ -146,7 +151,7 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
         background.append(Stoppable(publisher, timers))
         if celery is not None:
             background.append(_wire_payments(settings, engine, uow_factory, timers, celery))
-    return engine, background
+    return engine, background, revocations
 
 
 class _DisposeTasks:

@@ -1,5 +1,6 @@
 """The scaled mode's shared parts for one API process: the Redis location feed and its tailer,
-driver events and their tailer, Redis trip traces and the Redis offer channel.
+driver events and their tailer, Redis trip traces, and the channels relayed through Redis
+pub/sub (a driver's offers, a trip's changes, revoked tokens).
 
 `build_engine` calls `scaled_parts` before it builds the engine and `start_scaled` once the
 engine exists (the tailers apply entries to it). Tailers are positioned before the engine
@@ -16,14 +17,19 @@ from typing import Any
 
 from dispatch.cluster import (
     DRIVER_EVENTS_STREAM,
+    OFFERS_CHANNEL,
+    TRIPS_CHANNEL,
+    RedisChannels,
     RedisDriverEvents,
-    RedisOfferChannel,
     RedisTraces,
 )
 from dispatch.engine import Engine
 from dispatch.feed import LOCATIONS_STREAM, RedisStreamFeed, StreamTailer, apply_location_entry
 
+from .kernel.channel import Channel
 from .settings import Settings
+
+REVOCATIONS_CHANNEL = "ridehail:revocations"
 
 
 @dataclass
@@ -32,7 +38,19 @@ class ScaledParts:
     feed: RedisStreamFeed
     events: RedisDriverEvents
     traces: RedisTraces
-    channel: RedisOfferChannel
+    channels: RedisChannels
+
+    @property
+    def offers(self) -> Channel:
+        return self.channels.channel(OFFERS_CHANNEL)
+
+    @property
+    def trips(self) -> Channel:
+        return self.channels.channel(TRIPS_CHANNEL)
+
+    @property
+    def revocations(self) -> Channel:
+        return self.channels.channel(REVOCATIONS_CHANNEL)
 
 
 class Stoppable:
@@ -51,14 +69,17 @@ def scaled_parts(settings: Settings) -> ScaledParts:
 
     assert settings.redis_url is not None
     redis = redis_client(settings.redis_url)
-    # Who published an entry: a process skips its own driver events and offer wake-ups.
+    # Who published an entry: a process skips its own driver events and wake-ups.
     origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    return ScaledParts(redis, RedisStreamFeed(redis, origin), RedisDriverEvents(redis, origin),
-                       RedisTraces(redis), RedisOfferChannel(redis, origin))
+    parts = ScaledParts(redis, RedisStreamFeed(redis, origin),
+                        RedisDriverEvents(redis, origin), RedisTraces(redis),
+                        RedisChannels(redis, origin,
+                                      (OFFERS_CHANNEL, TRIPS_CHANNEL, REVOCATIONS_CHANNEL)))
+    return parts
 
 
 def start_scaled(parts: ScaledParts, engine: Engine) -> Any:
-    """Start the tailers and the offer listener; returns something with stop()."""
+    """Start the tailers and the channels' listener; returns something with stop()."""
     locations = StreamTailer(
         parts.redis, LOCATIONS_STREAM,
         lambda f: None if apply_location_entry(engine.index, f[b"r"], engine.local_state)
@@ -66,6 +87,6 @@ def start_scaled(parts: ScaledParts, engine: Engine) -> Any:
         name="location-tailer")
     events = StreamTailer(parts.redis, DRIVER_EVENTS_STREAM,
                           parts.events.handler(engine.apply_driver_event), name="event-tailer")
-    for part in (events, locations, parts.channel):
+    for part in (events, locations, parts.channels):
         part.start()
-    return Stoppable(locations, events, parts.channel)
+    return Stoppable(locations, events, parts.channels)

@@ -1,16 +1,38 @@
-"""Serving the app with gunicorn (threaded workers: long-polls and WebSockets hold a thread)."""
+"""Serving the app: uvicorn (asyncio) runs the connection edge (ridehail/edge), which serves
+WebSockets, long-polls and event streams on the event loop and hands every other request to
+the Flask app in a thread pool. One process in the embedded mode; `RIDEHAIL_WORKERS` processes
+sharing one listening socket in the scaled mode.
+
+SIGTERM (or Ctrl-C) stops accepting, closes every WebSocket with 1001 and every event stream
+with a `close` event, lets requests in flight finish, then stops the background threads.
+"""
 
 from __future__ import annotations
 
 import errno
+import logging
+import multiprocessing
+import os
+import re
+import resource
+import signal
 import socket
+import threading
+import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import uvicorn
 from flask import Flask
-from gunicorn.app.base import BaseApplication
 
+from .kernel.logging import get_logger
 from .settings import Settings
+
+log = get_logger(__name__)
+
+GRACEFUL_S = 10
+WANT_FDS = 1_048_576
 
 
 class PortUnavailable(RuntimeError):
@@ -18,8 +40,8 @@ class PortUnavailable(RuntimeError):
 
 
 def check_port(host: str, port: int) -> None:
-    """Bind `host:port` as gunicorn will (IPv6 only for an IPv6 literal, SO_REUSEADDR), then let
-    go: a taken port fails here with one message instead of gunicorn's five seconds of retries."""
+    """Bind `host:port` as the server will (IPv6 only for an IPv6 literal, SO_REUSEADDR), then
+    let go: a taken port fails here with one message."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -32,47 +54,129 @@ def check_port(host: str, port: int) -> None:
             raise PortUnavailable(f"cannot listen on {host}:{port}: {why}") from None
 
 
-class GunicornServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
-        self.factory = factory
-        self.options = options
-        super().__init__()
+def raise_fd_limit(want: int = WANT_FDS) -> tuple[int, int]:
+    """Every connection is a file descriptor: raise the soft limit towards the hard one (a
+    common default of 1024 would cap the process at about a thousand connections). Returns
+    (before, after) and logs a change."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft >= target:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("file-descriptor limit not raised", soft=soft, hard=hard, error=str(exc))
+        return soft, soft
+    log.info("file-descriptor limit raised", before=soft, after=target)
+    return soft, target
 
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            if key in self.cfg.settings:  # options newer than the installed gunicorn are skipped
-                self.cfg.set(key, value)
 
-    def load(self) -> Flask:
-        return self.factory()
+class _Redact(logging.Filter):
+    """A token in a query string (`?access_token=`: browsers' WebSockets and EventSources)
+    never reaches a log line."""
+
+    PATTERN = re.compile(r"(access_token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "access_token=" in message:
+            record.msg, record.args = self.PATTERN.sub(r"\1[redacted]", message), ()
+        return True
+
+
+def _quiet_uvicorn() -> None:
+    """uvicorn logs every WebSocket's opening and closing at INFO, with its URL: thousands
+    of lines a minute, each with a token. Warnings and errors only, redacted."""
+    logger = logging.getLogger("uvicorn.error")
+    logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, _Redact) for f in logger.filters):
+        logger.addFilter(_Redact())
+
+
+class EdgeServer(uvicorn.Server):
+    """uvicorn, with the edge's own goodbye first: its WebSockets close with 1001 (uvicorn
+    alone would send 1012) and its streams end with a `close` event."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        from .edge.connections import GOING_AWAY
+        from .edge.core import RUNNING
+
+        for server in self.servers:  # stop accepting first: nobody new joins while we close
+            server.close()
+        for edge in list(RUNNING):
+            await edge.close_connections(GOING_AWAY)
+        await super().shutdown(sockets)
+
+
+def _config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
+    """uvicorn's configuration (which sets uvicorn's log levels: quieted after it)."""
+    config = uvicorn.Config(
+        app, host=settings.host.strip("[]"), port=settings.port, lifespan="on",
+        http="httptools", ws="websockets-sansio",
+        ws_max_size=settings.conn_max_frame_bytes,
+        ws_ping_interval=settings.conn_ping_interval_s,
+        ws_ping_timeout=settings.conn_ping_interval_s,
+        ws_per_message_deflate=False,  # a compression bomb costs the server, not the client
+        proxy_headers=False,  # the peer's address is the client's (rate limits key on it)
+        server_header=False, timeout_keep_alive=5, backlog=4096,
+        timeout_graceful_shutdown=GRACEFUL_S, log_config=None, access_log=False,
+        log_level=settings.log_level.lower(), **extra)
+    _quiet_uvicorn()
+    return config
 
 
 def serve(settings: Settings, factory: Callable[[], Flask],
           on_ready: Callable[[], None] | None = None) -> None:
-    def worker_exit(_server: Any, worker: Any) -> None:
-        from .app import shutdown
+    raise_fd_limit()
+    if on_ready is not None:
+        threading.Thread(target=_when_ready, args=(settings, on_ready), daemon=True,
+                         name="on-ready").start()
+    if settings.workers == 1:
+        from .edge.asgi import EdgeApp
 
-        app = getattr(worker, "wsgi", None)
-        if isinstance(app, Flask):
-            shutdown(app)
+        EdgeServer(_config(settings, EdgeApp(factory()))).run()
+        return
+    # Several processes: each builds its own app from the environment (spawned, not forked:
+    # the engine's threads do not survive a fork). The command line's overrides travel there.
+    os.environ["RIDEHAIL_THREADS"] = str(settings.threads)
+    config = _config(settings, "ridehail.edge:app_from_env", factory=True)
+    sock = config.bind_socket()
+    spawn = multiprocessing.get_context("spawn")
+    procs = [spawn.Process(target=_run_worker, args=(config, sock), name=f"ridehail-api-{i}")
+             for i in range(settings.workers)]
+    for proc in procs:
+        proc.start()
 
-    def when_ready(_server: Any) -> None:
-        if on_ready:
-            on_ready()
+    def forward(signum: int, _frame: Any) -> None:  # each process shuts down gracefully
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
 
-    options = {
-        "bind": f"{settings.host}:{settings.port}",
-        "workers": settings.workers,
-        "worker_class": "gthread",
-        "threads": settings.threads,
-        "timeout": 120,
-        "graceful_timeout": 10,
-        "keepalive": 5,
-        "accesslog": None,
-        "loglevel": settings.log_level.lower(),
-        "worker_exit": worker_exit,
-        "when_ready": when_ready,
-        "preload_app": False,
-        "control_socket_disable": True,
-    }
-    GunicornServer(factory, options).run()
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.join()
+        if proc.exitcode:
+            log.warning("API process exited", name=proc.name, exitcode=proc.exitcode)
+
+
+def _run_worker(config: uvicorn.Config, sock: socket.socket) -> None:
+    raise_fd_limit()
+    _quiet_uvicorn()
+    EdgeServer(config).run(sockets=[sock])
+
+
+def _when_ready(settings: Settings, on_ready: Callable[[], None]) -> None:
+    host = settings.host.strip("[]")
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{settings.port}/health"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own URL
+                if resp.status == 200:
+                    on_ready()
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)

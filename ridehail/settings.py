@@ -38,7 +38,16 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    threads: int = 32
+    threads: int = 32  # per process: the Flask app's and the connection edge's thread pools
+    # The connection edge (ridehail/edge): driver WebSockets, long-polls, rider event streams.
+    conn_max_frame_bytes: int = 64 * 1024  # a bigger frame closes the socket (1009)
+    conn_max_per_account: int = 3  # per kind; one more closes the oldest (4029)
+    conn_idle_s: float = 60.0  # a WebSocket without a frame from the client this long: 4008
+    conn_ping_interval_s: float = 20.0  # protocol pings; no pong within as long closes it
+    conn_frames_per_s: float = 10.0  # per WebSocket, with a burst of twice as many
+    conn_max_connections: int = 50_000  # per process: more are refused (503, or 1013)
+    stream_location_interval_s: float = 2.0  # the driver's position in a rider's stream
+    stream_heartbeat_s: float = 15.0  # a comment line keeps proxies from closing a stream
     worker_id: int | None = None
     log_level: str = "INFO"
     log_format: str = "console"
@@ -216,6 +225,11 @@ class Settings:
             )
         if self.threads < 1:
             raise SettingsError("RIDEHAIL_THREADS: must be at least 1")
+        if not 256 <= self.conn_max_frame_bytes <= 16 * 1024 * 1024:
+            raise SettingsError("RIDEHAIL_CONN_MAX_FRAME_BYTES: must be in [256, 16777216]")
+        if self.conn_max_per_account < 1 or self.conn_max_connections < 1:
+            raise SettingsError("RIDEHAIL_CONN_MAX_PER_ACCOUNT and RIDEHAIL_CONN_MAX_CONNECTIONS:"
+                                " must be at least 1")
         try:
             self.metrics_allowed_networks  # noqa: B018 - parsed for its errors
         except ValueError as exc:
@@ -245,7 +259,9 @@ class Settings:
         if self.dispatch_policy not in ("greedy", "batched"):
             raise SettingsError("RIDEHAIL_DISPATCH_POLICY: must be 'greedy' or 'batched'")
         for name in ("location_ttl_s", "publish_interval_s", "offer_timeout_s",
-                     "dispatch_radius_m", "batch_window_s", "task_visibility_timeout_s"):
+                     "dispatch_radius_m", "batch_window_s", "task_visibility_timeout_s",
+                     "conn_idle_s", "conn_ping_interval_s", "conn_frames_per_s",
+                     "stream_location_interval_s", "stream_heartbeat_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise SettingsError(f"RIDEHAIL_{name.upper()}: must be a positive number")

@@ -157,8 +157,8 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | N
             out = proc.stdout.read().decode() if proc.stdout else ""
             raise AssertionError(f"server exited with {proc.returncode}:\n{out}")
         try:
-            # A listening socket is not a ready app (gunicorn accepts before the worker has
-            # built it): only an HTTP answer counts.
+            # A listening socket is not a ready app (a server may accept before its app is
+            # built): only an HTTP answer counts.
             if requests.get(url, timeout=2).status_code == 200:
                 return
         except (requests.ConnectionError, requests.Timeout):

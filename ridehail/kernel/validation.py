@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import Problem
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=BaseModel)
 
 
 class Body(BaseModel):
@@ -166,18 +167,24 @@ def body(model: type[BaseModel]) -> Callable[[F], F]:
     return deco
 
 
+def parse_query(model: type[M]) -> M:
+    """This request's query string checked against `model` (a 422 problem naming the
+    parameter otherwise); `query` below, and the connection edge, call it."""
+    params = request.args.to_dict()
+    _refuse_nul(_walk(params), "query")
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise validation_problem(exc, "query") from None
+
+
 def query(model: type[BaseModel]) -> Callable[[F], F]:
     """Validate the query string against `model`; the view receives it as `query`."""
 
     def deco(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            params = request.args.to_dict()
-            _refuse_nul(_walk(params), "query")
-            try:
-                kwargs["query"] = model.model_validate(params)
-            except ValidationError as exc:
-                raise validation_problem(exc, "query") from None
+            kwargs["query"] = parse_query(model)
             return fn(*args, **kwargs)
 
         _openapi(wrapper)["query"] = model

@@ -78,8 +78,9 @@ def test_the_websocket_refuses_the_same_locations_naming_the_field(server: Serve
         for payload, field in BAD_LOCATIONS:
             answer = _exchange(ws, {"type": "location", **payload})
             assert answer["type"] == "error" and answer["field"] == field, (payload, answer)
-        # A frame nested too deep for a recursive parser is an error frame, not a crash.
-        for depth in (40, 100_000):
+        # A frame nested too deep for a recursive parser is an error frame, not a crash (the
+        # deepest that fits in a frame: a bigger one closes the socket, tests/edge).
+        for depth in (40, 30_000):
             ws.send('{"type": "location", "lat": ' + "[" * depth + "]" * depth + "}")
             raw = ws.receive(timeout=10)
             assert raw is not None and json.loads(raw)["field"] == "frame", depth

@@ -1,4 +1,4 @@
-"""The ride flow against a real `ridehail serve` process (gunicorn, threads, the timer and
+"""The ride flow against a real `ridehail serve` process (uvicorn and the edge, the timer and
 publisher threads): offers by WebSocket and by long-poll, reject, timeout, accept to complete."""
 
 from __future__ import annotations

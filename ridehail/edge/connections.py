@@ -1,0 +1,179 @@
+"""The open connections of one process, and the limits on them.
+
+Each WebSocket, long-poll and event stream is a `Conn`: it knows its account, the hash of the
+token it authenticated with and how to close itself. The registry enforces:
+
+- at most `conn_max_per_account` connections of one kind per account: one more closes the
+  oldest (WebSocket close 4029, a stream's `close` event, a long-poll answered at once);
+- at most `conn_max_connections` in the process (the next is refused);
+- revocation: a revoked token's connections (or all of an account's) close with 4001;
+- idleness: a WebSocket with no frame from its client for `conn_idle_s` closes with 4008;
+- shutdown: everything closes with 1001 (going away).
+
+All of it runs on the event loop's thread; only `Registry.revoked` is called from elsewhere
+(the revocation channel's publisher) and hops onto the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ridehail.kernel.logging import get_logger
+
+log = get_logger(__name__)
+
+# Close codes (RFC 6455 reserves 4000-4999 for applications; each mirrors an HTTP status).
+ENDED = 1000  # a rider's stream: the trip ended
+GOING_AWAY = 1001
+TRY_AGAIN_LATER = 1013
+REVOKED = 4001  # 401: the token was revoked or expired
+IDLE = 4008  # 408: no frame for conn_idle_s
+REPLACED = 4029  # 429: the account opened more connections of this kind than allowed
+TOO_SLOW = 4010  # the client does not read what is sent to it
+
+REASONS = {
+    GOING_AWAY: "the server is shutting down; reconnect",
+    REVOKED: "the token was revoked or expired",
+    IDLE: "idle: no frame from the client",
+    REPLACED: "replaced: too many connections for this account",
+    TOO_SLOW: "the client does not read its frames",
+    TRY_AGAIN_LATER: "too many connections; try again later",
+}
+REASON_NAMES = {ENDED: "trip_ended", GOING_AWAY: "shutdown", REVOKED: "revoked", IDLE: "idle",
+                REPLACED: "replaced", TOO_SLOW: "too_slow", TRY_AGAIN_LATER: "overloaded"}
+
+MAX_OUTBOX = 256  # frames queued for a client that does not read: beyond, it is closed
+
+
+class Conn:
+    """One connection. `send` writes one ASGI message; frames go through `post`, which queues
+    them for a single writer task (so a slow client never blocks its sender)."""
+
+    counted: Callable[[int], None] | None = None  # the process's count of closes, by code
+
+    __slots__ = ("account_id", "closed", "closing", "kind", "last_rx", "on_close", "opened",
+                 "outbox", "token_hash", "_send", "_writer")
+
+    def __init__(self, kind: str, account_id: str, token_hash: str,
+                 send: Callable[[Any], Awaitable[None]],
+                 on_close: Callable[[int], None]) -> None:
+        self.kind = kind
+        self.account_id = account_id
+        self.token_hash = token_hash
+        self.opened = self.last_rx = time.monotonic()
+        self.outbox: deque[Any] = deque()
+        self.closing: int | None = None  # the close code once a close was asked for
+        self.closed = False
+        self.on_close = on_close  # how this kind of connection ends (a frame, an event...)
+        self._send = send
+        self._writer: asyncio.Task[None] | None = None
+
+    def post(self, message: Any) -> None:
+        """Queue one ASGI message for the client."""
+        if self.closed or self.closing is not None:
+            return
+        if len(self.outbox) >= MAX_OUTBOX:
+            self.close(TOO_SLOW)
+            return
+        self.outbox.append(message)
+        self._start_writer()
+
+    def post_last(self, message: Any) -> None:
+        """Queue the connection's last message (a close frame, a final event), dropping
+        whatever was still queued."""
+        self.outbox.clear()
+        self.outbox.append(message)
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.outbox and not self.closed:
+                await self._send(self.outbox.popleft())
+        except Exception:  # noqa: BLE001 - the client went away mid-send
+            self.closed = True
+        finally:
+            self._writer = None
+
+    def close(self, code: int) -> None:
+        """Ask the connection to end with `code` (once; the kind decides how)."""
+        if self.closing is not None or self.closed:
+            return
+        self.closing = code
+        self.on_close(code)
+        if Conn.counted is not None:
+            Conn.counted(code)
+
+
+class Registry:
+    def __init__(self, *, max_per_account: int, max_connections: int, idle_s: float) -> None:
+        self.max_per_account = max_per_account
+        self.max_connections = max_connections
+        self.idle_s = idle_s
+        self.all: set[Conn] = set()
+        self._by_account: dict[tuple[str, str], list[Conn]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.counts: dict[str, int] = {"ws": 0, "poll": 0, "sse": 0}
+
+    def full(self) -> bool:
+        return len(self.all) >= self.max_connections
+
+    def add(self, conn: Conn) -> None:
+        """Register `conn`; the account's oldest connections of its kind beyond the cap are
+        closed (REPLACED)."""
+        self.all.add(conn)
+        self.counts[conn.kind] += 1
+        same = self._by_account.setdefault((conn.kind, conn.account_id), [])
+        same.append(conn)
+        while len([c for c in same if c.closing is None]) > self.max_per_account:
+            oldest = next(c for c in same if c.closing is None)
+            oldest.close(REPLACED)
+
+    def remove(self, conn: Conn) -> None:
+        if conn not in self.all:
+            return
+        self.all.discard(conn)
+        self.counts[conn.kind] -= 1
+        key = (conn.kind, conn.account_id)
+        same = self._by_account.get(key)
+        if same is not None:
+            same.remove(conn)
+            if not same:
+                del self._by_account[key]
+
+    def of_account(self, account_id: str) -> list[Conn]:
+        return [c for kind in ("ws", "poll", "sse")
+                for c in self._by_account.get((kind, account_id), ())]
+
+    def revoked(self, message: dict[str, Any]) -> None:
+        """The revocation channel's callback (any thread): the token named by its hash, or
+        every token of the account (`token` None), is no longer valid."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._close_revoked, str(message.get("account_id")),
+                                  message.get("token"))
+
+    def _close_revoked(self, account_id: str, token: str | None) -> None:
+        for conn in self.of_account(account_id):
+            if token is None or conn.token_hash == token:
+                conn.close(REVOKED)
+
+    def sweep_idle(self) -> int:
+        """Close WebSockets whose client sent nothing for `idle_s`."""
+        cutoff = time.monotonic() - self.idle_s
+        idle = [c for c in self.all if c.kind == "ws" and c.last_rx < cutoff]
+        for conn in idle:
+            conn.close(IDLE)
+        return len(idle)
+
+    def close_all(self, code: int = GOING_AWAY) -> None:
+        for conn in list(self.all):
+            conn.close(code)

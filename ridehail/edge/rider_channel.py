@@ -1,0 +1,177 @@
+"""The rider's channel on the edge: `GET /v1/trips/{id}/events`, Server-Sent Events, for the
+trip's rider only (anyone else gets the 404 `GET /v1/trips/{id}` gives them).
+
+    event: trip       the trip as GET /v1/trips/{id} shows it to its rider: on connect (so a
+                      reconnect catches up), then after every change
+    event: location   {"lat", "lng", "ts"}: the driver's position, at most every
+                      `stream_location_interval_s`, while trips.access lets the rider see it
+    event: close      {"reason": ...}: the stream ends (the trip ended, the token was
+                      revoked, a newer stream replaced this one, the server is going away)
+    : ping            a comment every `stream_heartbeat_s`
+
+A change wakes the stream through the trips channel (any process, in the scaled mode); the
+trip is then read again, as the REST view reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from accounts.model import Role
+from dispatch.readers import trip_payload
+from ridehail.kernel.errors import Problem
+from ridehail.kernel.formats import iso
+from trips.access import sees_driver_location
+from trips.model import TERMINAL, Trip, TripNotFound
+
+from .connections import ENDED, REASON_NAMES, Conn
+from .core import Edge
+from .flaskside import Caller, Refusal, authenticate, overloaded
+from .http import Receive, Scope, Send, dumps, refuse
+
+RIDERS = frozenset({Role.rider})
+
+
+class TripStream:
+    __slots__ = ("conn", "edge", "trip_id", "me", "wake", "seq", "last_view", "last_pos",
+                 "trip")
+
+    def __init__(self, edge: Edge, conn: Conn, trip_id: str, trip: Trip) -> None:
+        self.edge = edge
+        self.conn = conn
+        self.trip_id = trip_id
+        self.me = conn.account_id
+        self.wake = asyncio.Event()
+        self.seq = 0
+        self.last_view: dict[str, Any] | None = None
+        self.last_pos: tuple[float, float, float] | None = None
+        self.trip = trip
+
+    def event(self, name: str, data: Any) -> None:
+        self.seq += 1
+        text = f"id: {self.seq}\nevent: {name}\ndata: {dumps(data)}\n\n"
+        self.conn.post({"type": "http.response.body", "body": text.encode(),
+                        "more_body": True})
+
+    def read(self) -> tuple[Trip, dict[str, Any]]:
+        """The trip and its rider's view of it (the thread pool)."""
+        eng = self.edge.engine
+        trip = eng.trip_for(self.trip_id, "rider", self.me)
+        return trip, trip_payload(eng, trip, "rider", self.me)
+
+    async def send_trip(self) -> None:
+        trip, view = await self.edge.run(self.read)
+        self.trip = trip
+        if view != self.last_view:
+            self.last_view = view
+            self.event("trip", view)
+
+    def send_position(self) -> None:
+        trip = self.trip
+        if trip.driver_id is None or not sees_driver_location(trip, "rider", self.me):
+            return
+        pos = self.edge.engine.index.snapshot().get(trip.driver_id)
+        if pos is None:
+            return
+        key = (pos.lat, pos.lng, pos.ts)
+        if key != self.last_pos:
+            self.last_pos = key
+            self.event("location", {"lat": pos.lat, "lng": pos.lng, "ts": iso(pos.ts)})
+
+
+async def trip_events(edge: Edge, scope: Scope, receive: Receive, send: Send,
+                      trip_id: str) -> None:
+    eng = edge.engine
+
+    def check() -> tuple[Caller, Trip, dict[str, Any]]:
+        caller = authenticate(RIDERS, "a trip's event stream")
+        me = caller.principal.account_id
+        try:
+            trip = eng.trip_for(trip_id, "rider", me)
+        except TripNotFound:
+            raise Problem(404, "Not Found", f"no such trip {trip_id}") from None
+        return caller, trip, trip_payload(eng, trip, "rider", me)
+
+    try:
+        caller, trip, view = await edge.in_request(scope, check)
+    except Refusal as refusal:
+        await refuse(send, refusal)
+        return
+    if edge.registry.full():
+        await refuse(send, overloaded(edge.flask, scope))
+        return
+
+    def close(code: int) -> None:
+        stream.seq += 1
+        reason = REASON_NAMES.get(code, "closed")
+        text = f"id: {stream.seq}\nevent: close\ndata: {dumps({'reason': reason})}\n\n"
+        conn.post_last({"type": "http.response.body", "body": text.encode(),
+                        "more_body": False})
+        stream.wake.set()
+
+    conn = Conn("sse", caller.principal.account_id, caller.token_hash, send, close)
+    stream = TripStream(edge, conn, trip_id, trip)
+    loop = asyncio.get_running_loop()
+
+    def on_change(_message: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(stream.wake.set)
+
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-store"),
+        (b"x-accel-buffering", b"no"),
+    ]})
+    me = conn.account_id
+    eng.trip_channel.subscribe(trip_id, on_change)
+    edge.revocations.subscribe(me, edge.registry.revoked)
+    edge.registry.add(conn)
+    watcher = loop.create_task(_watch_disconnect(receive, conn, stream))
+    settings = edge.settings
+    try:
+        stream.last_view = view
+        stream.event("trip", view)
+        next_pos = next_beat = time.monotonic()
+        while conn.closing is None and not conn.closed:
+            if stream.trip.state in TERMINAL:
+                conn.close(ENDED)
+                break
+            now = time.monotonic()
+            if now >= next_pos:
+                stream.send_position()
+                next_pos = now + settings.stream_location_interval_s
+            if now >= next_beat:
+                conn.post({"type": "http.response.body", "body": b": ping\n\n",
+                           "more_body": True})
+                next_beat = now + settings.stream_heartbeat_s
+            timeout = max(0.0, min(next_pos, next_beat) - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stream.wake.wait(), timeout)
+            if stream.wake.is_set():
+                stream.wake.clear()
+                if conn.closing is None and not conn.closed:
+                    try:
+                        await stream.send_trip()
+                    except TripNotFound:
+                        conn.close(ENDED)
+        while conn.outbox and not conn.closed:  # let the last event go out
+            await asyncio.sleep(0.01)
+    finally:
+        watcher.cancel()
+        eng.trip_channel.unsubscribe(trip_id, on_change)
+        edge.revocations.unsubscribe(me, edge.registry.revoked)
+        edge.registry.remove(conn)
+        conn.closed = True
+
+
+
+async def _watch_disconnect(receive: Receive, conn: Conn, stream: TripStream) -> None:
+    """The client hung up: end the stream now, not at its next write."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            conn.closed = True
+            stream.wake.set()
+            return

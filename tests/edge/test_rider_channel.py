@@ -1,0 +1,141 @@
+"""The rider's trip event stream through a whole ride; who may open it; and a restart that
+closes every connection with 1001 and loses nothing once the clients reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Callable
+from datetime import datetime
+
+import requests
+import websockets
+
+from tests.conftest import Server
+from tests.edge.conftest import Events, close_code, next_of, open_ws, ws_url
+from tests.rides.conftest import (
+    DROPOFF,
+    PICKUP,
+    Api,
+    go_online,
+    request_trip,
+    sign_up_driver,
+    sign_up_rider,
+)
+
+Start = Callable[..., Server]
+
+
+def test_the_rider_follows_a_whole_ride_on_the_stream(edge_server: Start) -> None:
+    srv = edge_server(stream_location_interval_s="0.2")
+    api = Api(srv.url)
+    driver, rider = sign_up_driver(api), sign_up_rider(api)
+    go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
+    ws = open_ws(srv, driver)
+    trip = request_trip(api, rider)
+    events = Events(srv, trip["id"], rider.token)
+    first = events.until("trip")
+    assert first["id"] == trip["id"] and first["state"] == "requested"
+    offer = next_of(ws, "offer")["offer"]
+    assert api.post(f"/v1/offers/{offer['id']}/accept", driver.token).status == 200
+    assigned = events.until("trip", lambda t: t["state"] == "driver_assigned")
+    assert assigned == api.get(f"/v1/trips/{trip['id']}", rider.token).body | {
+        "driver_location": assigned.get("driver_location")}
+    moved = {"lat": PICKUP["lat"] + 0.001, "lng": PICKUP["lng"]}
+    ws.send(json.dumps({"type": "location", **moved}))
+    position = events.until("location", lambda p: p["lat"] == moved["lat"])
+    assert position["lng"] == moved["lng"]
+    assert datetime.fromisoformat(position["ts"]).tzinfo is not None
+    for step, state in (("arrive", "driver_arrived"), ("start", "in_progress")):
+        assert api.post(f"/v1/trips/{trip['id']}/{step}", driver.token).status == 200
+        assert events.until("trip")["state"] == state
+    ws.send(json.dumps({"type": "location", **DROPOFF}))
+    assert api.post(f"/v1/trips/{trip['id']}/complete", driver.token).status == 200
+    done = events.until("trip", lambda t: t["state"] == "completed")
+    assert done["fare_final"] is not None
+    assert events.until("close") == {"reason": "trip_ended"}
+    events.close()
+    ws.close()
+
+
+def test_only_the_trips_rider_may_open_its_stream(edge_server: Start) -> None:
+    srv = edge_server()
+    api = Api(srv.url)
+    driver, rider, stranger = sign_up_driver(api), sign_up_rider(api), sign_up_rider(api)
+    go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
+    trip = request_trip(api, rider)
+    url = f"{srv.url}/v1/trips/{trip['id']}/events"
+    for token, status in ((stranger.token, 404), (driver.token, 403), (None, 401),
+                          ("not-a-token", 401)):
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        r = requests.get(url, headers=headers, timeout=10)
+        assert r.status_code == status, (token, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_revoking_the_riders_tokens_ends_the_stream(edge_server: Start) -> None:
+    srv = edge_server()
+    api = Api(srv.url)
+    driver, rider = sign_up_driver(api), sign_up_rider(api)
+    go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
+    trip = request_trip(api, rider)
+    events = Events(srv, trip["id"], rider.token)
+    events.until("trip")
+    assert api.delete("/v1/sessions", rider.token).status == 204
+    assert events.until("close") == {"reason": "revoked"}
+    events.close()
+
+
+def test_shutdown_closes_with_1001_and_a_reconnect_catches_up(edge_server: Start) -> None:
+    srv = edge_server(offer_timeout_s="120")
+    api = Api(srv.url)
+    driver, rider = sign_up_driver(api), sign_up_rider(api)
+    go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
+    ws = open_ws(srv, driver)
+    trip = request_trip(api, rider)
+    offer = next_of(ws, "offer")["offer"]
+    events = Events(srv, trip["id"], rider.token)
+    events.until("trip")
+    srv.proc.send_signal(signal.SIGTERM)
+    assert close_code(ws) == 1001
+    assert events.until("close") == {"reason": "shutdown"}
+    events.close()
+    srv.proc.wait(30)
+    again = edge_server(offer_timeout_s="120")  # the same database
+    api = Api(again.url)
+    ws = open_ws(again, driver)
+    assert next_of(ws, "offer")["offer"]["id"] == offer["id"]  # sent again on connect
+    events = Events(again, trip["id"], rider.token)
+    assert events.until("trip")["state"] == "requested"  # the current state, first
+    assert api.post(f"/v1/offers/{offer['id']}/accept", driver.token).status == 200
+    assert events.until("trip", lambda t: t["state"] == "driver_assigned")
+    events.close()
+    ws.close()
+
+
+def test_500_connections_are_held_and_health_stays_prompt(edge_server: Start) -> None:
+    """500 WebSockets on one process (the threaded server held 32): each is served, and
+    /health answers meanwhile (the old server starved it: more than 15 s)."""
+    srv = edge_server(conn_max_per_account="500")
+    driver = sign_up_driver(Api(srv.url))
+
+    async def hold() -> tuple[int, int]:
+        url = ws_url(srv, driver.token)
+        socks = []
+        for _ in range(500):
+            socks.append(await websockets.connect(url, open_timeout=30))
+        # Answered at all: the threaded server could not, with its threads all held.
+        health = await asyncio.to_thread(requests.get, srv.url + "/health", timeout=5)
+        answered = 0
+        for i, sock in enumerate(socks):
+            await sock.send(json.dumps({"type": "ping", "id": i}))
+        for i, sock in enumerate(socks):
+            if json.loads(await sock.recv()) == {"type": "pong", "id": i}:
+                answered += 1
+        await asyncio.gather(*(s.close() for s in socks))
+        assert health.status_code == 200
+        return answered, len(socks)
+
+    answered, opened = asyncio.run(hold())
+    assert answered == opened == 500
