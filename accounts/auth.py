@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 
 from ridehail.kernel.errors import Problem
 
@@ -33,14 +33,16 @@ _CHALLENGE = 'Bearer realm="ridehail"'
 
 class TokenCache:
     """Recently authenticated tokens, kept for `ttl_s` seconds so a busy endpoint does not read
-    the token table on every request. Revoking through this process (one token, or all of an
-    account's) drops the entries at once; a token revoked by another process stops working
-    within `ttl_s` (0 turns the cache off). An entry never outlives its token's expiry."""
+    the token table on every request. A revocation drops the entries at once: in this process
+    directly, in the others when the revocations channel delivers it (`forget`; the scaled
+    mode relays it through Redis, and `ttl_s` bounds a lost message). 0 turns the cache off. An
+    entry never outlives its token's expiry."""
 
     def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, Principal]] = {}
+        self._hashes: dict[str, str] = {}  # token hash -> token, for revocations by hash
         self._lock = threading.Lock()
 
     def get(self, token: str) -> Principal | None:
@@ -57,20 +59,46 @@ class TokenCache:
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()  # crude but bounded; entries are cheap to rebuild
+                self._hashes.clear()
             ttl = self.ttl_s
             if principal.expires_at is not None:
                 ttl = min(ttl, (principal.expires_at - datetime.now(UTC)).total_seconds())
             self._entries[token] = (time.monotonic() + ttl, principal)
+            self._hashes[token_hash(token)] = token
 
     def drop(self, token: str) -> None:
         with self._lock:
             self._entries.pop(token, None)
+            self._hashes.pop(token_hash(token), None)
+
+    def forget(self, message: dict[str, Any]) -> None:
+        """A revocation announced on the revocations channel (by this process or, in the
+        scaled mode, another): the token with that hash, or every token of the account."""
+        hashed = message.get("token")
+        if hashed is None:
+            self.drop_account(str(message.get("account_id")))
+            return
+        with self._lock:
+            token = self._hashes.pop(str(hashed), None)
+            if token is not None:
+                self._entries.pop(token, None)
 
     def drop_account(self, account_id: str) -> None:
         """Forget every cached token of the account ("log out everywhere")."""
         with self._lock:
             for token in [t for t, (_, p) in self._entries.items() if p.account_id == account_id]:
                 del self._entries[token]
+                self._hashes.pop(token_hash(token), None)
+
+
+def install_token_cache(app: Flask, ttl_s: float) -> TokenCache:
+    """The app's token cache, forgetting what the app's revocations channel announces."""
+    cache = TokenCache(ttl_s)
+    app.extensions["token_cache"] = cache
+    channel = app.extensions.get("revocations")
+    if channel is not None:
+        channel.subscribe_all(cache.forget)
+    return cache
 
 
 def token_cache() -> TokenCache:
@@ -86,7 +114,7 @@ def announce_revoked(account_id: str, token: str | None = None) -> None:
     """After a revocation committed: this process's token cache forgets the token (or, with
     None, every token of the account) at once, and the open connections authenticated with
     it close, in every process (the app's `revocations` channel, relayed through Redis in the
-    scaled mode). Other processes' caches forget it within RIDEHAIL_AUTH_CACHE_S."""
+    scaled mode, where the other processes' caches forget it too: `TokenCache.forget`)."""
     cache = token_cache()
     if token is None:
         cache.drop_account(account_id)

@@ -62,8 +62,12 @@ def create_app(
     engine_, background, revocations = build_engine(
         settings, app.extensions["uow_factory"], start=start_background, celery=celery)
     app.extensions["dispatch"] = engine_
-    # Revoking a token closes its open connections, in every process (ridehail/edge).
+    # Revoking a token closes its open connections and empties the token caches, in every
+    # process (ridehail/edge, accounts/auth.py).
     app.extensions["revocations"] = revocations
+    from accounts.auth import install_token_cache
+
+    install_token_cache(app, settings.auth_cache_s)
     if start_background and not settings.scaled and settings.embedded_worker:
         worker = EmbeddedWorker(celery, concurrency=settings.embedded_worker_concurrency)
         worker.start()

@@ -9,6 +9,7 @@ with a `close` event, lets requests in flight finish, then stops the background 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import multiprocessing
@@ -134,7 +135,9 @@ def serve(settings: Settings, factory: Callable[[], Flask],
     if settings.workers == 1:
         from .edge.asgi import EdgeApp
 
-        EdgeServer(_config(settings, EdgeApp(factory()))).run()
+        server = EdgeServer(_config(settings, EdgeApp(factory())))
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once done
+            server.run()
         return
     # Several processes: each builds its own app from the environment (spawned, not forked:
     # the engine's threads do not survive a fork). The command line's overrides travel there.

@@ -82,10 +82,11 @@ class Conn:
         self.outbox.append(message)
         self._start_writer()
 
-    def post_last(self, message: Any) -> None:
+    def post_last(self, message: Any, *, keep_queued: bool = False) -> None:
         """Queue the connection's last message (a close frame, a final event), dropping
-        whatever was still queued."""
-        self.outbox.clear()
+        whatever was still queued unless `keep_queued` (an ending that follows its news)."""
+        if not keep_queued:
+            self.outbox.clear()
         self.outbox.append(message)
         self._start_writer()
 

@@ -108,8 +108,9 @@ async def trip_events(edge: Edge, scope: Scope, receive: Receive, send: Send,
         stream.seq += 1
         reason = REASON_NAMES.get(code, "closed")
         text = f"id: {stream.seq}\nevent: close\ndata: {dumps({'reason': reason})}\n\n"
+        # The trip's end follows its last state (completed, with the fare): that is kept.
         conn.post_last({"type": "http.response.body", "body": text.encode(),
-                        "more_body": False})
+                        "more_body": False}, keep_queued=code == ENDED)
         stream.wake.set()
 
     conn = Conn("sse", caller.principal.account_id, caller.token_hash, send, close)

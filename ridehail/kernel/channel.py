@@ -12,11 +12,14 @@ subscribers of each process stay here.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 Callback = Callable[[dict[str, Any]], None]
+
+log = logging.getLogger(__name__)
 
 
 class Channel:
@@ -24,6 +27,7 @@ class Channel:
         self.name = name
         self._lock = threading.Lock()
         self._subs: dict[str, list[Callback]] = {}
+        self._every: list[Callback] = []  # called for every key
 
     def subscribe(self, key: str, callback: Callback) -> None:
         with self._lock:
@@ -41,6 +45,11 @@ class Channel:
             if not subs:
                 del self._subs[key]
 
+    def subscribe_all(self, callback: Callback) -> None:
+        """`callback` gets every message, whatever its key."""
+        with self._lock:
+            self._every.append(callback)
+
     def subscribers(self, key: str) -> int:
         return len(self._subs.get(key, ()))
 
@@ -50,9 +59,12 @@ class Channel:
 
     def deliver(self, key: str, message: dict[str, Any]) -> int:
         with self._lock:
-            targets = list(self._subs.get(key, ()))
+            targets = [*self._subs.get(key, ()), *self._every]
         for callback in targets:
-            callback(message)
+            try:
+                callback(message)
+            except Exception:  # one subscriber's failure must not silence the others
+                log.exception("channel subscriber failed (channel %s, key %s)", self.name, key)
         return len(targets)
 
 

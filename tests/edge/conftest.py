@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import Server, start_server
-from tests.rides.conftest import Account
+from tests.rides.conftest import PICKUP, Account, Api, go_online
 
 
 @pytest.fixture
@@ -112,3 +112,16 @@ class Events:
 
     def close(self) -> None:
         self.resp.close()
+
+
+def online_here(api: Api, driver: Account, rider: Account) -> None:
+    """The driver online at the pickup, and visible to dispatch: the index publishes every
+    50 ms, so a trip requested at once could find nobody."""
+    go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        near = api.get(f"/v1/vehicles/nearby?lat={PICKUP['lat']}&lng={PICKUP['lng']}",
+                       rider.token)
+        if near.status == 200 and near.body["features"]:
+            return
+    raise AssertionError("the driver never showed up near the pickup")

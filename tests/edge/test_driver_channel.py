@@ -12,11 +12,10 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import Server
-from tests.edge.conftest import close_code, frame, next_of, open_ws
+from tests.edge.conftest import close_code, frame, next_of, online_here, open_ws
 from tests.rides.conftest import (
     PICKUP,
     Api,
-    go_online,
     long_poll,
     request_trip,
     sign_up_driver,
@@ -152,7 +151,7 @@ def test_offers_are_pushed_and_sent_again_on_reconnect(edge_server: Start) -> No
     srv = edge_server(offer_timeout_s="60")
     api = Api(srv.url)
     driver, rider = sign_up_driver(api), sign_up_rider(api)
-    go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
+    online_here(api, driver, rider)
     ws = open_ws(srv, driver)
     trip = request_trip(api, rider)
     pushed = next_of(ws, "offer")["offer"]

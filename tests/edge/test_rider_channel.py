@@ -13,12 +13,11 @@ import requests
 import websockets
 
 from tests.conftest import Server
-from tests.edge.conftest import Events, close_code, next_of, open_ws, ws_url
+from tests.edge.conftest import Events, close_code, next_of, online_here, open_ws, ws_url
 from tests.rides.conftest import (
     DROPOFF,
     PICKUP,
     Api,
-    go_online,
     request_trip,
     sign_up_driver,
     sign_up_rider,
@@ -31,7 +30,7 @@ def test_the_rider_follows_a_whole_ride_on_the_stream(edge_server: Start) -> Non
     srv = edge_server(stream_location_interval_s="0.2")
     api = Api(srv.url)
     driver, rider = sign_up_driver(api), sign_up_rider(api)
-    go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
+    online_here(api, driver, rider)
     ws = open_ws(srv, driver)
     trip = request_trip(api, rider)
     events = Events(srv, trip["id"], rider.token)
@@ -53,7 +52,7 @@ def test_the_rider_follows_a_whole_ride_on_the_stream(edge_server: Start) -> Non
     ws.send(json.dumps({"type": "location", **DROPOFF}))
     assert api.post(f"/v1/trips/{trip['id']}/complete", driver.token).status == 200
     done = events.until("trip", lambda t: t["state"] == "completed")
-    assert done["fare_final"] is not None
+    assert done["fare"] is not None and done["completed_at"] is not None
     assert events.until("close") == {"reason": "trip_ended"}
     events.close()
     ws.close()
@@ -63,7 +62,7 @@ def test_only_the_trips_rider_may_open_its_stream(edge_server: Start) -> None:
     srv = edge_server()
     api = Api(srv.url)
     driver, rider, stranger = sign_up_driver(api), sign_up_rider(api), sign_up_rider(api)
-    go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
+    online_here(api, driver, rider)
     trip = request_trip(api, rider)
     url = f"{srv.url}/v1/trips/{trip['id']}/events"
     for token, status in ((stranger.token, 404), (driver.token, 403), (None, 401),
@@ -78,7 +77,7 @@ def test_revoking_the_riders_tokens_ends_the_stream(edge_server: Start) -> None:
     srv = edge_server()
     api = Api(srv.url)
     driver, rider = sign_up_driver(api), sign_up_rider(api)
-    go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
+    online_here(api, driver, rider)
     trip = request_trip(api, rider)
     events = Events(srv, trip["id"], rider.token)
     events.until("trip")
@@ -91,7 +90,7 @@ def test_shutdown_closes_with_1001_and_a_reconnect_catches_up(edge_server: Start
     srv = edge_server(offer_timeout_s="120")
     api = Api(srv.url)
     driver, rider = sign_up_driver(api), sign_up_rider(api)
-    go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
+    online_here(api, driver, rider)
     ws = open_ws(srv, driver)
     trip = request_trip(api, rider)
     offer = next_of(ws, "offer")["offer"]
