@@ -17,7 +17,8 @@ from ridehail.kernel.logging import get_logger
 
 from ..settings import Settings
 from .connections import REASON_NAMES, Conn, Registry
-from .flaskside import in_request
+from .flaskside import Refusal, in_request, overloaded
+from .http import refuse
 from .location_frames import LocationFrames
 
 log = get_logger(__name__)
@@ -98,6 +99,19 @@ class Edge:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the edge's thread pool."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def admit(self, scope: dict[str, Any], send: Callable[[Any], Any],
+                    check: Callable[[], T]) -> T | None:
+        """An HTTP channel's opening: `check` (the caller, the query...) in a request context,
+        and room in this process. A refusal is answered here, as the REST API words it, and
+        gives None."""
+        try:
+            if self.registry.full():
+                raise await self.run(overloaded, self.flask, scope)
+            return await self.in_request(scope, check)
+        except Refusal as refusal:
+            await refuse(send, refusal)
+            return None
 
     async def in_request(self, scope: dict[str, Any], fn: Callable[[], T]) -> T:
         """`fn` in a Flask request context made from `scope`, in the thread pool; a problem

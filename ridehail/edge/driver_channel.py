@@ -120,7 +120,7 @@ async def driver_socket(edge: Edge, scope: Scope, receive: Receive, send: Send) 
     if message["type"] != "websocket.connect":
         return
     if edge.registry.full():
-        await deny(scope, send, overloaded(edge.flask, scope))
+        await deny(scope, send, await edge.run(overloaded, edge.flask, scope))
         return
     try:
         caller: Caller = await edge.in_request(
@@ -161,15 +161,11 @@ async def long_poll(edge: Edge, scope: Scope, receive: Receive, send: Send) -> N
     """GET /v1/drivers/me/offers?wait=N: the pending offers, after waiting up to N s for one
     when there is none. Subscribed before the first read, so an offer made in between is
     not missed."""
-    try:
-        caller, q = await edge.in_request(
-            scope, lambda: (authenticate(DRIVERS, "this endpoint"), parse_query(OffersQuery)))
-    except Refusal as refusal:
-        await refuse(send, refusal)
+    admitted = await edge.admit(
+        scope, send, lambda: (authenticate(DRIVERS, "this endpoint"), parse_query(OffersQuery)))
+    if admitted is None:
         return
-    if edge.registry.full():
-        await refuse(send, overloaded(edge.flask, scope))
-        return
+    caller, q = admitted
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     conn = Conn("poll", caller.principal.account_id, caller.token_hash, send,

@@ -29,8 +29,8 @@ from trips.model import TERMINAL, Trip, TripNotFound
 
 from .connections import ENDED, REASON_NAMES, Conn
 from .core import Edge
-from .flaskside import Caller, Refusal, authenticate, overloaded
-from .http import Receive, Scope, Send, dumps, refuse
+from .flaskside import Caller, authenticate
+from .http import Receive, Scope, Send, dumps
 
 RIDERS = frozenset({Role.rider})
 
@@ -95,14 +95,10 @@ async def trip_events(edge: Edge, scope: Scope, receive: Receive, send: Send,
             raise Problem(404, "Not Found", f"no such trip {trip_id}") from None
         return caller, trip, trip_payload(eng, trip, "rider", me)
 
-    try:
-        caller, trip, view = await edge.in_request(scope, check)
-    except Refusal as refusal:
-        await refuse(send, refusal)
+    admitted = await edge.admit(scope, send, check)
+    if admitted is None:
         return
-    if edge.registry.full():
-        await refuse(send, overloaded(edge.flask, scope))
-        return
+    caller, trip, view = admitted
 
     def close(code: int) -> None:
         stream.seq += 1
