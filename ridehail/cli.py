@@ -47,7 +47,7 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
     _serve(settings)
 
 
-def _serve(settings: Settings, on_ready: Any = None) -> None:
+def _serve(settings: Settings, on_ready: Any = None, on_stop: Any = None) -> None:
     from .app import create_app
     from .kernel.logging import configure_logging
     from .migrate import upgrade
@@ -63,7 +63,8 @@ def _serve(settings: Settings, on_ready: Any = None) -> None:
     upgrade(settings.database_url)
     click.echo(f"ridehail: serving on http://{settings.host}:{settings.port} "
                f"({'scaled' if settings.scaled else 'embedded'} mode)", err=True)
-    run_server(settings, lambda: create_app(settings, migrate=False), on_ready=on_ready)
+    run_server(settings, lambda: create_app(settings, migrate=False), on_ready=on_ready,
+               on_stop=on_stop)
 
 
 @main.command()
@@ -112,16 +113,19 @@ def demo(port: int | None, host: str | None, drivers: int | None) -> None:
         if settings.demo_drivers > 0:
             fleet.append(_start_demo_fleet(settings, url))
 
-    try:
-        _serve(settings, on_ready=ready)
-    finally:
+    def stop_fleet() -> None:
         for proc in fleet:
-            proc.terminate()
-            proc.wait(10)
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+
+    try:  # the fleet stops first: its drivers would only reconnect while the server goes
+        _serve(settings, on_ready=ready, on_stop=stop_fleet)
+    finally:
+        stop_fleet()
 
 
-# The fleet is a separate process: a client of the API like any driver app, and nothing of it
-# is inherited by the gunicorn workers forked after `when_ready`.
+# The fleet is a separate process: a client of the API like any driver app.
 # It logs (with the server's level and format) its figures every minute and every refusal
 # by reason, rate-limited. Half its drivers hold the driver WebSocket (offers pushed, locations
 # as frames), half poll, so the demo exercises the connection edge (run_demo_fleet's ws_share).

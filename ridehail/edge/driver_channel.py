@@ -117,7 +117,8 @@ class DriverSocket:
 
 async def driver_socket(edge: Edge, scope: Scope, receive: Receive, send: Send) -> None:
     message = await receive()
-    if message["type"] != "websocket.connect":
+    if message["type"] != "websocket.connect":  # the client left before its handshake
+        await send({"type": "websocket.close", "code": 1000})
         return
     if edge.registry.full():
         await deny(scope, send, await edge.run(overloaded, edge.flask, scope))
