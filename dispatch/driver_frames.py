@@ -68,6 +68,9 @@ def parse_frame(raw: str | bytes, now: float) -> Frame:
         raise FrameError(exc.field, str(exc), tag) from None
 
 
+ACK = '{"type":"ack"}'  # the most frequent frame down, written once
+
+
 def reply(kind: str, tag: str | int | None, **fields: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"type": kind, **fields}
     if tag is not None:

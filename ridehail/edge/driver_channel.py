@@ -59,7 +59,10 @@ class DriverSocket:
         self.wake = wake
 
     def send(self, frame: dict[str, Any]) -> None:
-        self.conn.post({"type": "websocket.send", "text": dumps(frame)})
+        self.send_text(dumps(frame))
+
+    def send_text(self, text: str) -> None:
+        self.conn.post({"type": "websocket.send", "text": text})
 
     def refresh(self) -> None:
         """Send the pending offers not sent yet (one read at a time; a wake-up during a read
