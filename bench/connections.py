@@ -675,8 +675,10 @@ class Client:
         # server is far behind, and more connections would only add to its queue.
         if self.inflight[name] >= MAX_INFLIGHT:
             self.errors[f"{name}:not_sent_{MAX_INFLIGHT}_already_waiting"] += 1
+            self.counts[f"{name}_not_sent_{self.phase}"] += 1
             return
         self.inflight[name] += 1
+        self.counts[f"{name}_sent_{self.phase}"] += 1
         try:
             await self.get_timed_once(name, due, path, token)
         finally:
@@ -684,15 +686,20 @@ class Client:
 
     async def get_timed_once(self, name: str, due: float, path: str, token: str | None) -> None:
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        start, phase = loop.time(), self.phase
         try:
             async with self.session.get(f"{self.url}{path}",
                                         headers=self.auth(token) if token else None) as r:
                 await r.read()
                 if r.status != 200:
                     self.errors[f"{name}:{r.status}"] += 1
-        except (TimeoutError, self.aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, self.aiohttp.ClientError, OSError, asyncio.CancelledError) as exc:
+            # No answer (a timeout, or still waiting when the run stopped): how long it had
+            # waited is a lower bound of its latency.
             self.errors[f"{name}:{type(exc).__name__}"] += 1
+            self.samples[phase][f"{name}_unanswered"].append((loop.time() - due) * 1000)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return
         end = loop.time()
         self.sample(name, (end - due) * 1000)
@@ -990,7 +997,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         url, db, server_pid = args.target.rstrip("/"), args.target_db, args.target_pid
         if not db:
             raise SystemExit("--target needs --target-db (the accounts are written there)")
-        server_desc = f"{url} (given with --target)"
+        server_desc = f"{url} (given with --target)" + (f": {args.label}" if args.label else "")
     else:
         tmp = Path(tempfile.mkdtemp(prefix="ridehail-bench-conn-"))
         server = Server(tmp)
@@ -1053,7 +1060,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     conns = ws_held + lp_held + sse_held
     kb_per = (round((rss_held - rss_base) / conns, 2)
               if rss_held is not None and rss_base is not None and conns else None)
-    health, near = stats_ms(hold["health"]), stats_ms(hold["nearby"])
+    health = stats_ms(hold["health"] + hold["health_unanswered"])
+    near = stats_ms(hold["nearby"] + hold["nearby_unanswered"])
     offer, rider = stats_ms(hold["offer_push"]), stats_ms(hold["rider_push"])
     hold_s = max((r["hold_s"] for r in ok), default=0.0)
     nearby_rps = len(hold["nearby"]) / hold_s if hold_s else 0.0
@@ -1066,6 +1074,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ws_connections": ws_held, "longpolls": lp_held, "rider_streams": sse_held,
         "health_p99_ms": health["p99_ms"], "nearby_p99_ms": near["p99_ms"],
         "nearby_rps": round(nearby_rps, 1),
+        # Answered / sent in the hold; with any unanswered the p99 above counts their wait so
+        # far (a lower bound), and requests not sent (500 already waiting) are not in it.
+        "health_answered": f"{len(hold['health'])}/{counts.get('health_sent_hold', 0)}",
+        "nearby_answered": f"{len(hold['nearby'])}/{counts.get('nearby_sent_hold', 0)}",
         "offer_push_p99_ms": offer["p99_ms"], "rider_push_p99_ms": rider["p99_ms"],
         "kb_per_connection": kb_per,
         "max_held_with_health_under_1s": hold_meta.get("ramp", {}).get(
@@ -1084,7 +1096,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary["server_cpu_ms_per_location_frame"] = (
         round(server_cpu * 1000 / frames, 3) if frames and server_cpu is not None else None)
     summary["meets"] = meets(summary)
-    notes.extend(miss_notes(summary))
+    notes.extend(miss_notes(summary, {**errors, **counts}))
     if args.profile:
         notes.append(f"py-spy profile of the server during the hold: {args.profile}")
     summary["notes"] = notes
@@ -1261,12 +1273,23 @@ def meets(s: dict[str, Any]) -> dict[str, bool | None]:
     }
 
 
-def miss_notes(s: dict[str, Any]) -> list[str]:
+# The errors that explain a latency without a single sample.
+SAMPLE_ERRORS = {"health_p99_ms": ("health",), "nearby_p99_ms": ("nearby",),
+                 "offer_push_p99_ms": ("trip_request:", "timeout:offer"),
+                 "rider_push_p99_ms": ("trip_request:", "stream", "accept:", "arrive:",
+                                       "timeout:assigned", "timeout:arrived")}
+
+
+def miss_notes(s: dict[str, Any], problems: dict[str, int]) -> list[str]:
     out = []
     for key, ok in s["meets"].items():
         value, target = s[key], TARGETS[key]
         if ok is None:
-            out.append(f"{key}: not measured")
+            why = {k: v for k, v in problems.items()
+                   if k.startswith(SAMPLE_ERRORS.get(key, ("-",)))}
+            out.append(f"{key}: no sample" + (f" ({why})" if why else
+                                              " (no server pid for memory)"
+                                              if key == "kb_per_connection" else ""))
         elif not ok:
             if key in ("ws_connections", "longpolls", "rider_streams"):
                 out.append(f"{key}: {value} held, {target - value:g} short of {target:g}")
@@ -1274,14 +1297,25 @@ def miss_notes(s: dict[str, Any]) -> list[str]:
                 out.append(f"nearby_rps: {s['nearby_rps']} answered against "
                            f"{TARGETS['nearby_rps']:g} offered (p99 {value} ms)")
             else:
+                answered = s.get(key.replace("_p99_ms", "_answered")) \
+                    if key in ("health_p99_ms", "nearby_p99_ms") else None
+                done, _, sent = (answered or "").partition("/")
+                extra = (f"; {answered} answered, the unanswered counted at their wait, so a "
+                         "lower bound" if answered and done != sent else "")
                 out.append(f"{key}: {value} against {target:g}, missed by "
-                           f"{value - target:.1f} ({(value - target) / target:.0%})")
+                           f"{value - target:.1f} ({(value - target) / target:.0%}){extra}")
     return out
 
 
 def git_head() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                          capture_output=True).stdout.strip()
+    """The commit served, and whether tracked files differ from it (the server runs the
+    working tree)."""
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], cwd=ROOT, text=True,
+                              capture_output=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "*.py", ":!bench")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted code" if dirty else "")
 
 
 def has_uvloop() -> bool:
@@ -1306,6 +1340,7 @@ def main() -> None:
     ap.add_argument("--target", help="aim at this running server instead of starting one")
     ap.add_argument("--target-db", help="with --target: its database URL (accounts go there)")
     ap.add_argument("--target-pid", type=int, help="with --target: its pid (memory, CPU)")
+    ap.add_argument("--label", help="with --target: what that server is (goes in the JSON)")
     ap.add_argument("--give-up-after", type=float, default=120.0,
                     help="stop the ramp when /health has not answered within 1 s this long")
     ap.add_argument("--wait-quiet", type=float, default=600.0,
