@@ -115,15 +115,13 @@ def announce_revoked(account_id: str, token: str | None = None) -> None:
     None, every token of the account) at once, and the open connections authenticated with
     it close, in every process (the app's `revocations` channel, relayed through Redis in the
     scaled mode, where the other processes' caches forget it too: `TokenCache.forget`)."""
-    cache = token_cache()
-    if token is None:
-        cache.drop_account(account_id)
-    else:
-        cache.drop(token)
+    message = {"account_id": account_id,
+               "token": None if token is None else token_hash(token)}
     channel = current_app.extensions.get("revocations")
-    if channel is not None:
-        channel.publish(account_id, {"account_id": account_id,
-                                     "token": None if token is None else token_hash(token)})
+    if channel is None:  # an app without the channel: only this cache to tell
+        token_cache().forget(message)
+    else:  # its subscribers include this process's cache (install_token_cache)
+        channel.publish(account_id, message)
 
 
 def token_policy() -> TokenPolicy:
@@ -135,7 +133,7 @@ def token_policy() -> TokenPolicy:
                        touch_s=settings.token_touch_interval_s)
 
 
-def _unauthorized(detail: str, *, invalid: bool) -> Problem:
+def unauthorized(detail: str, *, invalid: bool) -> Problem:
     # RFC 6750: a presented-but-bad token gets error="invalid_token"; a missing one does not.
     challenge = f'{_CHALLENGE}, error="invalid_token"' if invalid else _CHALLENGE
     return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
@@ -148,7 +146,7 @@ def token_from_request(allow_query_token: bool = False) -> str | None:
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise _unauthorized("the Authorization header must be 'Bearer <token>'",
+            raise unauthorized("the Authorization header must be 'Bearer <token>'",
                                 invalid=True)
         return token.strip()
     if allow_query_token:
@@ -161,14 +159,14 @@ def principal_from_request(allow_query_token: bool = False) -> Principal:
     sets `g.principal`. The WebSocket view calls this with `allow_query_token=True`."""
     token = token_from_request(allow_query_token)
     if token is None:
-        raise _unauthorized("this endpoint needs a bearer token", invalid=False)
+        raise unauthorized("this endpoint needs a bearer token", invalid=False)
     cache = token_cache()
     principal = cache.get(token)
     if principal is None:
         principal = service.authenticate(current_app.extensions["uow_factory"], token,
                                          policy=token_policy())
         if principal is None:
-            raise _unauthorized("the token is unknown, revoked or expired", invalid=True)
+            raise unauthorized("the token is unknown, revoked or expired", invalid=True)
         cache.put(token, principal)
     g.principal = principal
     return principal
@@ -205,5 +203,5 @@ def current_principal() -> Principal:
     """The principal `require` (or `principal_from_request`) authenticated for this request."""
     principal: Principal | None = g.get("principal")
     if principal is None:
-        raise _unauthorized("this endpoint needs a bearer token", invalid=False)
+        raise unauthorized("this endpoint needs a bearer token", invalid=False)
     return principal

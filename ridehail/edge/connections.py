@@ -55,8 +55,8 @@ class Conn:
 
     counted: Callable[[int], None] | None = None  # the process's count of closes, by code
 
-    __slots__ = ("account_id", "closed", "closing", "kind", "last_rx", "on_close", "opened",
-                 "outbox", "token_hash", "_send", "_writer")
+    __slots__ = ("account_id", "closed", "closing", "kind", "last_rx", "on_close", "outbox",
+                 "token_hash", "_send", "_writer")
 
     def __init__(self, kind: str, account_id: str, token_hash: str,
                  send: Callable[[Any], Awaitable[None]],
@@ -64,7 +64,7 @@ class Conn:
         self.kind = kind
         self.account_id = account_id
         self.token_hash = token_hash
-        self.opened = self.last_rx = time.monotonic()
+        self.last_rx = time.monotonic()
         self.outbox: deque[Any] = deque()
         self.closing: int | None = None  # the close code once a close was asked for
         self.closed = False
@@ -89,6 +89,11 @@ class Conn:
             self.outbox.clear()
         self.outbox.append(message)
         self._start_writer()
+
+    async def drained(self) -> None:
+        """Until what is queued has been written (or the client is gone)."""
+        while self._writer is not None:
+            await asyncio.wait({self._writer})
 
     def _start_writer(self) -> None:
         if self._writer is None:

@@ -5,14 +5,16 @@ sweeper."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from flask import Flask
 
 from dispatch.engine import Engine
+from ridehail.kernel.channel import Channel
 from ridehail.kernel.logging import get_logger
 
 from ..settings import Settings
@@ -40,6 +42,9 @@ class Edge:
                                  max_connections=self.settings.conn_max_connections,
                                  idle_s=self.settings.conn_idle_s)
         self.locations = LocationFrames(self.engine, self.run)
+        # Every revocation (this process's or, relayed, another's): the registry finds the
+        # account's connections itself.
+        self.revocations.subscribe_all(self.registry.revoked)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
         app.extensions["edge"] = self
@@ -95,6 +100,20 @@ class Edge:
                 self.registry.sweep_idle()
             except Exception:  # noqa: BLE001 - the sweeper must keep running
                 log.exception("idle sweep failed")
+
+    @contextlib.contextmanager
+    def holding(self, conn: Conn, channel: Channel, key: str,
+                wake: Callable[[dict[str, Any]], None]) -> Iterator[None]:
+        """A connection's lifetime: woken by `channel` for `key` and counted by the registry
+        (its limits) while open; both undone, and the connection marked closed, at its end."""
+        channel.subscribe(key, wake)
+        self.registry.add(conn)
+        try:
+            yield
+        finally:
+            conn.closed = True
+            channel.unsubscribe(key, wake)
+            self.registry.remove(conn)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the edge's thread pool."""

@@ -18,17 +18,17 @@ import contextlib
 import time
 from typing import Any
 
+from accounts.auth import unauthorized
 from accounts.model import Role
 from dispatch.driver_frames import FrameError, error_frame, offer_frame, parse_frame, reply
 from dispatch.readers import offers_payload
 from dispatch.schemas import OffersQuery
-from ridehail.kernel.errors import Problem
 from ridehail.kernel.logging import get_logger
 from ridehail.kernel.validation import parse_query
 
 from .connections import REASONS, REVOKED, Conn
 from .core import Edge
-from .flaskside import Caller, Refusal, authenticate, overloaded
+from .flaskside import Caller, Refusal, authenticate, in_request_refusal, overloaded
 from .http import Receive, Scope, Send, deny, dumps, refuse, respond
 
 log = get_logger(__name__)
@@ -140,11 +140,7 @@ async def driver_socket(edge: Edge, scope: Scope, receive: Receive, send: Send) 
 
     conn = Conn("ws", caller.principal.account_id, caller.token_hash, send, close)
     sock = DriverSocket(edge, conn)
-    me = conn.account_id
-    edge.registry.add(conn)
-    edge.engine.channel.subscribe(me, sock.wake)
-    edge.revocations.subscribe(me, edge.registry.revoked)
-    try:
+    with edge.holding(conn, edge.engine.channel, conn.account_id, sock.wake):
         sock.refresh()  # every pending offer, again (a reconnect loses none)
         while True:
             message = await receive()
@@ -154,11 +150,6 @@ async def driver_socket(edge: Edge, scope: Scope, receive: Receive, send: Send) 
             if kind == "websocket.receive" and conn.closing is None:
                 raw = message.get("text")
                 sock.handle(raw if raw is not None else message.get("bytes") or b"")
-    finally:
-        conn.closed = True
-        edge.engine.channel.unsubscribe(me, sock.wake)
-        edge.revocations.unsubscribe(me, edge.registry.revoked)
-        edge.registry.remove(conn)
 
 
 async def long_poll(edge: Edge, scope: Scope, receive: Receive, send: Send) -> None:
@@ -179,28 +170,17 @@ async def long_poll(edge: Edge, scope: Scope, receive: Receive, send: Send) -> N
     def wake(_message: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(done.set)
 
-    edge.engine.channel.subscribe(me, wake)
-    edge.revocations.subscribe(me, edge.registry.revoked)
-    edge.registry.add(conn)
-    try:
+    with edge.holding(conn, edge.engine.channel, me, wake):
         offers = await edge.run(offers_payload, edge.engine, me)
         if not offers and q.wait > 0 and conn.closing is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), q.wait)
             if conn.closing != REVOKED:
                 offers = await edge.run(offers_payload, edge.engine, me)
-    finally:
-        edge.engine.channel.unsubscribe(me, wake)
-        edge.revocations.unsubscribe(me, edge.registry.revoked)
-        edge.registry.remove(conn)
     if conn.closing == REVOKED:
         def revoked() -> None:
-            raise Problem(401, "Unauthorized", "the token was revoked while waiting",
-                          headers={"WWW-Authenticate":
-                                   'Bearer realm="ridehail", error="invalid_token"'})
-        try:
-            await edge.in_request(scope, revoked)
-        except Refusal as refusal:
-            await refuse(send, refusal)
+            raise unauthorized("the token was revoked while waiting", invalid=True)
+
+        await refuse(send, await edge.run(in_request_refusal, edge.flask, scope, revoked))
         return
     await respond(send, 200, dumps(offers).encode())

@@ -17,10 +17,9 @@ Send = Callable[[Any], Any]
 async def respond(send: Send, status: int, body: bytes,
                   headers: list[tuple[bytes, bytes]] | None = None,
                   content_type: bytes = b"application/json") -> None:
-    hdrs = [(k, v) for k, v in (headers or []) if k not in (b"content-length",)]
+    hdrs = _sized(headers or [], body)
     if not any(k == b"content-type" for k, _ in hdrs):
         hdrs.append((b"content-type", content_type))
-    hdrs.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
     await send({"type": "http.response.body", "body": body})
 
@@ -33,13 +32,17 @@ async def deny(scope: Scope, send: Send, refusal: Refusal) -> None:
     """Refuse a WebSocket handshake with an HTTP answer (the ASGI denial-response extension;
     a server without it gets a plain close, 403)."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        hdrs = [(k, v) for k, v in refusal.headers if k != b"content-length"]
-        hdrs.append((b"content-length", str(len(refusal.body)).encode()))
         await send({"type": "websocket.http.response.start", "status": refusal.status,
-                    "headers": hdrs})
+                    "headers": _sized(refusal.headers, refusal.body)})
         await send({"type": "websocket.http.response.body", "body": refusal.body})
     else:
         await send({"type": "websocket.close", "code": 1008})
+
+
+def _sized(headers: list[tuple[bytes, bytes]], body: bytes) -> list[tuple[bytes, bytes]]:
+    """`headers` with the content-length of `body` (the one given, if any, replaced)."""
+    return [*((k, v) for k, v in headers if k != b"content-length"),
+            (b"content-length", str(len(body)).encode())]
 
 
 def dumps(obj: Any) -> str:

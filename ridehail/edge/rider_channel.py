@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from accounts.model import Role
+from dispatch.engine import Engine
 from dispatch.readers import trip_payload
 from ridehail.kernel.errors import Problem
 from ridehail.kernel.formats import iso
@@ -33,6 +34,13 @@ from .flaskside import Caller, authenticate
 from .http import Receive, Scope, Send, dumps
 
 RIDERS = frozenset({Role.rider})
+
+
+def rider_view(eng: Engine, trip_id: str, rider_id: str) -> tuple[Trip, dict[str, Any]]:
+    """The trip and its rider's view of it, as GET /v1/trips/{id} shows it (the thread pool;
+    TripNotFound when it is not this rider's)."""
+    trip = eng.trip_for(trip_id, "rider", rider_id)
+    return trip, trip_payload(eng, trip, "rider", rider_id)
 
 
 class TripStream:
@@ -50,20 +58,17 @@ class TripStream:
         self.last_pos: tuple[float, float, float] | None = None
         self.trip = trip
 
-    def event(self, name: str, data: Any) -> None:
+    def encode(self, name: str, data: Any, *, more: bool = True) -> dict[str, Any]:
+        """The next event, numbered, as the ASGI message that writes it."""
         self.seq += 1
         text = f"id: {self.seq}\nevent: {name}\ndata: {dumps(data)}\n\n"
-        self.conn.post({"type": "http.response.body", "body": text.encode(),
-                        "more_body": True})
+        return {"type": "http.response.body", "body": text.encode(), "more_body": more}
 
-    def read(self) -> tuple[Trip, dict[str, Any]]:
-        """The trip and its rider's view of it (the thread pool)."""
-        eng = self.edge.engine
-        trip = eng.trip_for(self.trip_id, "rider", self.me)
-        return trip, trip_payload(eng, trip, "rider", self.me)
+    def event(self, name: str, data: Any) -> None:
+        self.conn.post(self.encode(name, data))
 
     async def send_trip(self) -> None:
-        trip, view = await self.edge.run(self.read)
+        trip, view = await self.edge.run(rider_view, self.edge.engine, self.trip_id, self.me)
         self.trip = trip
         if view != self.last_view:
             self.last_view = view
@@ -88,12 +93,10 @@ async def trip_events(edge: Edge, scope: Scope, receive: Receive, send: Send,
 
     def check() -> tuple[Caller, Trip, dict[str, Any]]:
         caller = authenticate(RIDERS, "a trip's event stream")
-        me = caller.principal.account_id
         try:
-            trip = eng.trip_for(trip_id, "rider", me)
+            return (caller, *rider_view(eng, trip_id, caller.principal.account_id))
         except TripNotFound:
             raise Problem(404, "Not Found", f"no such trip {trip_id}") from None
-        return caller, trip, trip_payload(eng, trip, "rider", me)
 
     admitted = await edge.admit(scope, send, check)
     if admitted is None:
@@ -101,12 +104,10 @@ async def trip_events(edge: Edge, scope: Scope, receive: Receive, send: Send,
     caller, trip, view = admitted
 
     def close(code: int) -> None:
-        stream.seq += 1
         reason = REASON_NAMES.get(code, "closed")
-        text = f"id: {stream.seq}\nevent: close\ndata: {dumps({'reason': reason})}\n\n"
         # The trip's end follows its last state (completed, with the fare): that is kept.
-        conn.post_last({"type": "http.response.body", "body": text.encode(),
-                        "more_body": False}, keep_queued=code == ENDED)
+        conn.post_last(stream.encode("close", {"reason": reason}, more=False),
+                       keep_queued=code == ENDED)
         stream.wake.set()
 
     conn = Conn("sse", caller.principal.account_id, caller.token_hash, send, close)
@@ -121,47 +122,38 @@ async def trip_events(edge: Edge, scope: Scope, receive: Receive, send: Send,
         (b"cache-control", b"no-store"),
         (b"x-accel-buffering", b"no"),
     ]})
-    me = conn.account_id
-    eng.trip_channel.subscribe(trip_id, on_change)
-    edge.revocations.subscribe(me, edge.registry.revoked)
-    edge.registry.add(conn)
     watcher = loop.create_task(_watch_disconnect(receive, conn, stream))
     settings = edge.settings
     try:
-        stream.last_view = view
-        stream.event("trip", view)
-        next_pos = next_beat = time.monotonic()
-        while conn.closing is None and not conn.closed:
-            if stream.trip.state in TERMINAL:
-                conn.close(ENDED)
-                break
-            now = time.monotonic()
-            if now >= next_pos:
-                stream.send_position()
-                next_pos = now + settings.stream_location_interval_s
-            if now >= next_beat:
-                conn.post({"type": "http.response.body", "body": b": ping\n\n",
-                           "more_body": True})
-                next_beat = now + settings.stream_heartbeat_s
-            timeout = max(0.0, min(next_pos, next_beat) - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stream.wake.wait(), timeout)
-            if stream.wake.is_set():
-                stream.wake.clear()
-                if conn.closing is None and not conn.closed:
-                    try:
-                        await stream.send_trip()
-                    except TripNotFound:
-                        conn.close(ENDED)
-        while conn.outbox and not conn.closed:  # let the last event go out
-            await asyncio.sleep(0.01)
+        with edge.holding(conn, eng.trip_channel, trip_id, on_change):
+            stream.last_view = view
+            stream.event("trip", view)
+            next_pos = next_beat = time.monotonic()
+            while conn.closing is None and not conn.closed:
+                if stream.trip.state in TERMINAL:
+                    conn.close(ENDED)
+                    break
+                now = time.monotonic()
+                if now >= next_pos:
+                    stream.send_position()
+                    next_pos = now + settings.stream_location_interval_s
+                if now >= next_beat:
+                    conn.post({"type": "http.response.body", "body": b": ping\n\n",
+                               "more_body": True})
+                    next_beat = now + settings.stream_heartbeat_s
+                timeout = max(0.0, min(next_pos, next_beat) - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stream.wake.wait(), timeout)
+                if stream.wake.is_set():
+                    stream.wake.clear()
+                    if conn.closing is None and not conn.closed:
+                        try:
+                            await stream.send_trip()
+                        except TripNotFound:
+                            conn.close(ENDED)
+            await conn.drained()  # the last event goes out before the stream ends
     finally:
         watcher.cancel()
-        eng.trip_channel.unsubscribe(trip_id, on_change)
-        edge.revocations.unsubscribe(me, edge.registry.revoked)
-        edge.registry.remove(conn)
-        conn.closed = True
-
 
 
 async def _watch_disconnect(receive: Receive, conn: Conn, stream: TripStream) -> None:
