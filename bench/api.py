@@ -222,12 +222,14 @@ class Bench:
             assert r.status_code == 204, r.text
             return 1
 
+        cpu0 = self.server_cpu_s()
         n, elapsed, lat = self.closed_loop(threads, seconds, send)
+        cpu = self.server_cpu_s() - cpu0
         # Park them off the map so they never take a benchmark trip.
         for _id, token in drivers:
             self.call("PUT", "/v1/drivers/me/status", token, {"status": "offline"})
         return {"threads": threads, "pings": n, "seconds": elapsed, "pings_per_s": n / elapsed,
-                "latency": summary_ms(lat)}
+                "latency": summary_ms(lat), "server_cpu_ms_per_ping": cpu * 1000 / max(n, 1)}
 
     def nearby(self, rate: float, seconds: float, workers: int = 32) -> dict[str, Any]:
         _rid, rider = self.sign_up("riders")
@@ -256,12 +258,15 @@ class Bench:
                 latencies.append((end - scheduled) * 1000)  # includes any queueing
                 service.append((end - start) * 1000)
 
+        cpu0 = self.server_cpu_s()
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(fire, range(total)))
         elapsed = time.perf_counter() - t0
+        cpu = self.server_cpu_s() - cpu0
         return {"offered_rps": rate, "seconds": seconds, "requests": total, "errors": errors,
                 "achieved_rps": total / elapsed, "latency_from_schedule": summary_ms(latencies),
-                "service_time": summary_ms(service)}
+                "service_time": summary_ms(service),
+                "server_cpu_ms_per_request": cpu * 1000 / max(total, 1)}
 
     def request_to_offer(self, trips: int) -> dict[str, Any]:
         _did, driver = self.sign_up("drivers")
@@ -297,12 +302,19 @@ class Bench:
         spy = subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
              str(self._worker_pid()), "--duration", str(int(seconds) + 1), "--format", "raw",
-             "--output", str(self.profile / f"{name}.txt"), "--nonblocking"],
+             "--output", str(self.profile / f"{name}.txt"), "--nonblocking", "--gil"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             return phase()
         finally:
             spy.wait(60)
+
+    def server_cpu_s(self) -> float:
+        """CPU seconds the serving process has used (user + system, /proc/<pid>/stat): the
+        cost of a request, which a machine shared with other work changes less than the
+        rate or the latency."""
+        fields = Path(f"/proc/{self._worker_pid()}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def _worker_pid(self) -> int:
         assert self.proc is not None
@@ -342,6 +354,8 @@ def main() -> None:
         "locations_per_s": batch["locations_per_s"],
         "single_pings_per_s": ping["pings_per_s"],
         "batch_vs_single_ratio": batch["locations_per_s"] / ping["pings_per_s"],
+        "server_cpu_ms_per_ping": ping["server_cpu_ms_per_ping"],
+        "server_cpu_ms_per_nearby": near["server_cpu_ms_per_request"],
         "targets": TARGETS,
         "meets": {
             "nearby_p99_ms": near["latency_from_schedule"]["p99_ms"]
@@ -353,8 +367,8 @@ def main() -> None:
     }
     doc = {
         "workload": {"drivers_online": DRIVERS, "batch_size": BATCH, "quick": q,
-                     "server": "ridehail serve (gunicorn gthread, 1 worker, 64 threads), "
-                               "SQLite, embedded mode, loopback",
+                     "server": "ridehail serve (uvicorn, the connection edge, Flask in 64 "
+                               "threads), SQLite, embedded mode, loopback",
                      "client": "requests, same machine",
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}},
         "location_batches": batch, "location_pings": ping, "nearby": near,

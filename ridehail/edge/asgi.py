@@ -2,7 +2,7 @@
 
 The connections that wait (the driver's WebSocket, the offers long-poll, the rider's trip
 event stream) are served here, on the event loop: an open connection costs memory, not a
-thread. Everything else goes to the Flask app through a2wsgi's thread pool, unchanged.
+thread. Everything else goes to the Flask app in a thread pool, one hop each way (`wsgi.py`).
 
 The edge reaches the engine through the channels it already has: the offers channel (keyed by
 driver) and the trips channel (keyed by trip) wake connections after a commit, in-process in
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 
-from a2wsgi import WSGIMiddleware
 from flask import Flask
 
 from ridehail.kernel.errors import Problem
@@ -26,16 +25,18 @@ from .driver_channel import driver_socket, long_poll
 from .flaskside import Refusal, in_request_refusal
 from .http import Receive, Scope, Send, deny, refuse
 from .rider_channel import trip_events
+from .wsgi import FlaskBridge
 
 TRIP_EVENTS = re.compile(r"/v1/trips/([^/]+)/events")
 
 
 class EdgeApp:
-    """The ASGI app: the edge's routes on the loop, the rest to Flask (a2wsgi)."""
+    """The ASGI app: the edge's routes on the loop, the rest to Flask."""
 
     def __init__(self, app: Flask) -> None:
         self.edge = Edge(app)
-        self.wsgi = WSGIMiddleware(app, workers=self.edge.settings.threads)  # type: ignore[arg-type]
+        settings = self.edge.settings
+        self.wsgi = FlaskBridge(app, workers=settings.threads, max_body=settings.max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -63,7 +64,7 @@ class EdgeApp:
             if match is not None:
                 await trip_events(edge, scope, receive, send, match.group(1))
                 return
-        await self.wsgi(scope, receive, send)  # type: ignore[arg-type]
+        await self.wsgi(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -73,6 +74,7 @@ class EdgeApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.edge.stop()
+                self.wsgi.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

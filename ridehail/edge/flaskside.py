@@ -19,6 +19,8 @@ from accounts.model import Principal, Role
 from accounts.tokens import token_hash
 from ridehail.kernel.errors import Problem, problem_response
 
+from .wsgi import environ
+
 T = TypeVar("T")
 
 
@@ -37,17 +39,10 @@ class Caller:
     token_hash: str
 
 
-def _environ_args(scope: dict[str, Any]) -> dict[str, Any]:
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-    return {"path": scope["path"],
-            "query_string": scope.get("query_string", b"").decode("latin-1"),
-            "headers": headers, "method": "GET"}
-
-
 def in_request(app: Flask, scope: dict[str, Any], fn: Callable[[], T]) -> T:
     """Run `fn` in a Flask request context made from `scope`; a Problem it raises becomes a
     Refusal carrying the problem response."""
-    with app.test_request_context(**_environ_args(scope)):
+    with app.request_context(environ(scope, b"")):
         try:
             return fn()
         except Problem as problem:

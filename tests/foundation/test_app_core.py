@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from flask import Flask
+from flask import Flask, session
 from flask.testing import FlaskClient
 
 from ridehail.app import create_app, shutdown
@@ -20,6 +20,14 @@ def app(sqlite_settings: Settings) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+def test_no_cookie_session_is_opened_or_set(app: Flask, client: FlaskClient) -> None:
+    # Bearer tokens only: no request builds Flask's signed cookie session, none sets a cookie.
+    with app.test_request_context("/health"):
+        with pytest.raises(RuntimeError, match="session is unavailable"):
+            session["who"] = "someone"
+    assert "Set-Cookie" not in client.get("/health").headers
 
 
 def test_health(client: FlaskClient) -> None:
