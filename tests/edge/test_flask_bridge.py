@@ -4,6 +4,7 @@ to the body limit, the answer in one hop, the environ a WSGI server would build.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -87,7 +88,7 @@ def test_a_body_in_pieces_reaches_the_app_and_the_answer_comes_back(bridge: Flas
                             (b"x-tag", b"two")])
     status, headers, body = answer(sent)
     assert status == 200 and headers[b"content-type"] == b"application/json"
-    got = __import__("json").loads(body)
+    got = json.loads(body)
     assert got == {"size": 13, "body": {"a": [1, 2]}, "addr": "10.1.2.3",
                    "agent": "one,two", "args": "x y"}
 
