@@ -1347,7 +1347,8 @@ def main() -> None:
                     help="wait at most this long for the machine to be idle before starting")
     ap.add_argument("--skip-threaded", action="store_true",
                     help="do not measure the threaded (gthread) server")
-    ap.add_argument("--profile", type=Path, help="py-spy raw profile of the server, held (samples holding the GIL)")
+    ap.add_argument("--profile", type=Path,
+                    help="py-spy raw profile of the server, held (samples holding the GIL)")
     ap.add_argument("--out", type=Path, help="also write the JSON document here")
     args = ap.parse_args()
     # SIGTERM unwinds like Ctrl-C: the server and the client processes are stopped.

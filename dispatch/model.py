@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class DriverStatus(StrEnum):
@@ -52,6 +52,15 @@ class RiderBusy(Exception):
 
 class NotOnline(DispatchError):
     pass
+
+
+class DriverSummary(NamedTuple):
+    """A driver's dispatch state without its bookkeeping: what the directory mirrors."""
+
+    driver_id: str
+    status: DriverStatus
+    vehicle_class: str
+    trip_id: str | None
 
 
 @dataclass

@@ -5,13 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, select
 
 from ridehail.kernel.units import MemoryStore, UndoLog
 from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
 
-from .model import DispatchRecord, DriverState, DriverStatus, Offer, OfferState
+from .model import DispatchRecord, DriverState, DriverStatus, DriverSummary, Offer, OfferState
 from .tables import dispatch_records, driver_states, offers
+
+# Built once: a statement built per call spends more on SQLAlchemy's cache key than on the row.
+_ONLINE_PAGE = (
+    select(driver_states.c.driver_id, driver_states.c.status, driver_states.c.vehicle_class,
+           driver_states.c.trip_id)
+    .where(driver_states.c.status != DriverStatus.offline.value,
+           driver_states.c.driver_id > bindparam("after"))
+    .order_by(driver_states.c.driver_id)
+    .limit(bindparam("limit"))
+)
 
 DRIVER_CODEC: RowCodec[DriverState] = RowCodec(
     DriverState, id_columns=("driver_id", "trip_id"), decoders={"status": DriverStatus}
@@ -35,8 +45,10 @@ class SqlDriverStates(SqlVersioned[DriverState]):
     def add(self, state: DriverState) -> None:
         self.insert(state)
 
-    def online(self) -> list[DriverState]:
-        return self.find(driver_states.c.status != DriverStatus.offline.value)
+    def online_page(self, after: int, limit: int) -> list[DriverSummary]:
+        rows = self.conn.execute(_ONLINE_PAGE, {"after": after, "limit": limit})
+        return [DriverSummary(str(r.driver_id), DriverStatus(r.status), r.vehicle_class,
+                              None if r.trip_id is None else str(r.trip_id)) for r in rows]
 
     def many(self, driver_ids: list[str]) -> list[DriverState]:
         out: list[DriverState] = []
@@ -53,9 +65,11 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
     def add(self, state: DriverState) -> None:
         self.insert(state)
 
-    def online(self) -> list[DriverState]:
-        return [self.get(k) for k, s in list(self.rows.items())  # type: ignore[misc]
-                if s.status != DriverStatus.offline]
+    def online_page(self, after: int, limit: int) -> list[DriverSummary]:
+        keys = sorted(int(k) for k, s in list(self.rows.items())
+                      if s.status != DriverStatus.offline and int(k) > after)[:limit]
+        rows = [self.rows[str(k)] for k in keys]
+        return [DriverSummary(s.driver_id, s.status, s.vehicle_class, s.trip_id) for s in rows]
 
     def many(self, driver_ids: list[str]) -> list[DriverState]:
         found = (self.get(d) for d in driver_ids)

@@ -9,13 +9,15 @@ from typing import Protocol
 from ridehail.kernel.versioned import Versioned
 from trips.unit import TripsUnit
 
-from .model import DispatchRecord, DriverState, Offer
+from .model import DispatchRecord, DriverState, DriverSummary, Offer
 
 
 class DriverStateRepository(Versioned[DriverState], Protocol):
     def add(self, state: DriverState) -> None: ...
 
-    def online(self) -> list[DriverState]: ...
+    def online_page(self, after: int, limit: int) -> list[DriverSummary]:
+        """Online drivers with an id above `after`, by id, at most `limit`."""
+        ...
 
     def many(self, driver_ids: list[str]) -> list[DriverState]: ...
 

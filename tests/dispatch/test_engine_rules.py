@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from dispatch import drivers as drivers_module
 from dispatch.engine import DispatchConfig, Engine, Hooks
 from dispatch.model import (
     DriverBusy,
+    DriverState,
     DriverStatus,
     NotOnline,
     OfferClosed,
@@ -363,3 +365,61 @@ def test_a_batch_of_unknown_drivers_costs_one_read() -> None:
     assert accepted == 1 and len(rejected) == 5000
     assert {r["reason"] for r in rejected} == {"offline"}
     assert opened == [True]
+
+
+def set_state_elsewhere(kit: Kit, driver_id: str, status: DriverStatus, vclass: str = "standard",
+                        trip_id: str | None = None) -> None:
+    """Another process's committed change whose driver event never arrived here."""
+    with kit.units() as uow:
+        st = uow.drivers.get(driver_id)
+        if st is None:
+            uow.drivers.add(DriverState(driver_id, vclass, status, 0.0, trip_id))
+        else:
+            st.status, st.trip_id = status, trip_id
+            uow.drivers.save(st)
+        uow.commit()
+
+
+def test_reconcile_repairs_lost_driver_events_across_pages(
+        kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(drivers_module, "RECONCILE_PAGE", 2)
+    gone = [kit.driver(str(i), i * 10) for i in range(1, 6)]
+    for d in gone:
+        set_state_elsewhere(kit, d, DriverStatus.offline)
+    busy = kit.driver("7", 70)
+    set_state_elsewhere(kit, busy, DriverStatus.en_route, trip_id="99")
+    stranger = "8"
+    set_state_elsewhere(kit, stranger, DriverStatus.available, vclass="xl")
+    assert kit.engine.reconcile() == 2
+    directory = kit.engine.drivers.entries
+    assert not set(gone) & set(directory)
+    assert (directory[busy].status, directory[busy].trip_id) == (DriverStatus.en_route, "99")
+    assert directory[stranger].vehicle_class == "xl"
+    kit.engine.index.publish()
+    assert {n.driver_id for n in kit.engine.index.snapshot().nearest(*PICKUP, k=10,
+                                                                     radius_m=5000)} == set()
+
+
+def test_a_driver_who_comes_online_during_reconcile_is_not_forgotten(
+        kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(drivers_module, "RECONCILE_PAGE", 2)
+    for i in range(10, 15):
+        kit.driver(str(i), i)
+    directory = kit.engine.drivers
+    plain = directory.units
+    reads: list[bool] = []
+
+    def units(readonly: bool = False):  # noqa: ANN202 - the factory's own type
+        if readonly:
+            reads.append(True)
+            if len(reads) == 2:  # between the first and the second page
+                directory.units = plain
+                kit.engine.go_online("3", "standard")
+                directory.units = units
+        return plain(readonly)
+
+    directory.units = units
+    kit.engine.reconcile()
+    directory.units = plain
+    assert len(reads) >= 3
+    assert "3" in directory.entries

@@ -51,7 +51,7 @@ def test_driver_state_round_trip_and_online(uow_factory: Units) -> None:
         assert uow.drivers.get(busy.driver_id) == busy
         assert uow.drivers.get(busy.driver_id).status is DriverStatus.en_route
         assert uow.drivers.get(new_id()) is None
-        assert sorted(d.driver_id for d in uow.drivers.online()) == sorted(
+        assert sorted(d.driver_id for d in uow.drivers.online_page(0, 1000)) == sorted(
             [on.driver_id, busy.driver_id])
         with pytest.raises(Conflict):
             uow.drivers.add(DriverState(on.driver_id, "standard"))
@@ -62,7 +62,7 @@ def test_driver_state_round_trip_and_online(uow_factory: Units) -> None:
         uow.commit()
     with uow_factory(readonly=True) as uow:
         assert uow.drivers.get(off.driver_id) == st
-        assert len(uow.drivers.online()) == 3
+        assert len(uow.drivers.online_page(0, 1000)) == 3
 
 
 def test_driver_states_many_reads_the_known_ones(uow_factory: Units) -> None:
@@ -74,6 +74,21 @@ def test_driver_states_many_reads_the_known_ones(uow_factory: Units) -> None:
         assert sorted(st.driver_id for st in found) == sorted(
             [states[0].driver_id, states[2].driver_id])
         assert uow.drivers.many([]) == []
+
+
+def test_online_drivers_are_read_a_page_at_a_time_by_id(uow_factory: Units) -> None:
+    states = [DriverState(new_id(), "standard", DriverStatus.available, T0) for _ in range(5)]
+    states.append(DriverState(new_id(), "xl", DriverStatus.en_route, T0, trip_id=new_id()))
+    offline = DriverState(new_id(), "standard")
+    store(uow_factory, *(("drivers", st) for st in [*states, offline]))
+    ids = sorted((st.driver_id for st in states), key=int)
+    with uow_factory(readonly=True) as uow:
+        first = uow.drivers.online_page(0, 4)
+        rest = uow.drivers.online_page(int(first[-1].driver_id), 4)
+    assert [s.driver_id for s in first + rest] == ids  # ordered, complete, no offline one
+    busy = next(s for s in rest + first if s.driver_id == states[-1].driver_id)
+    assert (busy.status, busy.vehicle_class, busy.trip_id) == (
+        DriverStatus.en_route, "xl", states[-1].trip_id)
 
 
 # --- offers ------------------------------------------------------------------------------------
@@ -188,7 +203,7 @@ def test_an_uncommitted_unit_leaves_nothing(uow_factory: Units) -> None:
         raise RuntimeError("the use case failed half way")
     with uow_factory(readonly=True) as uow:
         assert uow.drivers.get(driver.driver_id) == driver
-        assert [d.driver_id for d in uow.drivers.online()] == [driver.driver_id]
+        assert [d.driver_id for d in uow.drivers.online_page(0, 1000)] == [driver.driver_id]
         assert uow.offers.get(offer.id) == offer
         assert uow.offers.pending_for_driver(driver.driver_id) == [offer]
         assert uow.offers.get(dropped.id) is None

@@ -24,9 +24,9 @@ def client(app: Flask) -> FlaskClient:
 
 def test_no_cookie_session_is_opened_or_set(app: Flask, client: FlaskClient) -> None:
     # Bearer tokens only: no request builds Flask's signed cookie session, none sets a cookie.
-    with app.test_request_context("/health"):
-        with pytest.raises(RuntimeError, match="session is unavailable"):
-            session["who"] = "someone"
+    with app.test_request_context("/health"), pytest.raises(RuntimeError,
+                                                           match="session is unavailable"):
+        session["who"] = "someone"
     assert "Set-Cookie" not in client.get("/health").headers
 
 
