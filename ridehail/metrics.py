@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from typing import Any
+from wsgiref.simple_server import make_server
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -28,13 +29,17 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    make_wsgi_app,
 )
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from dispatch import metrics as dispatch_metrics
 from trips import metrics as trips_metrics
 
 from .kernel.errors import Problem
+from .settings import Settings
 
 # Any other method (a client may send "FOOA") shares one label: a series per made-up method
 # would let anyone grow /metrics without limit.
@@ -43,7 +48,7 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 
 MIRROR_PERIOD_S = 5.0
-SYSTEM_COLLECTORS = (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR)
+SYSTEM_COLLECTORS: tuple[Collector, ...] = (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR)
 
 
 def multiprocess_dir() -> str | None:
@@ -62,8 +67,8 @@ class Metrics:
         if self.multiprocess:
             self.mirror = ProcessMirror()
         else:
-            for collector in SYSTEM_COLLECTORS:
-                self.registry.register(collector)
+            for system in SYSTEM_COLLECTORS:
+                self.registry.register(system)
         self.requests = Counter(
             "ridehail_http_requests_total", "HTTP requests", ["method", "endpoint", "status"],
             registry=self.registry,
@@ -164,17 +169,41 @@ class ProcessMirror:
             self._thread.join(5)
 
 
+def serve_worker_metrics(settings: Settings) -> Any:
+    """`ridehail worker`'s metrics (payment attempts and failures happen there in the scaled
+    mode; its process and GC), on `RIDEHAIL_WORKER_METRICS_PORT` of `RIDEHAIL_HOST`, in a
+    thread. The same rule as `/metrics`, less the tokens: the monitoring networks only."""
+    registry = CollectorRegistry()
+    for collector in (*trips_metrics.ALL, *SYSTEM_COLLECTORS):
+        registry.register(collector)
+    exporter = make_wsgi_app(registry)
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        if settings.metrics_open or from_monitoring(settings, environ.get("REMOTE_ADDR")):
+            return exporter(environ, start_response)
+        start_response("403 Forbidden", [("Content-Type", "text/plain")])
+        return [b"the worker's metrics are for the monitoring networks\n"]
+
+    httpd = make_server(settings.host.strip("[]"), settings.worker_metrics_port, guarded,
+                        ThreadingWSGIServer, handler_class=_SilentHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True, name="worker-metrics").start()
+    return httpd
+
+
+def from_monitoring(settings: Settings, remote_addr: str | None) -> bool:
+    """Whether a peer is on one of the monitoring networks (`RIDEHAIL_METRICS_NETWORKS`)."""
+    try:
+        addr = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        return False
+    return any(addr in net for net in settings.metrics_allowed_networks)
+
+
 def _check_metrics_access(app: Flask) -> None:
     """Open in the embedded mode; in the scaled mode, the configured networks (a Prometheus
     scraper's) or an admin or service token: the figures describe the fleet and its traffic."""
     settings = app.extensions["settings"]
-    if settings.metrics_open:
-        return
-    try:
-        addr = ipaddress.ip_address(request.remote_addr or "")
-    except ValueError:
-        addr = None
-    if addr is not None and any(addr in net for net in settings.metrics_allowed_networks):
+    if settings.metrics_open or from_monitoring(settings, request.remote_addr):
         return
     from accounts.auth import principal_from_request
     from accounts.model import Role

@@ -191,3 +191,24 @@ def test_connected_drivers_follow_the_edges_connections(app: Flask,
         assert scrape()[("ridehail_edge_connections", frozenset({("kind", "ws")}))] == 0
     finally:
         edge.pool.shutdown(wait=False)
+
+
+def test_the_workers_metrics_answer_the_monitoring_networks_only(tmp_path: Path) -> None:
+    """`ridehail worker --metrics-port`: payments happen in the worker in the scaled mode."""
+    import requests
+
+    from ridehail.metrics import serve_worker_metrics
+    from tests.conftest import free_port
+
+    for networks, status in (("127.0.0.0/8", 200), ("10.9.0.0/16", 403)):
+        port = free_port()
+        httpd = serve_worker_metrics(make_settings(
+            tmp_path, worker_metrics_port=port, metrics_public=False, metrics_networks=networks))
+        try:
+            r = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+        assert r.status_code == status
+        assert ("ridehail_payment_failures_total" in r.text) == (status == 200)
+        assert ("process_cpu_seconds_total" in r.text) == (status == 200)
