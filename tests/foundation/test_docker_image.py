@@ -123,7 +123,8 @@ def grown_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "geoindex/__pycache__/kernels.cpython-311.pyc",
                  "geoindex/__pycache__/kernels.quadtree_nearest-1.py311.nbc",
                  "web/node_modules/leaflet/dist/leaflet.js", f"{VENDOR}/leaflet.js",
-                 "ridehail.egg-info/PKG-INFO", ".pytest_cache/v/cache/lastfailed"):
+                 "ridehail.egg-info/PKG-INFO", ".pytest_cache/v/cache/lastfailed", ".env",
+                 "docker/.env.production"):
         (clone / junk).parent.mkdir(parents=True, exist_ok=True)
         (clone / junk).write_text("a developer's file\n")
     return clone
@@ -159,6 +160,7 @@ def test_the_context_leaves_out_what_a_checkout_grows(
              ".pytest_cache/", f"{VENDOR}/")
     assert not [p for p in context if any(g in f"/{p}" for g in grown)]
     assert not [p for p in context if p.endswith((".nbi", ".nbc", ".pyc"))]
+    assert not [p for p in context if Path(p).name.startswith(".env")], "no secrets"
     for needed in ("pyproject.toml", "README.md", "requirements.lock", "web/package.json",
                    "web/package-lock.json", "geoindex/warmup.py", "migrations/env.py",
                    "ridehail/data/nyc_boroughs.geojson", "docker/Dockerfile"):
