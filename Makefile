@@ -3,25 +3,33 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# Leaflet for the debug map comes from npm (web/package-lock.json), never from a CDN.
-LEAFLET := web/node_modules/leaflet/dist
+# Every Python package pinned, with hashes: requirements-dev.lock (runtime + dev: make, CI)
+# and requirements.lock (runtime: the Docker image), both from pyproject.toml by `make lock`.
+LOCK     := requirements.lock
+DEV_LOCK := requirements-dev.lock
+UV       := uv==0.13.9
+UV_FLAGS := --quiet --universal --python-version 3.11 --generate-hashes \
+            --custom-compile-command 'make lock'
+# Leaflet for the debug map comes from npm (web/package-lock.json), never from a CDN;
+# `npm run build` (web/package.json) copies it into dispatch/static/debugmap/vendor.
 VENDOR  := dispatch/static/debugmap/vendor
 
-.PHONY: demo test bench lint serve clean web-vendor
+.PHONY: demo test bench lint serve clean web-vendor lock
 
-$(STAMP): pyproject.toml web/package-lock.json
+$(STAMP): pyproject.toml $(DEV_LOCK) web/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check || { echo "make: $(DEV_LOCK) lacks a dependency of \
+	pyproject.toml: run 'make lock'" >&2; exit 1; }
 	$(BIN)/python -m geoindex.warmup
 	$(MAKE) web-vendor
 	touch $(STAMP)
 
 web-vendor:
 	npm ci --prefix web --no-audit --no-fund --loglevel=error
-	rm -rf $(VENDOR) && mkdir -p $(VENDOR)
-	cp $(LEAFLET)/leaflet.js $(LEAFLET)/leaflet.css $(VENDOR)/
-	cp -R $(LEAFLET)/images $(VENDOR)/images
+	npm run --prefix web --silent build
 
 demo: $(STAMP)
 	$(BIN)/ridehail demo
@@ -39,6 +47,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m ridehail.kernel.contract
+
+# After changing dependencies in pyproject.toml (or to take newer releases: delete the lock
+# files first). Existing pins are kept where they still fit; the runtime lock is the dev
+# lock's subset, so the image runs the versions the tests ran.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet '$(UV)'
+	$(BIN)/uv pip compile $(UV_FLAGS) pyproject.toml --extra dev -o $(DEV_LOCK)
+	$(BIN)/uv pip compile $(UV_FLAGS) pyproject.toml -c $(DEV_LOCK) -o $(LOCK)
 
 clean:
 	rm -rf $(VENV) var/*.db var/broker web/node_modules $(VENDOR)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +27,8 @@ import numpy as np
 
 from geoindex import GeoIndex
 from ridehail.kernel.logging import get_logger
+
+from .metrics import STREAM_LAG
 
 log = get_logger(__name__)
 
@@ -278,6 +281,8 @@ class StreamTailer:
                                 self.handle(fields)
                             except Exception:  # noqa: BLE001 - one bad entry must not stop us
                                 log.exception("stream entry failed", stream=self.stream)
+                        if entries:
+                            STREAM_LAG.labels(self.stream).set(entry_age_s(entries[-1][0]))
             except Exception as exc:  # noqa: BLE001 - Redis down: retry with backoff
                 self.connected.clear()
                 self._started.set()
@@ -285,6 +290,12 @@ class StreamTailer:
                             retry_in_s=backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+
+def entry_age_s(entry_id: bytes | str, now: float | None = None) -> float:
+    """How old a stream entry is: its id starts with Redis's clock in milliseconds."""
+    ms = int(decode(entry_id).partition("-")[0])
+    return max(0.0, (time.time() if now is None else now) - ms / 1000.0)
 
 
 def redis_client(url: str, *, timeout_s: float = 2.0) -> Any:

@@ -5,6 +5,7 @@ accepted at most once, by its driver, before its deadline."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,13 @@ from trips.pricing import quote
 from .clock import Timers
 from .drivers import DriverDirectory
 from .eta import EtaModel
+from .metrics import (
+    DISPATCH_LATENCY,
+    OFFERS_ACCEPTED,
+    OFFERS_EXPIRED,
+    OFFERS_MADE,
+    OFFERS_REJECTED,
+)
 from .model import (
     DispatchRecord,
     DriverStatus,
@@ -204,6 +212,7 @@ class Matcher:
     def _dispatch_once(self, trip_id: str, only: Ranked | None, lost: set[str]
                        ) -> tuple[Offer | None, Trip | None]:
         now = self.clock.now()
+        started = time.perf_counter()
         with self.units() as uow:
             trip = uow.trips.get(trip_id)
             if trip is None or trip.state != TripState.requested:
@@ -219,6 +228,7 @@ class Matcher:
                 save_record(uow, record, new=stored is None)
                 uow.commit()
                 self._after_offer(offer)
+                DISPATCH_LATENCY.labels("offered").observe(time.perf_counter() - started)
                 return offer, trip
             trip.no_driver(now)
             record.log("no_driver_found", now)
@@ -229,6 +239,7 @@ class Matcher:
             except Conflict:
                 return None, None  # the trip changed meanwhile (cancelled, matched elsewhere)
             uow.commit()
+        DISPATCH_LATENCY.labels("no_driver").observe(time.perf_counter() - started)
         self.trip_changed(trip)
         self.hooks.trip_finished(trip_id, TripState.no_driver_found.value)
         return None, trip
@@ -268,6 +279,7 @@ class Matcher:
         self.channel.publish(offer.driver_id, {"type": "offer", "offer_id": offer.id,
                                                "trip_id": offer.trip_id})
         self.timers.call_at(offer.deadline, lambda: self.expire_offer(offer.id))
+        OFFERS_MADE.inc()
         self.hooks.offer_made(offer)
 
     def pending_offers(self, driver_id: str) -> list[Offer]:
@@ -316,6 +328,7 @@ class Matcher:
                 raise OfferClosed(f"offer {offer_id} was answered concurrently") from None
             save_record(uow, record, new=stored is None)
             uow.commit()
+        OFFERS_ACCEPTED.inc()
         self.drivers.set_status(driver_id, DriverStatus.en_route, trip.id)
         self.trip_changed(trip)
         return trip
@@ -379,6 +392,7 @@ class Matcher:
                 raise OfferClosed(f"offer {offer_id} was answered concurrently") from None
             save_record(uow, record, new=stored is None)
             uow.commit()
+        (OFFERS_EXPIRED if state == OfferState.expired else OFFERS_REJECTED).inc()
         if freed:
             self.drivers.set_status(offer.driver_id, DriverStatus.available, None)
         return offer

@@ -74,6 +74,9 @@ def create_app(
         worker = EmbeddedWorker(celery, concurrency=settings.embedded_worker_concurrency)
         worker.start()
         background.append(worker)
+    mirror = app.extensions["metrics"].mirror  # several processes: see ridehail/metrics.py
+    if start_background and mirror is not None:
+        background.append(mirror.start())
     if lease is not None:
         background.insert(0, lease.start())  # stopped last: ids stay unique to the end
     app.extensions["background"] = background

@@ -70,14 +70,19 @@ def _serve(settings: Settings, on_ready: Any = None, on_stop: Any = None) -> Non
 @main.command()
 @click.option("--concurrency", type=int, default=2, help="task slots")
 @click.option("--beat/--no-beat", default=False, help="also run the periodic scheduler")
-def worker(concurrency: int, beat: bool) -> None:
+@click.option("--metrics-port", type=int, default=None,
+              help="serve this worker's Prometheus metrics here [RIDEHAIL_WORKER_METRICS_PORT]")
+def worker(concurrency: int, beat: bool, metrics_port: int | None) -> None:
     """Run a Celery worker (the scaled mode)."""
     from .celery_app import make_celery
     from .kernel import ids
     from .kernel.logging import configure_logging
+    from .metrics import serve_worker_metrics
 
-    settings = load_settings()
+    settings = load_settings(worker_metrics_port=metrics_port)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.worker_metrics_port:
+        serve_worker_metrics(settings)
     ids.configure(settings.worker_id)
     app = make_celery(settings)
     argv = ["worker", f"--loglevel={settings.log_level}", f"--concurrency={concurrency}",

@@ -14,15 +14,18 @@ import contextlib
 import errno
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -152,23 +155,68 @@ def serve(settings: Settings, factory: Callable[[], Flask],
     os.environ["RIDEHAIL_THREADS"] = str(settings.threads)
     config = _config(settings, "ridehail.edge:app_from_env", factory=True)
     sock = config.bind_socket()
-    spawn = multiprocessing.get_context("spawn")
-    procs = [spawn.Process(target=_run_worker, args=(config, sock), name=f"ridehail-api-{i}")
-             for i in range(settings.workers)]
-    for proc in procs:
-        proc.start()
-
-    def forward(signum: int, _frame: Any) -> None:  # each process shuts down gracefully
+    with metrics_dir() as shared:
+        # Before they start: prometheus_client picks its file-backed values when imported.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+        spawn = multiprocessing.get_context("spawn")
+        procs = [spawn.Process(target=_run_worker, args=(config, sock),
+                               name=f"ridehail-api-{i}") for i in range(settings.workers)]
         for proc in procs:
-            if proc.pid is not None and proc.is_alive():
-                os.kill(proc.pid, signal.SIGTERM)
+            proc.start()
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for proc in procs:
-        proc.join()
-        if proc.exitcode:
-            log.warning("API process exited", name=proc.name, exitcode=proc.exitcode)
+        def forward(signum: int, _frame: Any) -> None:  # each process shuts down gracefully
+            for proc in procs:
+                if proc.pid is not None and proc.is_alive():
+                    os.kill(proc.pid, signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        _supervise(procs, shared)
+
+
+def _supervise(procs: list[Any], shared: str) -> None:
+    """Wait for the API processes; as each one ends, its live gauges (connections, memory)
+    leave the shared metrics at once, while its counters stay in the sums."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    running = {proc.sentinel: proc for proc in procs}
+    while running:
+        for sentinel in multiprocessing.connection.wait(list(running)):
+            proc = running.pop(sentinel)  # type: ignore[call-overload]
+            proc.join()
+            mark_process_dead(proc.pid, shared)
+            if proc.exitcode:
+                log.warning("API process exited", name=proc.name, pid=proc.pid,
+                            exitcode=proc.exitcode)
+
+
+@contextlib.contextmanager
+def metrics_dir() -> Iterator[str]:
+    """The API processes' shared metrics directory: the operator's PROMETHEUS_MULTIPROC_DIR
+    emptied of a previous run's files (stale counters would be summed in), or a private one
+    of our own (mode 0700: the files are writable memory maps), removed at the end."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        _empty(given)
+        try:
+            yield given
+        finally:
+            _empty(given)
+        return
+    made = tempfile.mkdtemp(prefix="ridehail-metrics-")
+    try:
+        yield made
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+def _empty(folder: str) -> None:
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
 
 
 def _run_worker(config: uvicorn.Config, sock: socket.socket) -> None:

@@ -74,6 +74,8 @@ class Settings:
     # (comma-separated CIDRs) or to a request with an admin or service token.
     metrics_public: bool | None = None
     metrics_networks: str = "127.0.0.0/8,::1/128"
+    # `ridehail worker`'s own metrics (payments, its process), on RIDEHAIL_HOST; 0: none.
+    worker_metrics_port: int = 0
     debug_tile_url: str = ""  # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty: offline
     demo_drivers: int = 200
     # The demo fleet's time-lapse: simulated seconds per wall second, so that rides are seen
@@ -234,6 +236,8 @@ class Settings:
             self.metrics_allowed_networks  # noqa: B018 - parsed for its errors
         except ValueError as exc:
             raise SettingsError(f"RIDEHAIL_METRICS_NETWORKS: {exc}") from None
+        if not 0 <= self.worker_metrics_port <= 65535:
+            raise SettingsError("RIDEHAIL_WORKER_METRICS_PORT: must be a TCP port, or 0 (off)")
         if not 0 < self.demo_speed <= 60:
             raise SettingsError("RIDEHAIL_DEMO_SPEED: must be in (0, 60]")
         if not 1 <= self.embedded_worker_concurrency <= 64:

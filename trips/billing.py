@@ -26,6 +26,7 @@ from typing import TypeVar
 from ridehail.kernel.errors import Conflict
 
 from .ledger import entries_for
+from .metrics import PAYMENT_ATTEMPTS, PAYMENT_FAILURES
 from .model import TripState
 from .money import split_payment
 from .payments import (
@@ -152,16 +153,25 @@ def _settle(uow_factory: TripsUnits, seen: Payment, token: str, policy: BillingP
             else:
                 uow.payments.save(pay)
                 uow.commit()
+                _count_attempt("transient")
                 return ChargeOutcome("retry", error or "")
             trip.payment_state = pay.state
             uow.trips.save(trip)
             uow.commit()
+            _count_attempt(None if pay.state == "captured" else "final")
             return ChargeOutcome(pay.state, error or charge_id or "")
     except Conflict:
         # A concurrent delivery of the same charge recorded it first; nothing of ours stuck.
         with uow_factory(readonly=True) as uow:
             pay = _row(uow.payments.get(seen.trip_id), "payment", seen.trip_id)
         return ChargeOutcome(pay.state, "settled by another delivery")
+
+
+def _count_attempt(failure: str | None) -> None:
+    """An attempt recorded (committed): counted once, here; a failure by its kind."""
+    PAYMENT_ATTEMPTS.inc()
+    if failure is not None:
+        PAYMENT_FAILURES.labels(failure).inc()
 
 
 def _row(row: T | None, what: str, key: str) -> T:

@@ -127,6 +127,9 @@ class Registry:
         self._by_account: dict[tuple[str, str], list[Conn]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.counts: dict[str, int] = {"ws": 0, "poll": 0, "sse": 0}
+        # Told each new count (kind, n): the edge's gauge, written on change because with
+        # several processes a gauge is read from shared files, not computed at scrape time.
+        self.on_count: Callable[[str, int], None] | None = None
 
     def full(self) -> bool:
         return len(self.all) >= self.max_connections
@@ -135,7 +138,7 @@ class Registry:
         """Register `conn`; the account's oldest connections of its kind beyond the cap are
         closed (REPLACED)."""
         self.all.add(conn)
-        self.counts[conn.kind] += 1
+        self._count(conn.kind, +1)
         same = self._by_account.setdefault((conn.kind, conn.account_id), [])
         same.append(conn)
         while len([c for c in same if c.closing is None]) > self.max_per_account:
@@ -146,13 +149,18 @@ class Registry:
         if conn not in self.all:
             return
         self.all.discard(conn)
-        self.counts[conn.kind] -= 1
+        self._count(conn.kind, -1)
         key = (conn.kind, conn.account_id)
         same = self._by_account.get(key)
         if same is not None:
             same.remove(conn)
             if not same:
                 del self._by_account[key]
+
+    def _count(self, kind: str, step: int) -> None:
+        self.counts[kind] += step
+        if self.on_count is not None:
+            self.on_count(kind, self.counts[kind])
 
     def of_account(self, account_id: str) -> list[Conn]:
         return [c for kind in ("ws", "poll", "sse")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -56,11 +55,12 @@ class Edge:
             return
         from prometheus_client import Counter, Gauge
 
+        # Summed over the live processes: a dead process's connections are gone with it.
         open_now = Gauge("ridehail_edge_connections", "Open connections on the edge",
-                         ["kind"], registry=metrics.registry)
-        counts = self.registry.counts
-        for kind in counts:
-            open_now.labels(kind).set_function(functools.partial(counts.__getitem__, kind))
+                         ["kind"], multiprocess_mode="livesum", registry=metrics.registry)
+        for kind, n in self.registry.counts.items():
+            open_now.labels(kind).set(n)
+        self.registry.on_count = lambda kind, n: open_now.labels(kind).set(n)
         closes = Counter("ridehail_edge_closes_total", "Connections the edge closed, by reason",
                          ["reason"], registry=metrics.registry)
 
