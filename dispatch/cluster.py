@@ -4,6 +4,8 @@ embedded mode:
 - driver events: each status change a process commits (online, offered, en route, on trip,
   available, offline) is announced on the Redis stream `ridehail:driver-events`; every other
   process applies it to its directory and to its index's availability flag;
+- surge demand: each accepted trip request is announced on `ridehail:demand`, and every process
+  counts the others' in its surge pricer;
 - trip traces: the on-trip driver's locations, a Redis list per trip (`RPUSH`/`LRANGE`, with
   an expiry), so whichever process completes the trip prices the whole trace;
 - the channels: an offer made by one process wakes the long-polls and WebSockets of its driver
@@ -32,6 +34,7 @@ from .ports import Point
 log = get_logger(__name__)
 
 DRIVER_EVENTS_STREAM = "ridehail:driver-events"
+DEMAND_STREAM = "ridehail:demand"
 OFFERS_CHANNEL = "ridehail:offers"
 TRIPS_CHANNEL = "ridehail:trips"
 TRACE_KEY = "ridehail:trace:{}"
@@ -74,6 +77,38 @@ class RedisDriverEvents:
                 return  # applied locally before it was announced
             apply(decode(fields[b"d"]), decode(fields[b"s"]), decode(fields[b"c"]) or None,
                   decode(fields[b"t"]) or None)
+        return handle
+
+
+# --- surge demand ----------------------------------------------------------------------------
+
+class RedisDemandEvents:
+    """Scaled mode: each accepted request goes onto `ridehail:demand`, which every process tails
+    into its surge pricer, so surge sees the whole city's demand whichever process took the
+    request (each used to see only its own share). A new process reads the window's worth."""
+
+    def __init__(self, redis: Any, origin: str, *, stream: str = DEMAND_STREAM,
+                 maxlen: int = 200_000) -> None:
+        self.redis = redis
+        self.origin = origin
+        self.stream = stream
+        self.maxlen = maxlen
+
+    def announce(self, lat: float, lng: float, ts: float) -> None:
+        try:
+            self.redis.xadd(self.stream, {"o": self.origin, "la": repr(lat), "ln": repr(lng),
+                                          "t": repr(ts)},
+                            maxlen=self.maxlen, approximate=True)
+        except Exception as exc:  # noqa: BLE001 - surge is an estimate; the trip is committed
+            log.warning("surge demand not announced", error=repr(exc))
+
+    def handler(self, apply: Callable[[float, float, float], None]
+                ) -> Callable[[dict[bytes, bytes]], None]:
+        """The tailer callback: count the requests other processes took."""
+        def handle(fields: dict[bytes, bytes]) -> None:
+            if decode(fields[b"o"]) == self.origin:
+                return  # counted locally before it was announced
+            apply(float(fields[b"la"]), float(fields[b"ln"]), float(fields[b"t"]))
         return handle
 
 

@@ -36,7 +36,7 @@ from .feed import InProcessFeed, LocationFeed
 from .lifecycle import TripLifecycle
 from .matcher import DispatchConfig, Matcher
 from .model import DriverState, Offer
-from .ports import DriverEvents, Hooks, TraceStore
+from .ports import DemandEvents, DriverEvents, Hooks, TraceStore
 from .supply import Supply
 from .unit import DispatchUnits
 
@@ -62,6 +62,7 @@ class Engine:
         hooks: Hooks | None = None,
         feed: LocationFeed | None = None,
         events: DriverEvents | None = None,
+        demand: DemandEvents | None = None,
         traces: TraceStore | None = None,
         upfront: UpfrontPolicy | None = None,
         cancellation: CancellationPolicy | None = None,
@@ -86,7 +87,7 @@ class Engine:
             uow_factory, index, self.clock, feed or InProcessFeed(index),
             events or LocalEvents(), traces if traces is not None else LocalTraces())
         self.supply = Supply(index, self.clock, surge, resolution=self.config.surge_resolution,
-                             refresh_s=self.config.supply_refresh_s)
+                             refresh_s=self.config.supply_refresh_s, demand=demand)
         self.matcher = Matcher(
             uow_factory, index, self.drivers, new_id=new_id, clock=self.clock, timers=timers,
             channel=self.channel, trip_channel=self.trip_channel,

@@ -228,18 +228,21 @@ def apply_location_entry(index: GeoIndex, payload: str | bytes,
 
 
 class StreamTailer:
-    """A daemon thread that reads a Redis stream from `$` (new entries only) and hands each
+    """A daemon thread that reads a Redis stream from `$` (new entries only), or from `since`
+    (epoch seconds: entries added since then, e.g. a sliding window's worth), and hands each
     entry's fields to `handle`. It survives Redis going away: it reconnects with backoff and
     resumes after the last entry it saw, so a short outage loses nothing still in the stream."""
 
     def __init__(self, redis: Any, stream: str, handle: Callable[[dict[bytes, bytes]], None],
-                 *, name: str, block_ms: int = 1000, count: int = 200) -> None:
+                 *, name: str, block_ms: int = 1000, count: int = 200,
+                 since: float | None = None) -> None:
         self.redis = redis
         self.stream = stream
         self.handle = handle
         self.block_ms = block_ms
         self.count = count
-        self.last_id: bytes | str = "$"
+        # Stream ids are "<ms>-<seq>": reading after "<ms of since>-0" starts at that instant.
+        self.last_id: bytes | str = "$" if since is None else f"{max(0, int(since * 1000))}-0"
         self.connected = threading.Event()
         self._started = threading.Event()
         self._stop = threading.Event()

@@ -17,6 +17,13 @@ class DriverEvents(Protocol):
                  trip_id: str | None) -> None: ...
 
 
+class DemandEvents(Protocol):
+    """Announces an accepted trip request (surge demand) to the other API processes, so each
+    prices surge on the whole city's demand, not its own share (best effort)."""
+
+    def announce(self, lat: float, lng: float, ts: float) -> None: ...
+
+
 class TraceStore(Protocol):
     """The on-trip driver's positions per trip, for the meter."""
 

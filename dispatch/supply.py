@@ -11,13 +11,16 @@ from geoindex import GeoIndex
 from ridehail.kernel.clock import Clock
 from trips.surge import SurgePricer
 
+from .ports import DemandEvents
+
 
 class Supply:
     def __init__(self, index: GeoIndex, clock: Clock, pricer: SurgePricer | None, *,
-                 resolution: int, refresh_s: float) -> None:
+                 resolution: int, refresh_s: float, demand: DemandEvents | None = None) -> None:
         self.index = index
         self.clock = clock
         self.pricer = pricer
+        self.demand = demand
         self.resolution = resolution
         self.refresh_s = refresh_s
         self._counts: tuple[float, dict[str, int]] = (-1e18, {})
@@ -50,6 +53,14 @@ class Supply:
         return self.pricer.multiplier(lat, lng, self.counts())
 
     def record_request(self, lat: float, lng: float, now: float) -> None:
-        """An accepted request: demand for surge (refused ones never count)."""
+        """An accepted request: demand for surge (refused ones never count), here and, in the
+        scaled mode, in the other processes."""
         if self.pricer is not None:
             self.pricer.record_request(lat, lng, now)
+            if self.demand is not None:
+                self.demand.announce(lat, lng, now)
+
+    def record_remote(self, lat: float, lng: float, ts: float) -> None:
+        """A request another process took (its demand announcement)."""
+        if self.pricer is not None:
+            self.pricer.record_request(lat, lng, ts)

@@ -1,6 +1,6 @@
 """The scaled mode's shared parts for one API process: the Redis location feed and its tailer,
-driver events and their tailer, Redis trip traces, and the channels relayed through Redis
-pub/sub (a driver's offers, a trip's changes, revoked tokens).
+driver events and their tailer, surge demand and its tailer, Redis trip traces, and the
+channels relayed through Redis pub/sub (a driver's offers, a trip's changes, revoked tokens).
 
 `build_engine` calls `scaled_parts` before it builds the engine and `start_scaled` once the
 engine exists (the tailers apply entries to it). Tailers are positioned before the engine
@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from dispatch.cluster import (
+    DEMAND_STREAM,
     DRIVER_EVENTS_STREAM,
     OFFERS_CHANNEL,
     TRIPS_CHANNEL,
     RedisChannels,
+    RedisDemandEvents,
     RedisDriverEvents,
     RedisTraces,
 )
@@ -39,6 +42,7 @@ class ScaledParts:
     events: RedisDriverEvents
     traces: RedisTraces
     channels: RedisChannels
+    demand: RedisDemandEvents
 
     @property
     def offers(self) -> Channel:
@@ -74,7 +78,8 @@ def scaled_parts(settings: Settings) -> ScaledParts:
     parts = ScaledParts(redis, RedisStreamFeed(redis, origin),
                         RedisDriverEvents(redis, origin), RedisTraces(redis),
                         RedisChannels(redis, origin,
-                                      (OFFERS_CHANNEL, TRIPS_CHANNEL, REVOCATIONS_CHANNEL)))
+                                      (OFFERS_CHANNEL, TRIPS_CHANNEL, REVOCATIONS_CHANNEL)),
+                        RedisDemandEvents(redis, origin))
     return parts
 
 
@@ -87,6 +92,11 @@ def start_scaled(parts: ScaledParts, engine: Engine) -> Any:
         name="location-tailer")
     events = StreamTailer(parts.redis, DRIVER_EVENTS_STREAM,
                           parts.events.handler(engine.apply_driver_event), name="event-tailer")
-    for part in (events, locations, parts.channels):
+    # Surge's window of demand, from every process (a new one reads the window's worth).
+    window_s = engine.surge.window_s if engine.surge is not None else 0.0
+    demand = StreamTailer(parts.redis, DEMAND_STREAM,
+                          parts.demand.handler(engine.supply.record_remote),
+                          name="demand-tailer", since=time.time() - window_s)
+    for part in (events, locations, demand, parts.channels):
         part.start()
-    return Stoppable(locations, events, parts.channels)
+    return Stoppable(locations, events, demand, parts.channels)
