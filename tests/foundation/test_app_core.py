@@ -99,6 +99,10 @@ def test_validation_errors_name_the_field(app: Flask) -> None:
     assert nan.status_code == 422 and nan.get_json(force=True)["errors"][0]["field"] == "lat"
     garbage = c.post("/point", data="{not json", content_type="application/json")
     assert garbage.status_code == 400 and garbage.mimetype == "application/problem+json"
+    form = c.post("/point", data={"lat": "1", "lng": "2"})  # a form, not JSON
+    assert form.status_code == 400 and form.get_json(force=True)["errors"][0]["field"] == "body"
+    empty = c.post("/point", data=b"", content_type="application/json")
+    assert empty.status_code == 400 and "needs a JSON body" in empty.get_json(force=True)["detail"]
 
 
 def test_metrics_count_requests_per_endpoint(client: FlaskClient) -> None:
