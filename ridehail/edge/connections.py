@@ -20,9 +20,13 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from ridehail.kernel.logging import get_logger
+
+if TYPE_CHECKING:
+    from .flaskside import Caller
 
 log = get_logger(__name__)
 
@@ -55,15 +59,18 @@ class Conn:
 
     counted: Callable[[int], None] | None = None  # the process's count of closes, by code
 
-    __slots__ = ("account_id", "closed", "closing", "kind", "last_rx", "on_close", "outbox",
-                 "token_hash", "_send", "_writer")
+    __slots__ = ("account_id", "closed", "closing", "expires_at", "kind", "last_rx",
+                 "on_close", "outbox", "token_hash", "_send", "_writer")
 
     def __init__(self, kind: str, account_id: str, token_hash: str,
                  send: Callable[[Any], Awaitable[None]],
-                 on_close: Callable[[int], None]) -> None:
+                 on_close: Callable[[int], None], expires_at: datetime | None = None) -> None:
         self.kind = kind
         self.account_id = account_id
         self.token_hash = token_hash
+        # When the token it opened with expires (epoch s): the connection ends then, as a
+        # revoked one does, and the client comes back with a valid token.
+        self.expires_at = None if expires_at is None else expires_at.timestamp()
         self.last_rx = time.monotonic()
         self.outbox: deque[Any] = deque()
         self.closing: int | None = None  # the close code once a close was asked for
@@ -71,6 +78,13 @@ class Conn:
         self.on_close = on_close  # how this kind of connection ends (a frame, an event...)
         self._send = send
         self._writer: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, kind: str, caller: Caller, send: Callable[[Any], Awaitable[None]],
+           on_close: Callable[[int], None]) -> Conn:
+        """The connection `caller` opened: their account, their token and its expiry."""
+        return cls(kind, caller.principal.account_id, caller.token_hash, send, on_close,
+                   caller.principal.expires_at)
 
     def post(self, message: Any) -> None:
         """Queue one ASGI message for the client."""
@@ -180,13 +194,22 @@ class Registry:
             if token is None or conn.token_hash == token:
                 conn.close(REVOKED)
 
-    def sweep_idle(self) -> int:
-        """Close WebSockets whose client sent nothing for `idle_s`."""
+    def sweep(self) -> int:
+        """Close WebSockets whose client sent nothing for `idle_s` (IDLE), and connections
+        whose token has expired since they opened (REVOKED: authentication is checked at the
+        opening, so an open socket would otherwise outlive its token)."""
         cutoff = time.monotonic() - self.idle_s
-        idle = [c for c in self.all if c.kind == "ws" and c.last_rx < cutoff]
-        for conn in idle:
-            conn.close(IDLE)
-        return len(idle)
+        now = time.time()
+        closed = 0
+        for conn in list(self.all):
+            if conn.expires_at is not None and conn.expires_at <= now:
+                conn.close(REVOKED)
+            elif conn.kind == "ws" and conn.last_rx < cutoff:
+                conn.close(IDLE)
+            else:
+                continue
+            closed += 1
+        return closed
 
     def close_all(self, code: int = GOING_AWAY) -> None:
         for conn in list(self.all):

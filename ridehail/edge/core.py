@@ -97,9 +97,9 @@ class Edge:
         while True:
             await asyncio.sleep(period)
             try:
-                self.registry.sweep_idle()
+                self.registry.sweep()
             except Exception:  # noqa: BLE001 - the sweeper must keep running
-                log.exception("idle sweep failed")
+                log.exception("connection sweep failed")
 
     @contextlib.contextmanager
     def holding(self, conn: Conn, channel: Channel, key: str,

@@ -138,7 +138,7 @@ async def driver_socket(edge: Edge, scope: Scope, receive: Receive, send: Send) 
         conn.post_last({"type": "websocket.close", "code": code,
                         "reason": REASONS.get(code, "")})
 
-    conn = Conn("ws", caller.principal.account_id, caller.token_hash, send, close)
+    conn = Conn.of("ws", caller, send, close)
     sock = DriverSocket(edge, conn)
     with edge.holding(conn, edge.engine.channel, conn.account_id, sock.wake):
         sock.refresh()  # every pending offer, again (a reconnect loses none)
@@ -163,8 +163,7 @@ async def long_poll(edge: Edge, scope: Scope, receive: Receive, send: Send) -> N
     caller, q = admitted
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
-    conn = Conn("poll", caller.principal.account_id, caller.token_hash, send,
-                lambda _code: done.set())
+    conn = Conn.of("poll", caller, send, lambda _code: done.set())
     me = conn.account_id
 
     def wake(_message: dict[str, Any]) -> None:

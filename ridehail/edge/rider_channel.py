@@ -110,7 +110,7 @@ async def trip_events(edge: Edge, scope: Scope, receive: Receive, send: Send,
                        keep_queued=code == ENDED)
         stream.wake.set()
 
-    conn = Conn("sse", caller.principal.account_id, caller.token_hash, send, close)
+    conn = Conn.of("sse", caller, send, close)
     stream = TripStream(edge, conn, trip_id, trip)
     loop = asyncio.get_running_loop()
 

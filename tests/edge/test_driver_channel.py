@@ -201,6 +201,26 @@ def _email(api: Api, token: str) -> str:
     return str(me.body["email"])
 
 
+@pytest.mark.parametrize("channel", ["ws", "poll"])
+def test_a_token_that_expires_while_open_ends_its_connection(edge_server: Start,
+                                                              channel: str) -> None:
+    # Authentication is checked when a connection opens; the token's expiry (here its maximum
+    # age) still ends it, as a revocation does.
+    srv = edge_server(token_max_age_s="8")
+    api = Api(srv.url)
+    driver = sign_up_driver(api)
+    issued = time.monotonic()
+    if channel == "ws":
+        ws = open_ws(srv, driver)
+        ws.send(json.dumps({"type": "ping"}))
+        assert frame(ws) == {"type": "pong"}
+        assert close_code(ws, timeout=15.0) == 4001
+    else:
+        r = api.get("/v1/drivers/me/offers?wait=25", driver.token, timeout=30)
+        assert r.status == 401, r.text
+    assert time.monotonic() - issued < 15.0  # at its expiry (8 s), not at the wait's end (25 s)
+
+
 def _wait_until_polling(srv: Server, api: Api) -> None:
     """Until the edge holds the long-poll (its connections gauge), bounded."""
     deadline = time.monotonic() + 10
