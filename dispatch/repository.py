@@ -39,6 +39,7 @@ def _offer_unique(offer: Offer) -> Iterable[tuple[str, Any]]:
 
 
 class SqlDriverStates(SqlVersioned[DriverState]):
+    updates_unique = False  # only the driver id is unique
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn, driver_states, DRIVER_CODEC, key="driver_id")
 
@@ -77,6 +78,7 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
 
 
 class SqlOffers(SqlVersioned[Offer]):
+    updates_unique = False  # use cases only close offers (pending is set at insert)
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn, offers, OFFER_CODEC)
 
@@ -128,6 +130,7 @@ class MemoryOffers(MemoryVersioned[Offer]):
 
 
 class SqlDispatchRecords(SqlVersioned[DispatchRecord]):
+    updates_unique = False  # only the trip id is unique
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn, dispatch_records, RECORD_CODEC, key="trip_id")
 
