@@ -10,9 +10,9 @@ DEV_LOCK := requirements-dev.lock
 UV       := uv==0.13.9
 UV_FLAGS := --quiet --universal --python-version 3.11 --generate-hashes \
             --custom-compile-command 'make lock'
-# Leaflet for the debug map comes from npm (web/package-lock.json), never from a CDN;
-# `npm run build` (web/package.json) copies it into dispatch/static/debugmap/vendor.
-VENDOR  := dispatch/static/debugmap/vendor
+# Leaflet for the debug map and the web apps comes from npm (web/package-lock.json), never
+# from a CDN; `npm run build` (web/build.mjs) copies it into the folders the API serves.
+VENDOR  := dispatch/static/debugmap/vendor ridehail/static/apps/vendor
 
 .PHONY: demo test bench lint serve clean web-vendor lock
 
