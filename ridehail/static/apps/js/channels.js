@@ -97,6 +97,8 @@ export class DriverSocket {
   retry() {
     if (this.stopped) return;
     this.handlers.state("connecting");
+    // Offline, a try can only fail: the browser's "online" event reconnects at once.
+    if (!navigator.onLine) return;
     const wait = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
     this.attempt += 1;
     clearTimeout(this.timer);
@@ -211,6 +213,8 @@ export class TripStream {
   retry() {
     if (this.stopped) return;
     this.handlers.state("connecting");
+    // Offline, a try can only fail: the browser's "online" event reconnects at once.
+    if (!navigator.onLine) return;
     const wait = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
     this.attempt += 1;
     clearTimeout(this.timer);
