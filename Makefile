@@ -14,7 +14,7 @@ UV_FLAGS := --quiet --universal --python-version 3.11 --generate-hashes \
 # from a CDN; `npm run build` (web/build.mjs) copies it into the folders the API serves.
 VENDOR  := dispatch/static/debugmap/vendor ridehail/static/apps/vendor
 
-.PHONY: demo test bench lint serve clean web-vendor lock
+.PHONY: demo test bench lint serve clean web-vendor lock screenshots
 
 $(STAMP): pyproject.toml $(DEV_LOCK) web/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Phone-sized pictures of the rider and driver apps for the README (docs/app-*.png), taken
+# during the browser test's ride; ordinary test runs leave docs/ alone.
+screenshots: $(STAMP)
+	RIDEHAIL_REFRESH_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/web/test_apps_ride.py -k whole_ride
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b" >&2; $(BIN)/python $$b || exit 1; done

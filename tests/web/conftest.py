@@ -4,12 +4,16 @@ so: the browser is a service-like dependency of theirs, as PostgreSQL is of othe
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import ROOT
 
 CHROMIUM = shutil.which("chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -70,3 +74,18 @@ def map_click(page: Any, lat: float, lng: float, app: str) -> None:
     at = page.evaluate(f"window.{app}App.map.latLngToContainerPoint([{lat}, {lng}])")
     box = page.locator("#map").bounding_box()
     page.mouse.click(box["x"] + at["x"], box["y"] + at["y"])
+
+
+# The README's pictures are rewritten only when asked (`make screenshots` sets
+# RIDEHAIL_REFRESH_SCREENSHOTS=1); otherwise they go to the test's temporary folder.
+REFRESH = os.environ.get("RIDEHAIL_REFRESH_SCREENSHOTS") == "1"
+
+
+def screenshot(page: Any, name: str, tmp_path: Path) -> Path:
+    """The whole page as a phone shows it, once the base map has drawn."""
+    path = (ROOT / "docs" / f"app-{name}.png") if REFRESH else tmp_path / f"app-{name}.png"
+    page.wait_for_function("() => document.querySelectorAll('.leaflet-overlay-pane path')"
+                           ".length > 20")
+    page.screenshot(path=str(path), full_page=True, animations="disabled")
+    assert path.stat().st_size > 10_000, f"{path} looks empty"
+    return path

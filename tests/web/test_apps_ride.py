@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import expect
@@ -17,7 +18,7 @@ from playwright.sync_api import expect
 from tests.conftest import Server
 from tests.edge.conftest import edge_server  # noqa: F401  (the fixture, reused)
 from tests.rides.conftest import AT_SEA, DROPOFF, PASSWORD, PICKUP, Api, email, sign_up_driver
-from tests.web.conftest import Console, map_click, open_app, sign_up
+from tests.web.conftest import Console, map_click, open_app, screenshot, sign_up
 
 VEHICLE = {"make": "Toyota", "model": "Prius", "plate": "WEB-15", "seats": "4"}
 # The service-driven second driver waits about 400 m north of the pickup: farther than the
@@ -36,7 +37,8 @@ def _state(page: Any, selector: str, state: str, timeout: float = 10) -> None:
                                                      timeout=timeout * SECONDS)
 
 
-def test_a_whole_ride_in_two_browsers(browser: Any, edge_server: Callable[..., Server]) -> None:
+def test_a_whole_ride_in_two_browsers(browser: Any, edge_server: Callable[..., Server],
+                                      tmp_path: Path) -> None:
     server = edge_server(pickup_pin="true", offer_timeout_s="30")
     api = Api(server.url)
     console = Console()
@@ -69,6 +71,7 @@ def test_a_whole_ride_in_two_browsers(browser: Any, edge_server: Callable[..., S
         quote = api.post("/v1/quotes", _token(rider, "rider"),
                          {"pickup": picked, "dropoff": DROPOFF}).body
         assert rider.text_content("#quote-fare") == f"${quote['fare_estimate']['display']}"
+        screenshot(rider, "rider-quote", tmp_path)
         rider.click("#request")
         _state(rider, "#ride-state", "requested")
         first_trip = rider.evaluate("window.riderApp.trip.id")
@@ -78,6 +81,7 @@ def test_a_whole_ride_in_two_browsers(browser: Any, edge_server: Callable[..., S
         expect(driver.locator("#offer")).to_have_attribute("data-trip", first_trip)
         left = int(driver.text_content("#offer-left") or "0")
         assert 20 <= left <= 30, left
+        screenshot(driver, "driver-offer", tmp_path)
         driver.click("#offer-reject")
         expect(driver.locator("#offer")).to_be_hidden()
 
@@ -138,6 +142,8 @@ def test_a_whole_ride_in_two_browsers(browser: Any, edge_server: Callable[..., S
         rider.wait_for_function(
             "lat => Number(document.querySelector('#ride-driver').dataset.lat) < lat",
             arg=PICKUP["lat"], timeout=10 * SECONDS)
+        screenshot(rider, "rider-ride", tmp_path)
+        screenshot(driver, "driver-trip", tmp_path)
         driver.click("#complete")
 
         # The receipt on both sides, and both ratings.
@@ -148,6 +154,7 @@ def test_a_whole_ride_in_two_browsers(browser: Any, edge_server: Callable[..., S
         rider.check('#rate-form input[name="stars"][value="4"]')
         rider.click("#rate-form button[type=submit]")
         expect(rider.locator("#rated")).to_contain_text("4 ★")
+        screenshot(rider, "rider-receipt", tmp_path)
         driver.click("#rate-form button[type=submit]")
         expect(driver.locator("#rated")).to_contain_text("5 ★")
         receipt = api.get(f"/v1/trips/{trip_id}/receipt", _token(rider, "rider")).body

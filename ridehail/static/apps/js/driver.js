@@ -6,7 +6,7 @@
 import { api, ApiError, Session } from "./api.js";
 import { setUpAuth } from "./auth.js";
 import { DriverSocket } from "./channels.js";
-import { CITY_CENTRE, dot, makeMap, metres, place, towards } from "./map.js";
+import { CITY_CENTRE, dot, fit, makeMap, metres, place, towards } from "./map.js";
 import {
   $, announce, clearErrors, el, fmtLatLng, minutes, money, show, showError, submitting, text,
   when,
@@ -184,6 +184,7 @@ function renderOffer() {
     return;
   }
   show("#offer", true);
+  if ($("#offer").dataset.offer !== o.id) fit(app.map, [app.pos, o.pickup, o.dropoff]);
   $("#offer").dataset.offer = o.id;
   $("#offer").dataset.trip = o.trip_id;
   text("#offer-pickup", `${(o.distance_m / 1000).toFixed(1)} km, ${minutes(o.eta_s)} away`);
@@ -265,7 +266,10 @@ function renderTrip(trip) {
   show("#complete", trip.state === "in_progress");
   show("#pin-field", trip.state === "driver_arrived" && Boolean(trip.pickup_pin_required));
   showStops(trip.state === "in_progress" ? null : trip.pickup, trip.dropoff);
-  if (!was || was.state !== trip.state) announce(STATE_TEXT[trip.state]);
+  if (!was || was.state !== trip.state) {
+    announce(STATE_TEXT[trip.state]);
+    fit(app.map, [app.pos, trip.state === "in_progress" ? null : trip.pickup, trip.dropoff]);
+  }
   startTripPoll(trip.id);
 }
 

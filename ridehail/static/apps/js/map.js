@@ -42,6 +42,17 @@ export function place(map, marker, latlng, make) {
   return make(latlng).addTo(map);
 }
 
+// Show every given point (nulls skipped), not closer than a street view.
+export function fit(map, points) {
+  const pts = points.filter(Boolean).map((p) => [p.lat, p.lng]);
+  if (pts.length === 0) return;
+  if (pts.length === 1) {
+    map.setView(pts[0], Math.max(map.getZoom(), 15));
+    return;
+  }
+  map.fitBounds(L.latLngBounds(pts), { padding: [30, 30], maxZoom: 16 });
+}
+
 // Great-circle distance in metres (for the simulated drive's steps).
 export function metres(a, b) {
   const r = 6371008.8;

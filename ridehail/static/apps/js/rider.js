@@ -5,7 +5,7 @@
 import { api, ApiError, Session } from "./api.js";
 import { setUpAuth } from "./auth.js";
 import { TripStream } from "./channels.js";
-import { dot, makeMap, place } from "./map.js";
+import { dot, fit, makeMap, place } from "./map.js";
 import {
   $, announce, clearErrors, clock, el, fmtLatLng, minutes, money, parseLatLng, show,
   showError, submitting, text, when,
@@ -160,6 +160,7 @@ function cancelFeeNow(trip) {
 }
 
 function renderTrip(trip) {
+  const was = app.trip;
   app.trip = trip;
   session.save({ trip: trip.id });
   if (!OPEN.has(trip.state)) {
@@ -173,7 +174,7 @@ function renderTrip(trip) {
   st.textContent = STATE_TEXT[trip.state] || trip.state;
   text("#ride-fare", money(trip.fare_estimate));
   text("#ride-surge", `${Number(trip.surge_multiplier).toFixed(2)}×`);
-  text("#ride-driver", trip.driver_id ? (trip.state === "driver_arrived" ? "waiting at the pickup" : "assigned") : "searching");
+  text("#ride-driver", { requested: "searching…", driver_assigned: "on the way", driver_arrived: "waiting at the pickup", in_progress: "driving you" }[trip.state] || "–");
   show("#pin", Boolean(trip.pickup_pin));
   text("#pin-value", trip.pickup_pin || "");
   text("#cancel-terms", cancelRule(trip));
@@ -184,7 +185,10 @@ function renderTrip(trip) {
   app.markers.dropoff = place(app.map, app.markers.dropoff, trip.dropoff, (p) => dot(p, "marker-dropoff", "Dropoff", 9));
   if (trip.driver_location) moveDriver(trip.driver_location);
   else if (!trip.driver_id) app.markers.driver = place(app.map, app.markers.driver, null);
-  announce(STATE_TEXT[trip.state] || trip.state);
+  if (!was || was.id !== trip.id || was.state !== trip.state) {
+    announce(STATE_TEXT[trip.state] || trip.state);
+    fit(app.map, [trip.pickup, trip.dropoff, trip.driver_location]);
+  }
 }
 
 function moveDriver(pos) {
