@@ -16,7 +16,7 @@ VENDOR  := dispatch/static/debugmap/vendor ridehail/static/apps/vendor
 
 .PHONY: demo test bench lint serve clean web-vendor lock screenshots
 
-$(STAMP): pyproject.toml $(DEV_LOCK) web/package-lock.json
+$(STAMP): pyproject.toml $(DEV_LOCK) web/package-lock.json web/build.mjs
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)

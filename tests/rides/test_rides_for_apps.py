@@ -42,8 +42,9 @@ def test_a_quote_is_what_the_request_then_locks_in(make_app: Callable[..., Flask
     assert r.status == 422 and r.body["errors"][0]["field"] == "pickup", r.text
     r = api.post("/v1/quotes", rider.token, {"pickup": {"lat": 91, "lng": 0}, "dropoff": DROPOFF})
     assert r.status == 422 and r.body["errors"][0]["field"] == "pickup.lat", r.text
-    assert api.post("/v1/quotes", driver.token, {"pickup": PICKUP, "dropoff": DROPOFF}).status == 403
-    assert api.post("/v1/quotes", None, {"pickup": PICKUP, "dropoff": DROPOFF}).status == 401
+    both = {"pickup": PICKUP, "dropoff": DROPOFF}
+    assert api.post("/v1/quotes", driver.token, both).status == 403
+    assert api.post("/v1/quotes", None, both).status == 401
 
 
 def test_trip_history_lists_only_the_callers_trips(make_app: Callable[..., Flask]) -> None:

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import Server
-from tests.edge.conftest import edge_server  # noqa: F401  (the fixture, reused)
 from tests.rides.conftest import AT_SEA, DROPOFF, PASSWORD, PICKUP, Api, email, sign_up_driver
 from tests.web.conftest import Console, map_click, open_app, screenshot, sign_up
 
+pytestmark = [pytest.mark.browser]
 VEHICLE = {"make": "Toyota", "model": "Prius", "plate": "WEB-15", "seats": "4"}
 # The service-driven second driver waits about 400 m north of the pickup: farther than the
 # browser's driver (at the pickup), so the first offer goes to the browser.
@@ -126,9 +127,17 @@ def test_a_whole_ride_in_two_browsers(browser: Any, edge_server: Callable[..., S
         # the driver's position reaches the rider over the trip's event stream
         expect(rider.locator("#ride-driver")).to_have_attribute("data-lat", re.compile(r"^40\.7"))
 
-        # Arrive, the PIN the rider sees, start, the simulated drive towards the dropoff.
+        # The rider's connection drops; the driver arrives meanwhile; back online, the
+        # rider's stream starts again with the trip as it is now, PIN included.
+        rider_ctx.set_offline(True)
+        _state(rider, "#conn", "connecting", timeout=15)
         driver.click("#arrive")
+        _state(driver, "#trip-state", "driver_arrived")
+        _state(rider, "#ride-state", "driver_assigned")
+        rider_ctx.set_offline(False)
+        _state(rider, "#conn", "open", timeout=15)
         _state(rider, "#ride-state", "driver_arrived")
+        # The PIN the rider sees, the start, the simulated drive towards the dropoff.
         expect(rider.locator("#pin")).to_be_visible()
         pin = rider.text_content("#pin-value") or ""
         assert re.fullmatch(r"\d{4}", pin), pin

@@ -24,18 +24,22 @@ export class DriverSocket {
     this.pongTimer = null;
     this.seq = 0;
     this.onOnline = () => this.reconnectNow();
+    // The browser lost its network: the socket is as good as dead, whatever it says.
+    this.onOffline = () => this.drop();
   }
 
   start() {
     if (!this.stopped) return;
     this.stopped = false;
     window.addEventListener("online", this.onOnline);
+    window.addEventListener("offline", this.onOffline);
     this.open();
   }
 
   stop() {
     this.stopped = true;
     window.removeEventListener("online", this.onOnline);
+    window.removeEventListener("offline", this.onOffline);
     clearTimeout(this.timer);
     this.clearHeartbeat();
     if (this.ws) {
@@ -159,9 +163,19 @@ export class TripStream {
     this.stopped = false;
     this.timer = null;
     this.onOnline = () => {
-      if (!this.es) this.open();
+      if (this.es || this.stopped) return;
+      clearTimeout(this.timer);
+      this.attempt = 0;
+      this.open();
+    };
+    // The browser lost its network: close the stream (it would stall) and wait for "online";
+    // on connect the server sends the trip as it is by then.
+    this.onOffline = () => {
+      this.closeSource();
+      this.retry();
     };
     window.addEventListener("online", this.onOnline);
+    window.addEventListener("offline", this.onOffline);
     this.open();
   }
 
@@ -194,7 +208,8 @@ export class TripStream {
       if (es !== this.es) return;
       // EventSource retries by itself while it says CONNECTING; CLOSED (an HTTP error, or
       // its own retry given up) is ours to retry.
-      if (es.readyState === EventSource.CLOSED) {
+      // Offline, its own retries can only fail: stop them and wait for "online".
+      if (es.readyState === EventSource.CLOSED || !navigator.onLine) {
         this.closeSource();
         this.retry();
       } else {
@@ -225,6 +240,7 @@ export class TripStream {
     this.stopped = true;
     clearTimeout(this.timer);
     window.removeEventListener("online", this.onOnline);
+    window.removeEventListener("offline", this.onOffline);
     this.closeSource();
     this.handlers.state("closed");
   }

@@ -224,7 +224,8 @@ function finishTrip(trip) {
   setConn("idle");
   app.markers.driver = place(app.map, app.markers.driver, null);
   if (trip.state === "completed") {
-    showReceipt(trip.id);
+    // the stream's last event and its `close` may both end the ride: one receipt
+    if ($("#done").hidden || $("#done").dataset.trip !== trip.id) showReceipt(trip.id);
     return;
   }
   let message = STATE_TEXT[trip.state] || trip.state;
