@@ -188,17 +188,32 @@ def test_a_whole_ride_in_two_browsers(browser: Any, edge_server: Callable[..., S
         driver_ctx.close()
 
 
+# Every form control has a label (or an aria-label), every button a name.
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
+    .filter(e => e.type !== 'hidden')
+    .filter(e => e.tagName === 'BUTTON' ? !e.textContent.trim() && !e.ariaLabel
+                 : e.labels.length === 0 && !e.ariaLabel && !e.getAttribute('aria-label'))
+    .map(e => e.id || e.name || e.outerHTML.slice(0, 60))"""
+
+
 def test_problems_are_shown_next_to_the_field_they_name(
         browser: Any, edge_server: Callable[..., Server]) -> None:
     server = edge_server()
     console = Console()
     context, rider = open_app(browser, server.url, "rider", console, "rider")
+    driver_ctx, driver = open_app(browser, server.url, "driver", console, "driver")
     try:
-        rider.click("#tab-signup")
-        rider.fill("#signup-name", "Ada Rider")
-        rider.fill("#signup-email", email("web-rider"))
-        rider.fill("#signup-password", "short")
-        rider.click("#signup-form button[type=submit]")
+        assert rider.evaluate(UNLABELLED) == [] and driver.evaluate(UNLABELLED) == []
+        # sign-up from the keyboard alone: tab to the form, type, submit with Enter
+        rider.focus("#tab-signup")
+        rider.keyboard.press("Enter")
+        rider.focus("#signup-name")
+        rider.keyboard.type("Ada Rider")
+        rider.keyboard.press("Tab")
+        rider.keyboard.type(email("web-rider"))
+        rider.keyboard.press("Tab")
+        rider.keyboard.type("short")
+        rider.keyboard.press("Enter")
         expect(rider.locator("#signup-password-error")).to_contain_text("at least 8")
         expect(rider.locator("#signup-password")).to_have_attribute("aria-invalid", "true")
         expect(rider.locator("#signup-email-error")).to_be_hidden()
@@ -223,3 +238,4 @@ def test_problems_are_shown_next_to_the_field_they_name(
         assert all(re.search(r"status of 422", e) for e in console.errors), console.errors
     finally:
         context.close()
+        driver_ctx.close()
