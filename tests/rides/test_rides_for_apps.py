@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
+import pytest
 from flask import Flask
 
 from tests.rides.conftest import (
@@ -117,3 +119,12 @@ def test_the_app_pages_are_served_with_a_strict_content_security_policy(api: Api
         r = api.get(asset)
         assert r.status == 200 and "Content-Security-Policy" in r.headers, asset
     assert api.get("/app/static/../webapps.py").status == 404
+
+
+def test_the_pages_say_what_to_run_when_leaflet_is_missing(
+        api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ridehail.webapps
+
+    monkeypatch.setattr(ridehail.webapps, "VENDOR", tmp_path / "vendor")
+    r = api.get("/app/rider")
+    assert r.status == 503 and "make web-vendor" in r.body["detail"], r.text
