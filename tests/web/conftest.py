@@ -82,11 +82,14 @@ def map_click(page: Any, lat: float, lng: float, app: str) -> None:
 REFRESH = os.environ.get("RIDEHAIL_REFRESH_SCREENSHOTS") == "1"
 
 
-def screenshot(page: Any, name: str, tmp_path: Path) -> Path:
-    """The whole page as a phone shows it, once the base map has drawn."""
+def screenshot(page: Any, name: str, tmp_path: Path, show: str = "#panel",
+               block: str = "start") -> Path:
+    """The page as a phone shows it, once the base map has drawn, with the panel scrolled
+    to `show` (at the `block` edge)."""
     path = (ROOT / "docs" / f"app-{name}.png") if REFRESH else tmp_path / f"app-{name}.png"
     page.wait_for_function("() => document.querySelectorAll('.leaflet-overlay-pane path')"
                            ".length > 20")
+    page.locator(show).evaluate("(e, block) => e.scrollIntoView({block})", block)
     page.screenshot(path=str(path), full_page=True, animations="disabled")
     assert path.stat().st_size > 10_000, f"{path} looks empty"
     return path

@@ -72,7 +72,7 @@ def test_a_whole_ride_in_two_browsers(browser: Any, edge_server: Callable[..., S
         quote = api.post("/v1/quotes", _token(rider, "rider"),
                          {"pickup": picked, "dropoff": DROPOFF}).body
         assert rider.text_content("#quote-fare") == f"${quote['fare_estimate']['display']}"
-        screenshot(rider, "rider-quote", tmp_path)
+        screenshot(rider, "rider-quote", tmp_path, show="#request", block="end")
         rider.click("#request")
         _state(rider, "#ride-state", "requested")
         first_trip = rider.evaluate("window.riderApp.trip.id")
@@ -163,7 +163,7 @@ def test_a_whole_ride_in_two_browsers(browser: Any, edge_server: Callable[..., S
         rider.check('#rate-form input[name="stars"][value="4"]')
         rider.click("#rate-form button[type=submit]")
         expect(rider.locator("#rated")).to_contain_text("4 ★")
-        screenshot(rider, "rider-receipt", tmp_path)
+        screenshot(rider, "rider-receipt", tmp_path, show="#done")
         driver.click("#rate-form button[type=submit]")
         expect(driver.locator("#rated")).to_contain_text("5 ★")
         receipt = api.get(f"/v1/trips/{trip_id}/receipt", _token(rider, "rider")).body

@@ -242,6 +242,7 @@ function renderTrip(trip) {
   session.save({ trip: trip.id });
   if (!LIVE.has(trip.state)) {
     stopTripPoll();
+    if (app.online) renderStatus("available");
     if (trip.state === "completed") {
       showDone(trip);
     } else {
@@ -254,6 +255,7 @@ function renderTrip(trip) {
   show("#offer", false);
   show("#done", false);
   show("#trip", true);
+  renderStatus(trip.state === "in_progress" ? "on_trip" : "en_route");
   const st = $("#trip-state");
   st.dataset.state = trip.state;
   st.textContent = STATE_TEXT[trip.state];

@@ -47,10 +47,10 @@ export function fit(map, points) {
   const pts = points.filter(Boolean).map((p) => [p.lat, p.lng]);
   if (pts.length === 0) return;
   if (pts.length === 1) {
-    map.setView(pts[0], Math.max(map.getZoom(), 15));
+    map.setView(pts[0], Math.max(map.getZoom(), 15), { animate: false });
     return;
   }
-  map.fitBounds(L.latLngBounds(pts), { padding: [30, 30], maxZoom: 16 });
+  map.fitBounds(L.latLngBounds(pts), { padding: [30, 30], maxZoom: 16, animate: false });
 }
 
 // Great-circle distance in metres (for the simulated drive's steps).

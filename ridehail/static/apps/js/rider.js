@@ -22,6 +22,15 @@ const STATE_TEXT = {
   no_driver_found: "No driver could take this ride",
 };
 const NEARBY_EVERY_MS = 4000;
+// The written fare rules (README "Fares"), as a rider reads them.
+const FARE_RULES = {
+  quote: "the upfront price",
+  metered_longer: "metered: the route was longer",
+  metered_capped: "metered, capped above the upfront price",
+  metered_shorter: "metered: the ride ended early",
+  cancel_fee: "cancellation fee",
+  no_show_fee: "no-show fee",
+};
 
 const session = new Session("rider");
 const app = {
@@ -64,6 +73,12 @@ function setPoint(which, latlng) {
   app.markers[which] = place(app.map, app.markers[which], latlng,
     (p) => dot(p, `marker-${which}`, which === "pickup" ? "Pickup" : "Dropoff", 9));
   if (which === "pickup") refreshNearby();
+  // both ends in view once both are set (a typed dropoff may be off the map)
+  const bounds = app.map.getBounds();
+  if (app.pickup && app.dropoff &&
+      ![app.pickup, app.dropoff].every((p) => bounds.contains([p.lat, p.lng]))) {
+    fit(app.map, [app.pickup, app.dropoff]);
+  }
   refreshQuote();
 }
 
@@ -252,7 +267,7 @@ async function showReceipt(tripId) {
     }
     text("#receipt-total", money(r.fare.total));
     text("#receipt-estimate", money(r.fare.estimate));
-    text("#receipt-rule", r.fare.rule || "–");
+    text("#receipt-rule", FARE_RULES[r.fare.rule] || r.fare.rule || "–");
     text("#receipt-surge", `${Number(r.fare.surge_multiplier).toFixed(2)}×`);
     text("#receipt-distance", r.fare.distance_m == null ? "–" : `${(r.fare.distance_m / 1000).toFixed(2)} km`);
     const pay = $("#receipt-payment");
