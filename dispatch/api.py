@@ -206,6 +206,7 @@ def nearby(query: NearbyQuery) -> Response:
 @bp.post("/v1/quotes")
 @require(Role.rider)
 @body(QuoteIn)
+@throttle("quote")
 @doc("The upfront fare and surge a trip request would get now (the request locks its own "
      "quote in); a pickup or dropoff outside the service area is a 422 naming it",
      responses={200: QuoteOut}, tags=["riders"])
