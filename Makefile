@@ -10,13 +10,13 @@ DEV_LOCK := requirements-dev.lock
 UV       := uv==0.13.9
 UV_FLAGS := --quiet --universal --python-version 3.11 --generate-hashes \
             --custom-compile-command 'make lock'
-# Leaflet for the debug map comes from npm (web/package-lock.json), never from a CDN;
-# `npm run build` (web/package.json) copies it into dispatch/static/debugmap/vendor.
-VENDOR  := dispatch/static/debugmap/vendor
+# Leaflet for the debug map and the web apps comes from npm (web/package-lock.json), never
+# from a CDN; `npm run build` (web/build.mjs) copies it into the folders the API serves.
+VENDOR  := dispatch/static/debugmap/vendor ridehail/static/apps/vendor
 
-.PHONY: demo test bench lint serve clean web-vendor lock
+.PHONY: demo test bench lint serve clean web-vendor lock screenshots
 
-$(STAMP): pyproject.toml $(DEV_LOCK) web/package-lock.json
+$(STAMP): pyproject.toml $(DEV_LOCK) web/package-lock.json web/build.mjs
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
@@ -39,6 +39,11 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Phone-sized pictures of the rider and driver apps for the README (docs/app-*.png), taken
+# during the browser test's ride; ordinary test runs leave docs/ alone.
+screenshots: $(STAMP)
+	RIDEHAIL_REFRESH_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/web/test_apps_ride.py -k whole_ride
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b" >&2; $(BIN)/python $$b || exit 1; done

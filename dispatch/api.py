@@ -11,9 +11,10 @@ from accounts.auth import current_principal, require
 from accounts.model import Role
 from ridehail.kernel.channel import Waiter
 from ridehail.kernel.errors import Problem, problem_response
-from ridehail.kernel.formats import quantity
+from ridehail.kernel.formats import money, quantity
 from ridehail.kernel.throttle import throttle
 from ridehail.kernel.validation import body, doc, parse_body, query
+from trips import receipts
 from trips.fees import WrongPin
 from trips.model import PaymentRequired, TripError, TripNotFound
 
@@ -25,15 +26,19 @@ from .schemas import (
     BatchIn,
     BatchOut,
     CancelIn,
+    HistoryQuery,
     LocationIn,
     NearbyQuery,
     OfferList,
     OfferOut,
     OffersQuery,
+    QuoteIn,
+    QuoteOut,
     StartIn,
     StatusIn,
     StatusOut,
     TripIn,
+    TripList,
     TripOut,
 )
 from .vehicle_ids import nearby_vehicle_id
@@ -152,8 +157,9 @@ def get_offers(query: OffersQuery) -> Response:
 @require(Role.driver)
 @doc("Accept an offer", responses={200: TripOut}, tags=["offers"])
 def accept(offer_id: str) -> Response:
-    trip = engine().accept_offer(offer_id, current_principal().account_id)
-    return jsonify(trip_view(trip))
+    me = current_principal().account_id
+    eng = engine()
+    return jsonify(trip_payload(eng, eng.accept_offer(offer_id, me), "driver", me))
 
 
 @bp.post("/v1/offers/<id:offer_id>/reject")
@@ -197,16 +203,43 @@ def nearby(query: NearbyQuery) -> Response:
                     mimetype="application/geo+json")
 
 
+@bp.post("/v1/quotes")
+@require(Role.rider)
+@body(QuoteIn)
+@throttle("quote")
+@doc("The upfront fare and surge a trip request would get now (the request locks its own "
+     "quote in); a pickup or dropoff outside the service area is a 422 naming it",
+     responses={200: QuoteOut}, tags=["riders"])
+def quote(body: QuoteIn) -> Response:
+    fare = engine().quote((body.pickup.lat, body.pickup.lng), (body.dropoff.lat, body.dropoff.lng))
+    return jsonify(fare_estimate=money(fare.total, fare.currency),
+                   surge_multiplier=str(fare.surge_multiplier),
+                   distance_m=quantity(fare.distance_m), duration_s=quantity(fare.duration_s))
+
+
+@bp.get("/v1/trips")
+@require(Role.rider, Role.driver)
+@query(HistoryQuery)
+@doc("My trips, newest first: a rider's, or those a driver was assigned",
+     responses={200: TripList}, tags=["trips"])
+def trip_history(query: HistoryQuery) -> Response:
+    me = current_principal()
+    found = receipts.history(current_app.extensions["uow_factory"], me.role.value,
+                             me.account_id, query.limit)
+    return jsonify([trip_view(t) for t in found])
+
+
 @bp.post("/v1/trips")
 @require(Role.rider)
 @body(TripIn)
 @throttle("trip_request")
 @doc("Request a trip", responses={201: TripOut}, tags=["trips"])
 def request_trip(body: TripIn) -> Response:
-    trip = engine().request_trip(current_principal().account_id,
-                                 (body.pickup.lat, body.pickup.lng),
-                                 (body.dropoff.lat, body.dropoff.lng), body.vehicle_class)
-    resp = jsonify(trip_view(trip))
+    me = current_principal().account_id
+    eng = engine()
+    trip = eng.request_trip(me, (body.pickup.lat, body.pickup.lng),
+                            (body.dropoff.lat, body.dropoff.lng), body.vehicle_class)
+    resp = jsonify(trip_payload(eng, trip, "rider", me))
     resp.status_code = 201
     resp.headers["Location"] = f"/v1/trips/{trip.id}"
     return resp
@@ -234,14 +267,15 @@ def get_trip(trip_id: str) -> Response:
 def cancel(trip_id: str) -> Response:
     reason = parse_body(CancelIn).reason if request.data else None
     me = current_principal()
-    trip = engine().cancel(trip_id, me.role.value, me.account_id, reason)
-    return jsonify(trip_view(trip))
+    eng = engine()
+    trip = eng.cancel(trip_id, me.role.value, me.account_id, reason)
+    return jsonify(trip_payload(eng, trip, me.role.value, me.account_id))
 
 
 def _driver_step(trip_id: str, step: str) -> Response:
     me = current_principal().account_id
-    trip = getattr(engine(), step)(trip_id, me)
-    return jsonify(trip_view(trip))
+    eng = engine()
+    return jsonify(trip_payload(eng, getattr(eng, step)(trip_id, me), "driver", me))
 
 
 @bp.post("/v1/trips/<id:trip_id>/arrive")
@@ -258,8 +292,9 @@ def arrive(trip_id: str) -> Response:
      responses={200: TripOut}, tags=["trips"])
 def start(trip_id: str) -> Response:
     pin = parse_body(StartIn).pin if request.data else None
-    trip = engine().start(trip_id, current_principal().account_id, pin)
-    return jsonify(trip_view(trip))
+    me = current_principal().account_id
+    eng = engine()
+    return jsonify(trip_payload(eng, eng.start(trip_id, me, pin), "driver", me))
 
 
 @bp.post("/v1/trips/<id:trip_id>/no-show")

@@ -21,7 +21,7 @@ from geoindex import GeoIndex, Neighbor
 from ridehail.kernel.channel import Channel
 from ridehail.kernel.clock import Clock, SystemClock
 from trips.area import ServiceArea
-from trips.fares import Tariff
+from trips.fares import FareBreakdown, Tariff
 from trips.fees import CancellationPolicy
 from trips.model import Trip
 from trips.pricing import UpfrontPolicy
@@ -150,6 +150,9 @@ class Engine:
 
     def surge_at(self, lat: float, lng: float) -> Decimal:
         return self.supply.surge_at(lat, lng)
+
+    def quote(self, pickup: tuple[float, float], dropoff: tuple[float, float]) -> FareBreakdown:
+        return self.matcher.quote(pickup, dropoff)
 
     def request_trip(self, rider_id: str, pickup: tuple[float, float],
                      dropoff: tuple[float, float], vehicle_class: str = "standard") -> Trip:

@@ -16,7 +16,7 @@ from ridehail.kernel.errors import Conflict
 from trips.access import may_view
 from trips.area import ServiceArea
 from trips.billing import blocking_payment
-from trips.fares import Tariff
+from trips.fares import FareBreakdown, Tariff
 from trips.model import PaymentRequired, Trip, TripNotFound, TripState
 from trips.pricing import quote
 
@@ -93,13 +93,9 @@ class Matcher:
         """May this rider request this trip, and at what price: inside the service area, no
         open trip of theirs, no failed payment (402), the upfront quote with the surge locked
         in. One transaction stores the trip and its dispatch record."""
-        if self.service_area is not None:
-            for name, (lat, lng) in (("pickup", pickup), ("dropoff", dropoff)):
-                if not self.service_area.contains(lat, lng):
-                    raise OutsideServiceArea(name)
         now = self.clock.now()
-        surge = self.supply.surge_at(*pickup)
-        fare = quote(self.tariff, pickup, dropoff, surge)
+        fare = self.quote(pickup, dropoff)
+        surge = fare.surge_multiplier
         trip = Trip(
             id=self.new_id(), rider_id=rider_id, vehicle_class=vehicle_class,
             pickup_lat=pickup[0], pickup_lng=pickup[1],
@@ -121,6 +117,16 @@ class Matcher:
         # Only a request that was accepted counts as demand for surge.
         self.supply.record_request(pickup[0], pickup[1], now)
         return trip
+
+    def quote(self, pickup: tuple[float, float], dropoff: tuple[float, float]) -> FareBreakdown:
+        """The upfront fare a request from `pickup` to `dropoff` would get now, with the surge
+        there: both ends inside the service area (`OutsideServiceArea` names the end that is
+        not). A request locks its own quote in; this one only informs."""
+        if self.service_area is not None:
+            for name, (lat, lng) in (("pickup", pickup), ("dropoff", dropoff)):
+                if not self.service_area.contains(lat, lng):
+                    raise OutsideServiceArea(name)
+        return quote(self.tariff, pickup, dropoff, self.supply.surge_at(*pickup))
 
     def get_trip(self, trip_id: str) -> Trip:
         with self.units(readonly=True) as uow:

@@ -97,6 +97,31 @@ class Money(BaseModel):
     display: str
 
 
+class QuoteIn(Body):
+    pickup: LatLng
+    dropoff: LatLng
+
+
+class QuoteOut(BaseModel):
+    """What a request would cost now; the request itself locks its own quote in."""
+    fare_estimate: Money
+    surge_multiplier: str
+    distance_m: float
+    duration_s: float
+
+
+class HistoryQuery(Query):
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+class CancellationOut(BaseModel):
+    """A rider's cancellation: free until `free_until` (null: no driver yet; the free period
+    of `free_for_s` starts at assignment), then `fee`."""
+    fee: Money
+    free_until: datetime | None
+    free_for_s: float
+
+
 class StatusOut(BaseModel):
     status: Literal["offline", "available", "offered", "en_route", "on_trip"]
     online: bool
@@ -148,3 +173,11 @@ class TripOut(BaseModel):
     driver_location: dict[str, float] | None = None
     # Only the rider's own view, only until the trip starts (trips.access.sees_pickup_pin).
     pickup_pin: str | None = None
+    # Only the rider's own view, while the rider may still cancel (trips.fees.rider_cancel_terms).
+    cancellation: CancellationOut | None = None
+    # Only the trip's driver, with pickup PINs on: the start needs the rider's PIN.
+    pickup_pin_required: bool | None = None
+
+
+class TripList(RootModel[list[TripOut]]):
+    """The caller's trips (a rider's, or those a driver was assigned), newest first."""

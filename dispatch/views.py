@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ridehail.kernel.formats import iso, money, quantity
+from trips.fees import CancelTerms
 from trips.model import Trip
 
 from .model import Offer
@@ -45,3 +46,10 @@ def offer_view(offer: Offer, trip: Trip | None = None) -> dict[str, Any]:
         out["dropoff"] = {"lat": trip.dropoff_lat, "lng": trip.dropoff_lng}
         out["fare_estimate"] = money(trip.fare_estimate, trip.currency)
     return out
+
+
+def cancel_terms_view(terms: CancelTerms, currency: str) -> dict[str, Any]:
+    """What a rider's cancellation costs: free until `free_until` (null: no driver assigned
+    yet, the free period starts at assignment), then `fee`."""
+    return {"fee": money(terms.fee, currency), "free_until": iso(terms.free_until),
+            "free_for_s": quantity(terms.free_for_s)}

@@ -121,6 +121,9 @@ def _register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(billing_bp)  # payment methods, receipts, earnings, ratings
     app.register_blueprint(debugmap_bp)  # /debug/map and its GeoJSON (issue 7)
+    from .webapps import bp as webapps_bp
+
+    app.register_blueprint(webapps_bp)  # /app/rider and /app/driver, on the public API (issue 15)
 
 
 def _register_core_routes(app: Flask) -> None:

@@ -113,8 +113,10 @@ def demo(port: int | None, host: str | None, drivers: int | None) -> None:
 
     def ready() -> None:
         click.echo(f"\nridehail demo ready at {url}  (health: {url}/health, "
-                   f"map: {url}/debug/map, API: {url}/openapi.json). Ctrl-C stops it.\n",
-                   err=True)
+                   f"map: {url}/debug/map, API: {url}/openapi.json). Ctrl-C stops it.\n"
+                   f"  rider app:  {url}/app/rider\n"
+                   f"  driver app: {url}/app/driver  (take a ride in two windows: README, "
+                   "\"The rider and driver apps\")\n", err=True)
         if settings.demo_drivers > 0:
             fleet.append(_start_demo_fleet(settings, url))
 

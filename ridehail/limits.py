@@ -61,6 +61,7 @@ LIMITS: dict[str, tuple[str, Callable[[], str], str]] = {
                         "too many sign-ups with this email"),
     "sign_up_ip": ("rate_limit_sign_up_ip", client_ip, "too many sign-ups from this address"),
     "trip_request": ("rate_limit_trip_request", account, "too many trip requests"),
+    "quote": ("rate_limit_quote", account, "too many fare quotes"),
     "driver_location": ("rate_limit_driver_location", account, "too many location reports"),
     "location_batch": ("rate_limit_location_batch", account, "too many location batches"),
 }

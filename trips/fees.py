@@ -21,7 +21,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from .model import Trip, TripError, TripState
+from .model import TRANSITIONS, Trip, TripError, TripState
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,35 @@ class PinLocked(TripError):
     """Too many wrong PINs: the trip cannot start (a 409; the rider or driver cancels)."""
 
 
+# The states a trip may be cancelled from (until it starts), as trips.model's transitions say.
+RIDER_CANCELLABLE = frozenset(s for s, nxt in TRANSITIONS.items() if TripState.cancelled in nxt)
+
+
 def rider_cancel_fee(trip: Trip, now: float, policy: CancellationPolicy) -> int:
     """What a rider owes for cancelling `trip` at `now`: the fee when a driver has been
     assigned for more than `fee_after_s`, else nothing."""
     if trip.driver_id is None or trip.assigned_at is None or policy.fee == 0:
         return 0
     return policy.fee if now - trip.assigned_at > policy.fee_after_s else 0
+
+
+@dataclass(frozen=True)
+class CancelTerms:
+    """What a rider's cancellation costs, to show before they confirm: nothing until
+    `free_until` (None: no driver yet, so the clock has not started), `fee` after it."""
+
+    fee: int
+    free_until: float | None
+    free_for_s: float
+
+
+def rider_cancel_terms(trip: Trip, policy: CancellationPolicy) -> CancelTerms | None:
+    """The terms of `rider_cancel_fee` for this trip, or None when the rider can no longer
+    cancel it (started or ended)."""
+    if trip.state not in RIDER_CANCELLABLE:
+        return None
+    free_until = None if trip.assigned_at is None else trip.assigned_at + policy.fee_after_s
+    return CancelTerms(policy.fee, free_until, policy.fee_after_s)
 
 
 def check_no_show(trip: Trip, now: float, policy: CancellationPolicy) -> None:

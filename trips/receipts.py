@@ -1,4 +1,5 @@
-"""Receipts and earnings: what a trip cost and who got what, read in one unit of work each.
+"""Receipts, earnings and trip history: what a trip cost, who got what, and a party's past
+trips, read in one unit of work each.
 Use cases over the trips' repositories; the HTTP layer only serialises what they return."""
 
 from __future__ import annotations
@@ -76,3 +77,18 @@ def earnings(units: TripsUnits, driver_id: str, limit: int = 100) -> Earnings:
         recent = uow.ledger.for_account(account, limit=limit)
     currency = recent[0].currency if recent else DEFAULT_CURRENCY
     return Earnings(driver_id, currency, count, balance, recent)
+
+
+HISTORY_MAX = 100
+
+
+def history(units: TripsUnits, role: str, account_id: str, limit: int = 20) -> list[Trip]:
+    """A rider's trips, or the trips a driver was assigned, newest first (at most
+    `HISTORY_MAX`): only the caller's own, so nobody lists another's trips."""
+    limit = max(1, min(limit, HISTORY_MAX))
+    with units(readonly=True) as uow:
+        if role == "rider":
+            return uow.trips.for_rider(account_id, limit=limit)
+        if role == "driver":
+            return uow.trips.for_driver(account_id, limit=limit)
+    return []

@@ -44,6 +44,10 @@ class SqlTripRepository(SqlVersioned[Trip]):
         return self.find(trips.c.rider_id == int(rider_id),
                          order_by=trips.c.requested_at.desc(), limit=limit)
 
+    def for_driver(self, driver_id: str, limit: int = 50) -> list[Trip]:
+        return self.find(trips.c.driver_id == int(driver_id),
+                         order_by=trips.c.requested_at.desc(), limit=limit)
+
     def in_states(self, states: Iterable[str], limit: int = 1000) -> list[Trip]:
         return self.find(trips.c.state.in_(list(states)), limit=limit)
 
@@ -63,6 +67,11 @@ class MemoryTripRepository(MemoryVersioned[Trip]):
 
     def for_rider(self, rider_id: str, limit: int = 50) -> list[Trip]:
         mine = [t for t in self.values() if t.rider_id == rider_id]
+        mine.sort(key=lambda t: t.requested_at, reverse=True)
+        return [self.get(t.id) for t in mine[:limit]]  # type: ignore[misc]
+
+    def for_driver(self, driver_id: str, limit: int = 50) -> list[Trip]:
+        mine = [t for t in self.values() if t.driver_id == driver_id]
         mine.sort(key=lambda t: t.requested_at, reverse=True)
         return [self.get(t.id) for t in mine[:limit]]  # type: ignore[misc]
 

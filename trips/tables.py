@@ -60,6 +60,7 @@ trips = Table(
         postgresql_where=text(f"state IN {OPEN_STATES}"),
     ),
     Index("ix_trips_rider", "rider_id", "requested_at"),
+    Index("ix_trips_driver", "driver_id", "requested_at"),  # migration 0007: a driver's history
 )
 
 # --- payments, ledger, ratings (migration 0004) ----------------------------------------------

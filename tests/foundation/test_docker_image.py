@@ -20,7 +20,8 @@ from docker.utils.build import exclude_paths
 
 from tests.conftest import ROOT
 
-VENDOR = "dispatch/static/debugmap/vendor"
+# Leaflet for the debug map and for the rider and driver apps (web/build.mjs).
+VENDORS = ("dispatch/static/debugmap/vendor", "ridehail/static/apps/vendor")
 
 
 @dataclass
@@ -122,7 +123,8 @@ def grown_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "var/ridehail.db", "var/broker/q.msg", "geoindex/__pycache__/kernels.nbi",
                  "geoindex/__pycache__/kernels.cpython-311.pyc",
                  "geoindex/__pycache__/kernels.quadtree_nearest-1.py311.nbc",
-                 "web/node_modules/leaflet/dist/leaflet.js", f"{VENDOR}/leaflet.js",
+                 "web/node_modules/leaflet/dist/leaflet.js",
+                 *(f"{v}/leaflet.js" for v in VENDORS),
                  "ridehail.egg-info/PKG-INFO", ".pytest_cache/v/cache/lastfailed", ".env",
                  "docker/.env.production"):
         (clone / junk).parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +159,7 @@ def test_the_context_leaves_out_what_a_checkout_grows(
         image: tuple[set[str], dict[str, Path], Stage]) -> None:
     context, _held, _final = image
     grown = (".venv/", "var/", ".git/", "node_modules/", "__pycache__/", ".egg-info/",
-             ".pytest_cache/", f"{VENDOR}/")
+             ".pytest_cache/", *(f"{v}/" for v in VENDORS))
     assert not [p for p in context if any(g in f"/{p}" for g in grown)]
     assert not [p for p in context if p.endswith((".nbi", ".nbc", ".pyc"))]
     assert not [p for p in context if Path(p).name.startswith(".env")], "no secrets"
@@ -170,11 +172,12 @@ def test_the_context_leaves_out_what_a_checkout_grows(
 def test_the_image_holds_the_npm_assets_and_no_checkout_junk(
         image: tuple[set[str], dict[str, Path], Stage]) -> None:
     _context, held, _final = image
-    for asset in ("leaflet.js", "leaflet.css", "images/marker-icon.png"):
-        path = f"/app/{VENDOR}/{asset}"
-        assert path in held, path
-        assert "a developer's file" not in held[path].read_text(errors="replace")
-    assert held[f"/app/{VENDOR}/leaflet.js"].stat().st_size > 100_000  # the real Leaflet
+    for vendor in VENDORS:
+        for asset in ("leaflet.js", "leaflet.css", "images/marker-icon.png"):
+            path = f"/app/{vendor}/{asset}"
+            assert path in held, path
+            assert "a developer's file" not in held[path].read_text(errors="replace")
+        assert held[f"/app/{vendor}/leaflet.js"].stat().st_size > 100_000  # the real Leaflet
     assert "/app/geoindex/warmup.py" in held and "/app/ridehail/server.py" in held
     assert not [p for p in held if p.startswith(("/app/.venv", "/app/var/", "/app/.git/"))]
 

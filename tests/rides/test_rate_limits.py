@@ -1,5 +1,5 @@
-"""Per-account limits on the ride flow (issue 13, items 4 and 5): a rider's trip requests, a
-driver's location reports and a fleet gateway's batches, each a 429 problem+json with
+"""Per-account limits on the ride flow (issue 13, items 4 and 5): a rider's trip requests and
+fare quotes, a driver's location reports and a fleet gateway's batches, each a 429 problem+json with
 Retry-After once spent. The rider and driver limits under test are the production defaults."""
 
 from __future__ import annotations
@@ -44,6 +44,19 @@ def test_a_rider_cannot_flood_trip_requests(make_app: Callable[..., Flask]) -> N
     assert_throttled(api.post("/v1/trips", rider.token, trip))
     # Another rider is not affected.
     assert api.post("/v1/trips", sign_up_rider(api).token, trip).status == 201
+
+
+def test_a_rider_cannot_flood_fare_quotes(make_app: Callable[..., Flask]) -> None:
+    # A quote costs a surge look-up and a fare estimate and stores nothing: cheap, but not
+    # free, so a rider's quotes are counted too (refused ones included).
+    app = make_app(rate_limit_quote=Settings.rate_limit_quote)
+    api = Api(app.test_client())
+    rider = sign_up_rider(api)
+    body = {"pickup": PICKUP, "dropoff": DROPOFF}
+    statuses = [api.post("/v1/quotes", rider.token, body).status for _ in range(70)]
+    assert statuses[:60] == [200] * 60 and set(statuses[60:]) == {429}, statuses
+    assert_throttled(api.post("/v1/quotes", rider.token, body))
+    assert api.post("/v1/quotes", sign_up_rider(api).token, body).status == 200
 
 
 def test_a_driver_cannot_flood_location_reports(make_app: Callable[..., Flask]) -> None:

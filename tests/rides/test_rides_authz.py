@@ -68,6 +68,8 @@ def endpoints(w: World) -> list[tuple[str, str, Any, set[str]]]:
          {"service"}),
         ("GET", f"/v1/vehicles/nearby?lat={loc['lat']}&lng={loc['lng']}", None, {"rider"}),
         ("POST", "/v1/trips", {"pickup": PICKUP, "dropoff": DROPOFF}, {"rider"}),
+        ("POST", "/v1/quotes", {"pickup": PICKUP, "dropoff": DROPOFF}, {"rider"}),
+        ("GET", "/v1/trips", None, {"rider", "driver"}),
         ("GET", f"/v1/trips/{t}", None, {"rider", "driver"}),
         ("POST", f"/v1/trips/{t}/cancel", None, {"rider", "driver"}),
         ("GET", "/v1/drivers/me/offers", None, {"driver"}),

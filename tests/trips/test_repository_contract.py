@@ -110,11 +110,25 @@ def test_for_rider_is_newest_first_and_in_states_filters(uow_factory: Units) -> 
         assert [t.id for t in uow.trips.for_rider(rider)] == [t.id for t in reversed(done)]
         assert [t.id for t in uow.trips.for_rider(rider, limit=2)] == [done[3].id, done[2].id]
         assert uow.trips.for_rider(new_id()) == []
+        assert uow.trips.for_driver(new_id()) == []
         assert {t.id for t in uow.trips.in_states(["cancelled"])} == {t.id for t in done}
         both = uow.trips.in_states(["cancelled", "no_driver_found"])
         assert {t.id for t in both} == {t.id for t in [*done, other]}
         assert len(uow.trips.in_states(["cancelled"], limit=3)) == 3
         assert uow.trips.in_states(["in_progress"]) == []
+
+
+def test_for_driver_is_newest_first_and_only_theirs(uow_factory: Units) -> None:
+    driver, other = new_id(), new_id()
+    mine = [make_trip(state=TripState.completed, driver_id=driver, requested_at=T0 + i)
+            for i in range(3)]
+    theirs = make_trip(state=TripState.completed, driver_id=other, requested_at=T0 + 9)
+    unassigned = make_trip(requested_at=T0 + 10)
+    store(uow_factory, *(("trips", t) for t in [mine[1], theirs, mine[2], unassigned, mine[0]]))
+    with uow_factory(readonly=True) as uow:
+        assert [t.id for t in uow.trips.for_driver(driver)] == [t.id for t in reversed(mine)]
+        assert [t.id for t in uow.trips.for_driver(driver, limit=1)] == [mine[2].id]
+        assert [t.id for t in uow.trips.for_driver(other)] == [theirs.id]
 
 
 def test_one_open_trip_per_rider(uow_factory: Units) -> None:
