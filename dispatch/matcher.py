@@ -94,7 +94,7 @@ class Matcher:
         open trip of theirs, no failed payment (402), the upfront quote with the surge locked
         in. One transaction stores the trip and its dispatch record."""
         now = self.clock.now()
-        fare = self.quote(pickup, dropoff)
+        fare = self.quote(pickup, dropoff, now)
         surge = fare.surge_multiplier
         trip = Trip(
             id=self.new_id(), rider_id=rider_id, vehicle_class=vehicle_class,
@@ -118,15 +118,25 @@ class Matcher:
         self.supply.record_request(pickup[0], pickup[1], now)
         return trip
 
-    def quote(self, pickup: tuple[float, float], dropoff: tuple[float, float]) -> FareBreakdown:
-        """The upfront fare a request from `pickup` to `dropoff` would get now, with the surge
-        there: both ends inside the service area (`OutsideServiceArea` names the end that is
-        not). A request locks its own quote in; this one only informs."""
+    def quote(self, pickup: tuple[float, float], dropoff: tuple[float, float],
+              when: float | None = None) -> FareBreakdown:
+        """The upfront fare a request from `pickup` to `dropoff` would get at `when` (now),
+        with the surge there, priced on the travel-time model's route: both ends inside the
+        service area (`OutsideServiceArea` names the end that is not). A request locks its own
+        quote in; this one only informs."""
         if self.service_area is not None:
             for name, (lat, lng) in (("pickup", pickup), ("dropoff", dropoff)):
                 if not self.service_area.contains(lat, lng):
                     raise OutsideServiceArea(name)
-        return quote(self.tariff, pickup, dropoff, self.supply.surge_at(*pickup))
+        when = self.clock.now() if when is None else when
+        return quote(self.tariff, pickup, dropoff, self.supply.surge_at(*pickup),
+                     self.route(pickup, dropoff, when))
+
+    def route(self, pickup: tuple[float, float], dropoff: tuple[float, float],
+              requested_at: float) -> tuple[float, float]:
+        """(seconds, road metres) the upfront fare is priced on; the meter asks again with the
+        trip's request time and gets the same answer."""
+        return self.eta.travel(pickup[0], pickup[1], dropoff[0], dropoff[1], requested_at)
 
     def get_trip(self, trip_id: str) -> Trip:
         with self.units(readonly=True) as uow:
@@ -177,8 +187,9 @@ class Matcher:
             )
             if found:
                 break
-        ranked = [(self.eta.pickup_eta_s(n.distance_m, n.lat, n.lng, trip.pickup_lat,
-                                         trip.pickup_lng), n) for n in found]
+        etas = self.eta.pickup_etas([n.lat for n in found], [n.lng for n in found],
+                                    trip.pickup_lat, trip.pickup_lng, now)
+        ranked = list(zip(etas, found, strict=True))
         # Pickup times within the same 30 s band are a tie for the rider; the better-rated
         # driver wins it (unrated drivers count as 4.5, neither favoured nor punished).
         rating = self.driver_rating
@@ -189,9 +200,11 @@ class Matcher:
     def nearby(self, lat: float, lng: float, radius_m: float, limit: int,
                vehicle_class: str | None = None) -> list[tuple[Neighbor, float]]:
         snap = self.index.snapshot()
+        now = self.clock.now()
         found = snap.nearest(lat, lng, k=limit, radius_m=radius_m, available_only=True,
-                             vehicle_class=vehicle_class, now=self.clock.now())
-        return [(n, self.eta.pickup_eta_s(n.distance_m, n.lat, n.lng, lat, lng)) for n in found]
+                             vehicle_class=vehicle_class, now=now)
+        etas = self.eta.pickup_etas([n.lat for n in found], [n.lng for n in found], lat, lng, now)
+        return list(zip(found, etas, strict=True))
 
     # --- offers ------------------------------------------------------------------------------
 
