@@ -12,6 +12,8 @@ from typing import Any
 
 from dispatch.clock import SystemClock, ThreadTimers
 from dispatch.engine import DispatchConfig, Engine, Hooks
+from dispatch.eta import EtaModel, StraightLineEta
+from dispatch.learned_eta import load as load_eta
 from dispatch.publisher import IndexPublisher
 from geoindex import GeoIndex
 from geoindex.warmup import warm_up
@@ -68,12 +70,24 @@ def worker_context(settings: Settings, uow_factory: UnitFactory | None = None,
 
 def build_sim_engine(*, index: GeoIndex, clock: Any, hooks: Hooks, config: DispatchConfig,
                      service_area: ServiceArea, surge: SurgePricer,
-                     new_id: Callable[[], str]) -> Engine:
+                     new_id: Callable[[], str], eta: EtaModel | None = None) -> Engine:
     """The simulator's engine: the API's Engine on memory units of work, with the simulated
-    clock as its clock and its timers."""
+    clock as its clock and its timers, and the simulation's travel-time model."""
     return Engine(memory_uow_factory(), index, new_id=new_id, clock=clock, timers=clock,
                   config=config, service_area=service_area, tariff=TARIFF, surge=surge,
-                  hooks=hooks)
+                  hooks=hooks, eta=eta)
+
+
+def eta_model(settings: Settings) -> EtaModel:
+    """The city's travel-time model (RIDEHAIL_ETA_MODEL; the shipped NYC model for the NYC
+    service area), else the straight line. Its kernel is compiled (or loaded) here, not in the
+    first request."""
+    path = settings.eta_model_path()
+    if path is None:
+        return StraightLineEta()
+    model = load_eta(path)
+    model.travel(40.75, -73.99, 40.76, -73.98, 0.0)
+    return model
 
 
 def trip_rules(settings: Settings) -> dict[str, Any]:
@@ -133,7 +147,7 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
         uow_factory, index, new_id=ids.new_id, clock=clock, timers=timers, config=config,
         service_area=ServiceArea.from_geojson(settings.service_area),
         surge=SurgePricer(clock=clock.now), hooks=hooks, charge=charge,
-        **trip_rules(settings), **shared,
+        eta=eta_model(settings), **trip_rules(settings), **shared,
     )
     background: list[Any] = []
     if start:

@@ -1,4 +1,4 @@
-"""The `ridehail` command: serve, worker, demo, db upgrade, accounts, simulate."""
+"""The `ridehail` command: serve, worker, demo, db upgrade, accounts, eta fit, simulate."""
 
 from __future__ import annotations
 
@@ -244,6 +244,43 @@ def accounts_create_admin(email: str) -> None:
         sys.exit(1)
     finally:
         engine.dispose()
+
+
+@main.group()
+def eta() -> None:
+    """Travel-time models learned from recorded trips."""
+
+
+@eta.command("fit")
+@click.option("--demand", "demand", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="trip CSV (NYC yellow/green, Uber 2014, Chicago; detected from the header); "
+                   "repeat for several files of one city")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="the model file to write (.npz)")
+@click.option("--city", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="service area GeoJSON: trips outside it are refused "
+                   "[default: the format's city, NYC boroughs or Chicago]")
+def eta_fit(demand: tuple[str, ...], out: str, city: str | None) -> None:
+    """Fit a travel-time model on recorded trips; prints what was used and refused (JSON)."""
+    import json
+
+    from simulator.city import CityError, load_city
+    from simulator.demand import DemandError
+    from simulator.eta_fit import FitError, fit_and_save
+
+    try:
+        area = load_city(city) if city else None
+    except CityError as exc:
+        raise click.BadParameter(str(exc), param_hint="--city") from None
+    try:
+        done = fit_and_save(demand, out, area)
+    except DemandError as exc:
+        raise click.BadParameter(str(exc), param_hint="--demand") from None
+    except FitError as exc:
+        click.echo(f"ridehail eta fit: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(done, indent=2))
 
 
 from simulator.cli import simulate  # noqa: E402 - the simulator's command joins the group

@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVICE_AREA = Path(__file__).resolve().parent / "data" / "nyc_boroughs.geojson"
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"  # the sample data that ships in the repository
+STRAIGHT_LINE = "straight-line"  # RIDEHAIL_ETA_MODEL's value for no learned model
 # RIDEHAIL_* variables read outside `Settings` (the tests' switches): not typos.
 OTHER_ENV = frozenset({"RIDEHAIL_REFRESH_SCREENSHOTS"})
 
@@ -53,6 +54,10 @@ class Settings:
     log_format: str = "console"
     var_dir: Path = PROJECT_ROOT / "var"
     service_area: Path = DEFAULT_SERVICE_AREA
+    # Travel times (pickup ETAs, the quote's duration and distance): a model file from
+    # `ridehail eta fit`, or "straight-line"; unset, the shipped NYC model for the default
+    # (NYC) service area and the straight line for any other (`eta_model_path`).
+    eta_model: str | None = None
     # The simulator's and the benchmarks' data folder (simulator.city.data_dir reads the same
     # variable: the simulator may not import the wiring). Not needed by the API.
     data_dir: Path = DEFAULT_DATA_DIR
@@ -146,6 +151,18 @@ class Settings:
     def scaled(self) -> bool:
         """Scaled mode: Redis for the location stream, hot state and the Celery broker."""
         return self.redis_url is not None
+
+    def eta_model_path(self) -> Path | None:
+        """The ETA model file the API loads; None: the straight line."""
+        if self.eta_model == STRAIGHT_LINE:
+            return None
+        if self.eta_model:
+            return Path(self.eta_model)
+        if Path(self.service_area).resolve() == DEFAULT_SERVICE_AREA:
+            from dispatch.learned_eta import SHIPPED
+
+            return SHIPPED["nyc"]
+        return None
 
     @property
     def is_sqlite(self) -> bool:
@@ -255,6 +272,14 @@ class Settings:
         # operator named must exist.
         if Path(self.data_dir) != DEFAULT_DATA_DIR and not Path(self.data_dir).is_dir():
             raise SettingsError(f"RIDEHAIL_DATA_DIR: no such folder {self.data_dir}")
+        if self.eta_model and self.eta_model != STRAIGHT_LINE:
+            from dispatch.learned_eta import ModelFileError, read_meta
+
+            try:  # the header only: format, version, time zone
+                read_meta(self.eta_model)
+            except ModelFileError as exc:
+                raise SettingsError(f"RIDEHAIL_ETA_MODEL: {exc} (or '{STRAIGHT_LINE}')"
+                                    ) from None
         if self.index_backend not in ("h3", "quadtree"):
             raise SettingsError("RIDEHAIL_INDEX_BACKEND: must be 'h3' or 'quadtree'")
         top = 15 if self.index_backend == "h3" else 26

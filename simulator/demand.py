@@ -148,6 +148,7 @@ class DemandFormat:
     dropoff_time: str | None = None
     duration_s: str | None = None
     distance_miles: str | None = None
+    timezone: str = "America/New_York"  # the zone of the recorded wall-clock times
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -231,6 +232,7 @@ FORMATS: dict[str, DemandFormat] = {
             "dropoff_longitude",
             duration_s="trip_seconds",
             distance_miles="trip_miles",
+            timezone="America/Chicago",
         ),
     )
 }

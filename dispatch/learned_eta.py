@@ -1,0 +1,308 @@
+"""A travel-time model learned from real trips (`ridehail eta fit`), loaded from a versioned file.
+
+Two boosted tree ensembles (fitted with scikit-learn's HistGradientBoostingRegressor, then
+flattened into arrays, so the API needs neither scikit-learn nor pickle to load them):
+
+- pace: log(seconds per straight-line metre), so duration = pace x distance and a driver at the
+  pickup is 0 s away;
+- detour: log(road metres / straight-line metres), so road distance = detour x distance.
+
+Both read the same features (`FEATURES`): the straight-line distance, the local hour of the
+week, the pickup and dropoff areas (H3 cells at `AREA_RESOLUTION`, each encoded by the mean pace
+and detour of the training trips in it, shrunk toward the city's mean; a cell never seen gets the
+city's mean), their coordinates and the bearing. The trees walk in a numba kernel: a batch of
+ten candidates costs microseconds.
+
+The file is a numpy `.npz` (loaded with `allow_pickle=False`: nothing in it executes) holding
+the arrays and a JSON `meta` entry with `format`, `version`, the city's time zone, the area
+tables and how it was fitted. Another format or version is refused with a `ModelFileError`
+that says which.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import h3
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from ridehail.kernel.geo import EARTH_RADIUS_M
+
+FORMAT = "ridehail-eta"
+FORMAT_VERSION = 1
+AREA_RESOLUTION = 7  # H3 cells of ~5 km2: enough trips per cell in a few thousand
+MIN_DISTANCE_M = 30.0  # the features' floor: GPS noise makes shorter straight lines meaningless
+FEATURES = ("log_distance_m", "hour_of_week", "hour_of_day", "weekend",
+            "pickup_area_pace", "dropoff_area_pace", "pickup_area_detour",
+            "dropoff_area_detour", "pickup_lat", "pickup_lng", "dropoff_lat", "dropoff_lng",
+            "bearing_sin", "bearing_cos")
+# The NYC model fitted on the yellow-cab sample (`ridehail eta fit`), the default for NYC.
+SHIPPED = {"nyc": Path(__file__).resolve().parent / "data" / "eta_nyc.npz"}
+_TREE_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots")
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used: missing, not a model, or of another format version."""
+
+
+@dataclass(frozen=True)
+class Trees:
+    """A boosted ensemble as flat arrays: node i goes `left[i]` when x[feature[i]] <=
+    threshold[i], else `right[i]`; a leaf has left = -1 and adds `value[i]`."""
+
+    feature: NDArray[np.int32]
+    threshold: NDArray[np.float64]
+    left: NDArray[np.int32]
+    right: NDArray[np.int32]
+    value: NDArray[np.float64]
+    roots: NDArray[np.int32]
+    baseline: float
+
+    def predict(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.empty(x.shape[0])
+        _walk(np.ascontiguousarray(x, dtype=np.float64), self.feature, self.threshold,
+              self.left, self.right, self.value, self.roots, self.baseline, out)
+        return out
+
+
+@njit(cache=True, nogil=True)
+def _walk(x, feature, threshold, left, right, value, roots, baseline, out):  # type: ignore[no-untyped-def]
+    for i in range(x.shape[0]):
+        s = baseline
+        for r in roots:
+            node = r
+            while left[node] >= 0:
+                node = left[node] if x[i, feature[node]] <= threshold[node] else right[node]
+            s += value[node]
+        out[i] = s
+
+
+@dataclass(frozen=True)
+class AreaTable:
+    """Per H3 cell: the encoded pace and detour, and the city's means for unseen cells."""
+
+    pace: dict[str, float]
+    detour: dict[str, float]
+    mean_pace: float
+    mean_detour: float
+
+    def encode(self, lats: NDArray[np.float64], lngs: NDArray[np.float64]
+               ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        cells = [_cell(a, b) for a, b in zip(lats.tolist(), lngs.tolist(), strict=True)]
+        pace = np.array([self.pace.get(c, self.mean_pace) for c in cells])
+        detour = np.array([self.detour.get(c, self.mean_detour) for c in cells])
+        return pace, detour
+
+
+@lru_cache(maxsize=65536)
+def _cell(lat: float, lng: float) -> str:
+    return h3.latlng_to_cell(lat, lng, AREA_RESOLUTION)  # type: ignore[no-any-return]
+
+
+def features(plat: NDArray[np.float64], plng: NDArray[np.float64], dlat: NDArray[np.float64],
+             dlng: NDArray[np.float64], local_s: NDArray[np.float64] | float,
+             areas: AreaTable) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The feature matrix (columns as `FEATURES`) and the straight-line metres. `local_s`:
+    local wall-clock time as seconds since 1970-01-01 (as the demand readers keep it)."""
+    n = len(plat)
+    t = np.ascontiguousarray(np.broadcast_to(np.asarray(local_s, dtype=np.float64), (n,)))
+    ppace, pdet = areas.encode(plat, plng)
+    if n > 1 and dlat[0] == dlat[-1] and (dlat == dlat[0]).all() and (dlng == dlng[0]).all():
+        dpace, ddet = areas.encode(dlat[:1], dlng[:1])  # one pickup, many drivers
+        dpace, ddet = np.full(n, dpace[0]), np.full(n, ddet[0])
+    else:
+        dpace, ddet = areas.encode(dlat, dlng)
+    x = np.empty((n, len(FEATURES)))
+    d = np.empty(n)
+    _fill(plat, plng, dlat, dlng, t, ppace, dpace, pdet, ddet, EARTH_RADIUS_M,
+          MIN_DISTANCE_M, x, d)
+    return x, d
+
+
+@njit(cache=True, nogil=True)
+def _fill(plat, plng, dlat, dlng, t, ppace, dpace, pdet, ddet, radius, floor_m, x, d):  # type: ignore[no-untyped-def]
+    """`features`' arithmetic, row by row (numpy's per-call cost dominates on ten rows)."""
+    for i in range(len(plat)):
+        p1, p2 = math.radians(plat[i]), math.radians(dlat[i])
+        dl = math.radians(dlng[i] - plng[i])
+        h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+        d[i] = 2 * radius * math.asin(math.sqrt(min(h, 1.0)))
+        day = math.floor(t[i] / 86400.0)
+        hour = (t[i] - day * 86400.0) / 3600.0
+        weekday = (day + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+        bearing = math.atan2(dl * math.cos(p1), p2 - p1)
+        x[i, 0] = math.log(max(d[i], floor_m))
+        x[i, 1] = weekday * 24 + hour
+        x[i, 2] = hour
+        x[i, 3] = 1.0 if weekday >= 5 else 0.0
+        x[i, 4] = ppace[i]
+        x[i, 5] = dpace[i]
+        x[i, 6] = pdet[i]
+        x[i, 7] = ddet[i]
+        x[i, 8] = plat[i]
+        x[i, 9] = plng[i]
+        x[i, 10] = dlat[i]
+        x[i, 11] = dlng[i]
+        x[i, 12] = math.sin(bearing)
+        x[i, 13] = math.cos(bearing)
+
+
+class LearnedEta:
+    """An `EtaModel` (dispatch/eta.py) from a fitted file. Thread-safe: nothing mutates."""
+
+    def __init__(self, pace: Trees, detour: Trees, areas: AreaTable, meta: dict[str, Any]
+                 ) -> None:
+        self.pace = pace
+        self.detour = detour
+        self.areas = areas
+        self.meta = meta
+        self.timezone = ZoneInfo(meta["timezone"])
+        # The meter asks again for the route its trip's quote was priced on: same answer.
+        self.travel = lru_cache(maxsize=4096)(self._travel)  # type: ignore[method-assign]
+
+    @property
+    def residual_sigma(self) -> float:
+        """Spread of log(actual / predicted duration) on the training trips."""
+        return float(self.meta.get("residual_sigma", 0.0))
+
+    def local_s(self, when: float) -> float:
+        """Unix seconds (UTC) -> local wall-clock seconds, as the model's features read it."""
+        return when + _utc_offset_s(self.meta["timezone"], int(when // 3600))
+
+    def predict(self, plat: Sequence[float], plng: Sequence[float], dlat: Sequence[float],
+                dlng: Sequence[float], local_s: NDArray[np.float64] | float,
+                distance: bool = True) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(seconds, road metres) per row; `local_s` is local wall-clock time (one or per row).
+        Without `distance` the metres are the straight line's (the detour trees are skipped)."""
+        a, b = np.asarray(plat, dtype=np.float64), np.asarray(plng, dtype=np.float64)
+        c, e = np.asarray(dlat, dtype=np.float64), np.asarray(dlng, dtype=np.float64)
+        x, d = features(a, b, c, e, local_s, self.areas)
+        seconds = np.exp(self.pace.predict(x)) * d
+        metres = np.exp(self.detour.predict(x)) * d if distance else d
+        return seconds, metres
+
+    def travel(self, from_lat: float, from_lng: float, to_lat: float, to_lng: float,
+               when: float) -> tuple[float, float]:
+        return self._travel(from_lat, from_lng, to_lat, to_lng, when)  # replaced by a cache
+
+    def _travel(self, from_lat: float, from_lng: float, to_lat: float, to_lng: float,
+                when: float) -> tuple[float, float]:
+        s, m = self.predict([from_lat], [from_lng], [to_lat], [to_lng], self.local_s(when))
+        return float(s[0]), float(m[0])
+
+    def pickup_etas(self, from_lats: Sequence[float], from_lngs: Sequence[float],
+                    to_lat: float, to_lng: float, when: float) -> list[float]:
+        n = len(from_lats)
+        if n == 0:
+            return []
+        s, _m = self.predict(from_lats, from_lngs, [to_lat] * n, [to_lng] * n,
+                             self.local_s(when), distance=False)
+        out: list[float] = s.tolist()
+        return out
+
+
+@lru_cache(maxsize=4096)
+def _utc_offset_s(zone: str, hour: int) -> float:
+    offset = datetime.fromtimestamp(hour * 3600, UTC).astimezone(ZoneInfo(zone)).utcoffset()
+    return offset.total_seconds() if offset is not None else 0.0
+
+
+# --- the file ----------------------------------------------------------------------------------
+
+def save(path: str | os.PathLike[str], pace: Trees, detour: Trees, areas: AreaTable,
+         meta: dict[str, Any]) -> None:
+    header = {**meta, "format": FORMAT, "version": FORMAT_VERSION, "features": list(FEATURES),
+              "area_resolution": AREA_RESOLUTION,
+              "areas": {"pace": areas.pace, "detour": areas.detour,
+                        "mean_pace": areas.mean_pace, "mean_detour": areas.mean_detour},
+              "baselines": {"pace": pace.baseline, "detour": detour.baseline}}
+    arrays: dict[str, Any] = {"meta": np.array(json.dumps(header, sort_keys=True))}
+    for name, trees in (("pace", pace), ("detour", detour)):
+        for field in _TREE_ARRAYS:
+            arrays[f"{name}_{field}"] = getattr(trees, field)
+    with open(path, "wb") as fh:  # np.savez_compressed adds no suffix to an open file
+        np.savez_compressed(fh, **arrays)
+
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The file's header, checked: format and version (cheap: the trees are not read)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = _meta(data, path)
+    except FileNotFoundError:
+        raise ModelFileError(f"ETA model file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{path} is not an ETA model file ({exc})") from None
+    return meta
+
+
+def _meta(data: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+    if "meta" not in getattr(data, "files", ()):
+        raise ModelFileError(f"{path} is not an ETA model file (no meta entry)")
+    meta = json.loads(str(data["meta"]))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an ETA model file (format "
+                             f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} is an ETA model of format version {meta.get('version')!r}; this ridehail "
+            f"reads version {FORMAT_VERSION}: refit it with `ridehail eta fit`")
+    if tuple(meta.get("features", ())) != FEATURES:
+        raise ModelFileError(f"{path}: its features {meta.get('features')} are not this "
+                             f"version's {list(FEATURES)}")
+    try:
+        ZoneInfo(meta.get("timezone", ""))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ModelFileError(f"{path}: unknown time zone {meta.get('timezone')!r}") from None
+    return meta
+
+
+def load(path: str | os.PathLike[str]) -> LearnedEta:
+    """The model in `path`; a `ModelFileError` naming the problem otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = _meta(data, path)
+            trees = {name: Trees(
+                feature=data[f"{name}_feature"].astype(np.int32),
+                threshold=data[f"{name}_threshold"].astype(np.float64),
+                left=data[f"{name}_left"].astype(np.int32),
+                right=data[f"{name}_right"].astype(np.int32),
+                value=data[f"{name}_value"].astype(np.float64),
+                roots=data[f"{name}_roots"].astype(np.int32),
+                baseline=float(meta["baselines"][name]),
+            ) for name in ("pace", "detour")}
+    except FileNotFoundError:
+        raise ModelFileError(f"ETA model file not found: {path}") from None
+    except ModelFileError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path} is not a readable ETA model file ({exc!r})") from None
+    for name, t in trees.items():
+        n = len(t.value)
+        inner = np.flatnonzero(t.left >= 0) if len(t.left) == n else np.array([], int)
+        if not (len(t.feature) == len(t.threshold) == len(t.right) == n) or (
+                n and (t.left.max() >= n or t.right.max() >= n or t.roots.max() >= n
+                       or t.feature.max() >= len(FEATURES)
+                       # children follow their parent: a walk always ends at a leaf
+                       or (t.left[inner] <= inner).any() or (t.right[inner] <= inner).any())):
+            raise ModelFileError(f"{path}: the {name} trees are inconsistent")
+    a = meta["areas"]
+    areas = AreaTable({str(k): float(v) for k, v in a["pace"].items()},
+                      {str(k): float(v) for k, v in a["detour"].items()},
+                      float(a["mean_pace"]), float(a["mean_detour"]))
+    if not all(math.isfinite(v) for v in (areas.mean_pace, areas.mean_detour)):
+        raise ModelFileError(f"{path}: the area means are not finite")
+    return LearnedEta(trees["pace"], trees["detour"], areas, meta)
