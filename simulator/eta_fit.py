@@ -54,6 +54,9 @@ HGB_PARAMS: dict[str, Any] = {"max_iter": 120, "learning_rate": 0.1, "max_leaf_n
                               "early_stopping": False, "random_state": 0}
 
 
+_COLUMNS = ("plat", "plng", "dlat", "dlng", "local_s", "duration_s", "road_m", "line")
+
+
 class FitError(ValueError):
     """Trips that cannot be fitted (none usable, mixed time zones, scikit-learn missing)."""
 
@@ -69,6 +72,7 @@ class TripTable:
     local_s: NDArray[np.float64]  # local wall-clock seconds since 1970-01-01
     duration_s: NDArray[np.float64]
     road_m: NDArray[np.float64]  # NaN: not recorded
+    line: NDArray[np.float64]  # the row's line in its file (the header is line 1)
     timezone: str
     sources: list[dict[str, Any]] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
@@ -78,8 +82,7 @@ class TripTable:
         return len(self.duration_s)
 
     def take(self, idx: NDArray[np.int64]) -> TripTable:
-        cols = {k: getattr(self, k)[idx] for k in ("plat", "plng", "dlat", "dlng", "local_s",
-                                                   "duration_s", "road_m")}
+        cols = {k: getattr(self, k)[idx] for k in _COLUMNS}
         return TripTable(**cols, timezone=self.timezone, sources=self.sources,
                          rejected=self.rejected, rows_read=self.rows_read)
 
@@ -103,13 +106,14 @@ def _format_of(path: Path) -> str:
     return detect_format(header).name
 
 
-def read_trips(paths: Sequence[str | os.PathLike[str]], city: City | None = None) -> TripTable:
-    """Every clean trip of the files (the format of each detected from its header); without
-    `city`, each file's format's default service area (NYC boroughs, Chicago)."""
+def read_trips(paths: Sequence[str | os.PathLike[str]], city: City | None = None,
+               limit: int | None = None) -> TripTable:
+    """Every clean trip of the files (the format of each detected from its header; at most
+    `limit` rows read from each); without `city`, each file's format's default service area
+    (NYC boroughs, Chicago)."""
     if not paths:
         raise FitError("no demand file given")
-    cols: dict[str, list[float]] = {k: [] for k in ("plat", "plng", "dlat", "dlng", "local_s",
-                                                     "duration_s", "road_m")}
+    cols: dict[str, list[float]] = {k: [] for k in _COLUMNS}
     rejected: dict[str, int] = {}
     zones: set[str] = set()
     sources, rows_read = [], 0
@@ -117,7 +121,7 @@ def read_trips(paths: Sequence[str | os.PathLike[str]], city: City | None = None
         path = Path(raw)
         fmt_name = _format_of(path)
         area = city or load_city(data_dir() / DEFAULT_CITY[fmt_name])
-        data = load_demand(path, area)
+        data = load_demand(path, area, limit=limit)
         zones.add(data.format.timezone)
         rows_read += data.rows_read
         for why, n in data.rejected.items():
@@ -135,7 +139,8 @@ def read_trips(paths: Sequence[str | os.PathLike[str]], city: City | None = None
             for k, v in (("plat", r.pickup_lat), ("plng", r.pickup_lng), ("dlat", r.dropoff_lat),
                          ("dlng", r.dropoff_lng), ("local_s", r.start_s),
                          ("duration_s", r.duration_s),
-                         ("road_m", r.distance_km * 1000 if r.distance_km else math.nan)):
+                         ("road_m", r.distance_km * 1000 if r.distance_km else math.nan),
+                         ("line", r.row)):
                 cols[k].append(v)
         sources.append({"file": path.name, "format": fmt_name, "rows_read": data.rows_read,
                         "trips_used": kept})
