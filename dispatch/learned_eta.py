@@ -242,10 +242,11 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
             meta = _meta(data, path)
     except FileNotFoundError:
         raise ModelFileError(f"ETA model file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, ModelFileError):
-            raise
-        raise ModelFileError(f"{path} is not an ETA model file ({exc})") from None
+    except ModelFileError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ModelFileError(f"{path} is not an ETA model file (not an .npz archive of "
+                             "arrays written by `ridehail eta fit`)") from None
     return meta
 
 
@@ -288,8 +289,9 @@ def load(path: str | os.PathLike[str]) -> LearnedEta:
         raise ModelFileError(f"ETA model file not found: {path}") from None
     except ModelFileError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"{path} is not a readable ETA model file ({exc!r})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ModelFileError(f"{path} is not an ETA model file (not an .npz archive of "
+                             "arrays written by `ridehail eta fit`)") from None
     for name, t in trees.items():
         n = len(t.value)
         inner = np.flatnonzero(t.left >= 0) if len(t.left) == n else np.array([], int)

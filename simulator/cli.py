@@ -67,11 +67,15 @@ def _non_negative(ctx: click.Context, param: click.Parameter, value: Any) -> Any
               show_default=True, help="probability a driver accepts an offer")
 @click.option("--reposition", type=click.Choice(REPOSITION_CHOICES), default="stay",
               show_default=True, help="what idle drivers do")
+@click.option("--eta-model", default=None,
+              help="travel times of dispatch and the fleet: a model file from `ridehail eta "
+                   "fit`, or straight-line [default: the city's shipped model (NYC), else the "
+                   "straight line]")
 @click.option("--progress/--no-progress", default=True, help="progress bar on stderr")
 def simulate(city: str | None, demand: str | None, demand_rate: float | None, drivers: int,
              duration: float, policy: str, seed: int, mode: str, url: str | None,
              speed: float, out: str | None, accept_prob: float, reposition: str,
-             progress: bool) -> None:
+             eta_model: str | None, progress: bool) -> None:
     """Simulate a city's riders and drivers against the real dispatch engine."""
     # The wiring (`ridehail simulate`) hands over how to build the engine and where var/ is.
     obj = click.get_current_context().obj or {}
@@ -87,13 +91,18 @@ def simulate(city: str | None, demand: str | None, demand_rate: float | None, dr
         raise click.BadParameter("must be > 0", param_hint="--speed")
     cfg = SimConfig(city=city, demand=demand, demand_rate=demand_rate, drivers=drivers,
                     duration_s=duration, policy=policy, seed=seed, accept_prob=accept_prob,
-                    reposition=reposition)
+                    reposition=reposition, eta_model=eta_model)
     sc = _prepare(cfg)
     if mode == "engine":
+        from dispatch.learned_eta import ModelFileError
+
         from .engine_mode import run_engine
 
         assert build_engine is not None
-        result, _sim = run_engine(sc, build_engine, progress=progress)
+        try:
+            result, _sim = run_engine(sc, build_engine, progress=progress)
+        except ModelFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--eta-model") from None
     else:
         from .http_mode import run_http
 

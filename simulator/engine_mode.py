@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dispatch.engine import DispatchConfig, Engine, Hooks
+from dispatch.eta import EtaModel
 from dispatch.model import DispatchError, Offer
 from geoindex import GeoIndex
 from trips.area import ServiceArea
@@ -29,6 +30,7 @@ from .metrics import ConservationError, Metrics, TripFacts, conservation_violati
 from .report import SimulationResult
 from .riders import Riders
 from .scenario import Scenario, build_result
+from .travel import travel_model
 
 SUPPLY_SAMPLE_S = 60.0
 LOOKAHEAD_S = 900.0  # "toward demand" heads for pickups expected in the next 15 minutes
@@ -40,7 +42,7 @@ class EngineBuilder(Protocol):
 
     def __call__(self, *, index: GeoIndex, clock: SimClock, hooks: Hooks,
                  config: DispatchConfig, service_area: ServiceArea, surge: SurgePricer,
-                 new_id: Callable[[], str]) -> Engine: ...
+                 new_id: Callable[[], str], eta: EtaModel | None = None) -> Engine: ...
 
 
 class EngineSimulation:
@@ -55,13 +57,17 @@ class EngineSimulation:
         self.index = GeoIndex(backend="h3", resolution=9, ttl_s=30.0, clock=self.clock.now)
         self.hooks = Hooks(trip_completed=self._on_completed, trip_finished=self._on_finished,
                            offer_made=self._on_offer)
+        fleet_config = cfg.fleet_config()
+        # One travel model for dispatch's predictions and the fleet's drives (simulator/travel.py)
+        travel, spread = travel_model(cfg.eta_model, sc.city.name, fleet_config.start_hour)
         self.engine = build_engine(
             index=self.index, clock=self.clock, hooks=self.hooks,
             config=engine_config or DispatchConfig(policy=cfg.policy),
             service_area=ServiceArea(sc.city.geometry, sc.city.name),
-            surge=SurgePricer(clock=self.clock.now), new_id=lambda: str(next(ids)),
+            surge=SurgePricer(clock=self.clock.now), new_id=lambda: str(next(ids)), eta=travel,
         )
-        self.fleet = Fleet(cfg.fleet_config(), sc.city, sc.rng)
+        self.fleet = Fleet(fleet_config, sc.city, sc.rng, travel=travel, spread=spread)
+        self.predicted: dict[int, tuple[float, float]] = {}  # slot -> (offer's eta_s, accepted)
         self.riders = Riders(cfg.rider_config(), sc.rng)
         self.metrics = Metrics(cfg.duration_s)
         self.requests = sc.plan.requests
@@ -225,6 +231,7 @@ class EngineSimulation:
             self._set_idle(i)  # the offer closed first (a deadline, a cancel)
             return
         self.metrics.offers_accepted += 1
+        self.predicted[i] = (offer.eta_s, self.clock.now())
         self.fleet.phase[i] = Phase.to_pickup
         self.fleet.trip[i] = trip.id
         at = self.fleet.go_to(i, trip.pickup_lat, trip.pickup_lng, self.clock.now())
@@ -232,6 +239,9 @@ class EngineSimulation:
 
     def _arrive(self, i: int, trip_id: str) -> None:
         self.engine.arrive(trip_id, self.fleet.ids[i])
+        if i in self.predicted:  # dispatch's pickup ETA against the drive it took
+            eta_s, accepted = self.predicted.pop(i)
+            self.metrics.pickup_eta(eta_s, self.clock.now() - accepted)
         self.fleet.phase[i] = Phase.waiting
         self.clock.call_later(self.riders.boarding_s(), lambda: self._start(i, trip_id))
 

@@ -2,10 +2,12 @@
 
 Positions live in numpy arrays, one slot per driver, as a leg (from, to, departure, arrival);
 a driver's position at time t is the straight-line interpolation along its current leg, so a
-4-second location tick for 10,000 drivers is a few vector operations. Travel time is the
-great-circle distance x a detour factor at the speed of the hour of day. The driver's choices
-(accept an offer, go online, end a shift, reposition when idle) are drawn from the run's one
-random generator, in event order, so a seed replays the same decisions.
+4-second location tick for 10,000 drivers is a few vector operations. A leg's time and road
+distance come from the run's travel model (simulator/travel.py: the learned model by hour of
+the week, times a random factor with the model's own spread, so dispatch's predictions miss as
+they would in a city; without one, the straight line x 1.3 at the hour's speed). The driver's
+choices (accept an offer, go online, end a shift, reposition when idle) are drawn from the run's
+one random generator, in event order, so a seed replays the same decisions.
 """
 
 from __future__ import annotations
@@ -17,16 +19,13 @@ from enum import IntEnum
 import numpy as np
 from numpy.typing import NDArray
 
+from dispatch.eta import EtaModel
 from ridehail.kernel.geo import haversine_m
 
 from .city import City
 from .demand import TripRequest
+from .travel import HourlySpeed
 
-# Mean door-to-door speed by hour of day (m/s), Manhattan-like: slow at the peaks, fast at night.
-SPEED_BY_HOUR_MPS = (
-    9.5, 10.0, 10.5, 10.5, 10.0, 9.0, 7.5, 6.0, 5.5, 5.5, 6.0, 6.0,
-    6.0, 6.0, 5.8, 5.5, 5.2, 5.0, 5.2, 6.0, 6.8, 7.5, 8.2, 9.0,
-)
 REPOSITION_CHOICES = ("stay", "random", "demand")
 PLACEMENT_CHOICES = ("demand", "uniform")
 
@@ -74,9 +73,13 @@ class FleetConfig:
 
 class Fleet:
     def __init__(self, config: FleetConfig, city: City, rng: np.random.Generator,
-                 ids: list[str] | None = None) -> None:
+                 ids: list[str] | None = None, travel: EtaModel | None = None,
+                 spread: float = 0.0) -> None:
         n = config.drivers
         self.config = config
+        # `when` is simulated seconds (simulator/travel.py's SimTime adds the real start).
+        self.travel = travel or HourlySpeed(config.start_hour, config.detour_factor)
+        self.spread = spread  # sigma of log(actual / predicted) leg time
         self.city = city
         self.rng = rng
         self.ids = ids if ids is not None else [f"d{i + 1}" for i in range(n)]
@@ -125,10 +128,6 @@ class Fleet:
 
     # --- movement --------------------------------------------------------------------------
 
-    def speed_mps(self, t: float) -> float:
-        hour = int((self.config.start_hour + t / 3600.0) % 24)
-        return SPEED_BY_HOUR_MPS[hour]
-
     def position(self, i: int, t: float) -> tuple[float, float]:
         t0, t1 = self.t0[i], self.t1[i]
         f = 1.0 if t >= t1 or t1 <= t0 else max(0.0, (t - t0) / (t1 - t0))
@@ -163,11 +162,13 @@ class Fleet:
         """Start a leg from where the driver is now; returns the arrival time."""
         here = self.position(i, t)
         self._close_leg(i, t)
-        road_m = haversine_m(here[0], here[1], lat, lng) * self.config.detour_factor
+        seconds, road_m = self.travel.travel(here[0], here[1], lat, lng, t)
+        if self.spread > 0:
+            seconds *= math.exp(float(self.rng.normal(0.0, self.spread)))
         self.lat0[i], self.lng0[i] = here
         self.lat1[i], self.lng1[i] = lat, lng
         self.t0[i] = t
-        self.t1[i] = t + road_m / self.speed_mps(t)
+        self.t1[i] = t + seconds
         self.leg_m[i] = road_m
         self.leg_loaded[i] = loaded
         return float(self.t1[i])

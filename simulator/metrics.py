@@ -48,6 +48,8 @@ class Metrics:
     _supply_samples: int = 0
     _online: list[float] = field(default_factory=list)  # per interval: driver-seconds online
     _busy: list[float] = field(default_factory=list)
+    # Dispatch's predicted pickup time (the offer's eta_s) and the drive the driver took.
+    _pickup_eta: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = max(1, int(np.ceil(self.duration_s / self.interval_s)))
@@ -69,6 +71,10 @@ class Metrics:
         self._supply_samples += 1
         for lat, lng in zip(lats.tolist(), lngs.tolist(), strict=True):
             self._supply_sum[h3.latlng_to_cell(lat, lng, CELL_RES)] += 1
+
+    def pickup_eta(self, predicted_s: float, actual_s: float) -> None:
+        if actual_s > 0:
+            self._pickup_eta.append((predicted_s, actual_s))
 
     def request(self, lat: float, lng: float) -> None:
         self.cell_demand[h3.latlng_to_cell(lat, lng, CELL_RES)] += 1
@@ -119,8 +125,21 @@ class Metrics:
             "trips_per_hour": round(states["completed"] * 3600.0 / self.duration_s, 3)
             if self.duration_s else None,
             "revenue": round(revenue_cents / 100.0, 2),
+            **self._pickup_eta_kpis(),
         }
         return kpis, [round(x, 3) for x in waits], self._timeseries(trips)
+
+    def _pickup_eta_kpis(self) -> dict[str, float | int | None]:
+        """How far dispatch's pickup ETAs were from the simulated drives (None: no pickups)."""
+        if not self._pickup_eta:
+            return {"pickup_eta_median_abs_pct_error": None, "pickup_eta_p90_abs_pct_error": None,
+                    "pickup_eta_median_predicted_over_actual": None, "pickup_eta_pairs": 0}
+        p, a = np.array(self._pickup_eta).T
+        ape = np.abs(p - a) / a * 100
+        return {"pickup_eta_median_abs_pct_error": round(float(np.median(ape)), 1),
+                "pickup_eta_p90_abs_pct_error": round(float(np.quantile(ape, 0.9)), 1),
+                "pickup_eta_median_predicted_over_actual": round(float(np.median(p / a)), 3),
+                "pickup_eta_pairs": len(ape)}
 
     def _warmup_intervals(self, trips: list[TripFacts]) -> int:
         """How many leading intervals are warm-up: about one trip's length (the median time

@@ -63,6 +63,15 @@ KPI_SPECS: tuple[Figure, ...] = (
     Figure("empty_km", "Distance driven empty", "km", "Kilometres driven without a rider."),
     Figure("loaded_km", "Distance driven with a rider", "km",
            "Kilometres driven with a rider on board."),
+    Figure("pickup_eta_median_abs_pct_error", "Pickup ETA error, median", "pct",
+           "How far dispatch's predicted pickup time (the offer's ETA) was from the drive the "
+           "driver then took, as a share of that drive: half the pickups missed by less."),
+    Figure("pickup_eta_p90_abs_pct_error", "Pickup ETA error, 90th percentile", "pct",
+           "Nine pickups in ten missed their predicted time by less than this share."),
+    Figure("pickup_eta_median_predicted_over_actual", "Pickup ETA, predicted / actual", "num",
+           "Median of predicted over actual pickup drive: under 1, dispatch is optimistic."),
+    Figure("pickup_eta_pairs", "Pickups compared", "num",
+           "Accepted offers whose driver reached the pickup (engine mode only)."),
 )
 
 # The configuration table's explanations (params the simulator records).
@@ -81,6 +90,8 @@ PARAM_HELP: dict[str, str] = {
     "seed": "random seed: the same seed and flags give the same report",
     "accept_prob": "probability that a driver accepts an offer",
     "reposition": "what idle drivers do: stay, drive at random, or head for demand",
+    "eta_model": "--eta-model: the travel-time model file of dispatch and the fleet "
+                 "(absent: the city's shipped model, NYC; straight-line: the old straight lines)",
     "tick_s": "each driver reports its position this often, in simulated seconds",
     "drain_limit_s": "after the demand window, open trips get at most this long to finish",
     "simulated_s": "simulated seconds when the run ended: the demand window (duration_s) plus "

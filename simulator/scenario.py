@@ -30,6 +30,8 @@ class SimConfig:
     seed: int = 0
     accept_prob: float = 0.9
     reposition: str = "stay"
+    # Travel times: a model file, "straight-line", or None: the city's shipped model (NYC)
+    eta_model: str | None = None
     tick_s: float = 4.0  # every driver reports its position this often
     drain_limit_s: float = 2 * 3600.0  # after the demand window: finish the open trips
     fleet: dict[str, Any] = field(default_factory=dict)  # other FleetConfig fields

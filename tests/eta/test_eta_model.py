@@ -1,0 +1,196 @@
+"""The learned travel-time model: the fit, its file, refused rows, where the API falls back to
+the straight line, and that dispatch, nearby and the quote use it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dispatch.eta import StraightLineEta
+from dispatch.learned_eta import (
+    FORMAT_VERSION,
+    SHIPPED,
+    LearnedEta,
+    ModelFileError,
+    load,
+    read_meta,
+    save,
+)
+from ridehail.bootstrap import eta_model
+from ridehail.cli import main
+from ridehail.kernel.geo import haversine_m
+from ridehail.settings import Settings, SettingsError
+from simulator.city import data_dir
+from simulator.eta_fit import fit_model, read_trips
+from trips.fares import NYC_YELLOW_2016
+from trips.pricing import quote
+
+ROOT = Path(__file__).resolve().parents[2]
+YELLOW = data_dir() / "nyc" / "yellow_taxi_2016-01_sample.csv"
+PICKUP, DROPOFF = (40.7580, -73.9855), (40.7061, -74.0087)  # Times Square -> Wall Street
+WHEN = 1_452_700_800.0  # 2016-01-13 16:00 UTC, 11:00 in New York
+
+
+@pytest.fixture(scope="module")
+def small_model() -> LearnedEta:
+    return fit_model(read_trips([YELLOW], limit=800))
+
+
+def test_a_fitted_model_survives_its_file_and_beats_the_straight_line(
+        small_model: LearnedEta, tmp_path: Path) -> None:
+    path = tmp_path / "m.npz"
+    save(path, small_model.pace, small_model.detour, small_model.areas, small_model.meta)
+    again = load(path)
+    assert again.meta["version"] == FORMAT_VERSION
+    assert again.meta["timezone"] == "America/New_York"
+    trips = read_trips([YELLOW], limit=800)
+    before = small_model.predict(trips.plat, trips.plng, trips.dlat, trips.dlng, trips.local_s)
+    after = again.predict(trips.plat, trips.plng, trips.dlat, trips.dlng, trips.local_s)
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+    line = np.array([StraightLineEta().travel(a, b, c, d)[0] for a, b, c, d in
+                     zip(trips.plat, trips.plng, trips.dlat, trips.dlng, strict=True)])
+    err = np.median(np.abs(after[0] - trips.duration_s) / trips.duration_s)
+    assert err < np.median(np.abs(line - trips.duration_s) / trips.duration_s)
+    assert again.travel(*PICKUP, *PICKUP, WHEN)[0] == 0.0  # a driver at the pickup is there
+    # The local hour matters: the same drive at 05:00 is faster than at 17:00 on a weekday.
+    early = again.travel(*PICKUP, *DROPOFF, WHEN - 6 * 3600)[0]
+    rush = again.travel(*PICKUP, *DROPOFF, WHEN + 6 * 3600)[0]
+    assert early < rush
+
+
+def test_a_file_of_another_version_is_refused_naming_it(small_model: LearnedEta,
+                                                        tmp_path: Path) -> None:
+    path = tmp_path / "old.npz"
+    meta = {**small_model.meta}
+    save(path, small_model.pace, small_model.detour, small_model.areas, meta)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(str(arrays["meta"]))
+    header["version"] = FORMAT_VERSION + 1
+    arrays["meta"] = np.array(json.dumps(header))
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    for reader in (load, read_meta):
+        with pytest.raises(ModelFileError, match=f"format version {FORMAT_VERSION + 1}"):
+            reader(path)
+    (tmp_path / "junk.npz").write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="not an ETA model file"):
+        load(tmp_path / "junk.npz")
+    with pytest.raises(SettingsError, match="RIDEHAIL_ETA_MODEL"):
+        Settings.from_env({"RIDEHAIL_ETA_MODEL": str(path)})
+
+
+def test_dirty_rows_are_refused_and_counted(tmp_path: Path) -> None:
+    with YELLOW.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    header, good = rows[0], rows[1:201]
+    col = {name: i for i, name in enumerate(header)}
+
+    def bad(**changes: str) -> list[str]:
+        row = list(good[0])
+        for name, value in changes.items():
+            row[col[name]] = value
+        return row
+
+    dirty = [
+        bad(startLat="0.0"),  # no GPS fix
+        bad(tpepPickupDateTime="yesterday"),  # unparsable
+        bad(tpepDropoffDateTime="2016-01-07 12:09:13"),  # a day long: a clock fault
+        bad(tpepDropoffDateTime="2016-01-06 12:09:20"),  # 7 s: implausible
+        bad(tpepDropoffDateTime="2016-01-06 12:09:43"),  # 2.6 km in 30 s: 86 m/s
+        bad(tripDistance="40"),  # 40 miles for a 2.6 km straight line
+    ]
+    path = tmp_path / "dirty.csv"
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows([header, *good, *dirty])
+    out = tmp_path / "m.npz"
+    res = CliRunner().invoke(main, ["eta", "fit", "--demand", str(path), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    done = json.loads(res.output)
+    assert done["rejected"]["zero_coords"] >= 1 and done["rejected"]["unparsable"] == 1
+    assert done["rejected"]["implausible_duration"] >= 2
+    assert done["rejected"]["implausible_speed"] >= 1
+    assert done["rejected"]["implausible_distance"] >= 1
+    assert done["rows_read"] == 206
+    assert done["trips_used"] + sum(done["rejected"].values()) == 206
+    assert load(out).meta["trips"] == done["trips_used"]
+
+
+def test_pickups_without_dropoffs_cannot_be_fitted(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["eta", "fit", "--demand",
+                                    str(data_dir() / "nyc" / "uber_pickups_2014-04_sample.csv"),
+                                    "--out", str(tmp_path / "m.npz")])
+    assert res.exit_code == 1 and "no_dropoff" in res.output
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_the_api_falls_back_to_the_straight_line_without_a_model(tmp_path: Path) -> None:
+    # The default (NYC) service area gets the shipped model...
+    assert isinstance(eta_model(Settings.from_env({})), LearnedEta)
+    assert Settings.from_env({}).eta_model_path() == SHIPPED["nyc"]
+    # ...another city, or the explicit choice, the straight line.
+    area = tmp_path / "elsewhere.geojson"
+    area.write_text((ROOT / "data" / "chicago" / "neighbourhoods.geojson").read_text())
+    elsewhere = Settings.from_env({"RIDEHAIL_SERVICE_AREA": str(area)})
+    assert elsewhere.eta_model_path() is None
+    assert isinstance(eta_model(elsewhere), StraightLineEta)
+    line = Settings.from_env({"RIDEHAIL_ETA_MODEL": "straight-line"})
+    assert isinstance(eta_model(line), StraightLineEta)
+    with pytest.raises(SettingsError, match="RIDEHAIL_ETA_MODEL: ETA model file not found"):
+        Settings.from_env({"RIDEHAIL_ETA_MODEL": str(tmp_path / "missing.npz")})
+
+
+def test_dispatch_nearby_and_the_quote_use_the_model() -> None:
+    from tests.dispatch.test_engine_rules import make_kit
+
+    model = load(SHIPPED["nyc"])
+    kit, plain = make_kit(eta=model), make_kit()
+    for k in (kit, plain):
+        k.clock._now = WHEN
+        k.driver("1", 1500)
+    here = kit.engine.index.snapshot().nearest(*PICKUP, k=1, radius_m=3000)[0]
+    (_, shown), = kit.engine.nearby(*PICKUP, 3000, 5)
+    expected = model.pickup_etas([here.lat], [here.lng], *PICKUP, WHEN)[0]
+    line = StraightLineEta().pickup_etas([here.lat], [here.lng], *PICKUP, WHEN)[0]
+    assert shown == pytest.approx(expected) and abs(expected - line) > 10
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    offer, = kit.engine.pending_offers("1")
+    assert offer.eta_s == pytest.approx(expected, abs=0.1)
+    priced = quote(NYC_YELLOW_2016, PICKUP, DROPOFF, Decimal(trip.surge),
+                   model.travel(*PICKUP, *DROPOFF, WHEN))
+    assert trip.fare_estimate == priced.total
+    assert plain.engine.request_trip("50", PICKUP, DROPOFF).fare_estimate != priced.total
+    # The meter compares the trace with the route the quote was priced on, the model's: a
+    # drive as the crow flies is materially (25%) shorter than the model's road distance,
+    # though not than the tariff's own straight line x 1.27.
+    seconds, road_m = model.travel(*PICKUP, *DROPOFF, WHEN)
+    straight = haversine_m(*PICKUP, *DROPOFF)
+    assert road_m * 0.75 > straight > float(NYC_YELLOW_2016.detour_factor) * straight * 0.75
+    kit.engine.accept_offer(offer.id, "1")
+    kit.engine.arrive(trip.id, "1")
+    kit.engine.start(trip.id, "1")
+    kit.clock._now += seconds
+    kit.engine.update_location("1", *DROPOFF, kit.clock.now())
+    done = kit.engine.complete(trip.id, "1")
+    assert done.fare_rule == "metered_shorter"
+
+
+def test_the_reduced_benchmark_runs() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "eta.py"), "--quick"],
+                         capture_output=True, text=True, timeout=280, check=True)
+    doc = json.loads(out.stdout)
+    s = doc["summary"]
+    for key in ("median_abs_pct_error", "p90_abs_pct_error", "rmsle",
+                "fare_estimate_median_abs_pct_error"):
+        assert s[key] is not None and s["straight_line"][key] is not None
+    assert s["median_abs_pct_error"] < s["straight_line"]["median_abs_pct_error"]
+    assert s["rmsle"] < s["straight_line"]["rmsle"]
+    assert doc["chicago"]["model"]["rmsle"] < doc["chicago"]["straight_line"]["rmsle"]
