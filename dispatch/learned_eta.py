@@ -297,7 +297,9 @@ def load(path: str | os.PathLike[str]) -> LearnedEta:
         inner = np.flatnonzero(t.left >= 0) if len(t.left) == n else np.array([], int)
         if not (len(t.feature) == len(t.threshold) == len(t.right) == n) or (
                 n and (t.left.max() >= n or t.right.max() >= n or t.roots.max() >= n
-                       or t.feature.max() >= len(FEATURES)
+                       or t.feature.max() >= len(FEATURES) or t.roots.min() < 0
+                       or t.feature.min() < 0 or not np.isfinite(t.value).all()
+                       or not math.isfinite(t.baseline)
                        # children follow their parent: a walk always ends at a leaf
                        or (t.left[inner] <= inner).any() or (t.right[inner] <= inner).any())):
             raise ModelFileError(f"{path}: the {name} trees are inconsistent")
