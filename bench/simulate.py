@@ -114,13 +114,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a small smoke run")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--eta-model", default=None,
+                    help="travel times: a model file, or straight-line (the fleet at x 1.3 and "
+                         "the hour's speed, dispatch at 8 m/s); default: NYC's shipped model")
     args = ap.parse_args()
     load = [round(x, 2) for x in os.getloadavg()]  # the machine is shared: say how busy it was
     if args.quick:
         drivers, rate, duration, prof_duration = 1000, 2000.0, 600.0, 300.0
     else:
         drivers, rate, duration, prof_duration = 10_000, 20_000.0, 3600.0, 600.0
-    base = dict(demand=str(DEMAND), demand_rate=rate, drivers=drivers, seed=args.seed)
+    base = dict(demand=str(DEMAND), demand_rate=rate, drivers=drivers, seed=args.seed,
+                eta_model=args.eta_model)
     configs = [SimConfig(duration_s=duration, policy=p, **base)  # type: ignore[arg-type]
                for p in ("greedy", "batched")]
     # The two policies run side by side, one per core; each one's speed is its own wall time.

@@ -24,10 +24,11 @@ from dispatch.learned_eta import (
     read_meta,
     save,
 )
-from ridehail.bootstrap import eta_model
+from ridehail.bootstrap import build_engine, eta_model
 from ridehail.cli import main
 from ridehail.kernel.geo import haversine_m
 from ridehail.settings import Settings, SettingsError
+from ridehail.units import memory_uow_factory
 from simulator.city import data_dir
 from simulator.eta_fit import fit_model, read_trips
 from trips.fares import NYC_YELLOW_2016
@@ -133,8 +134,10 @@ def test_pickups_without_dropoffs_cannot_be_fitted(tmp_path: Path) -> None:
 
 
 def test_the_api_falls_back_to_the_straight_line_without_a_model(tmp_path: Path) -> None:
-    # The default (NYC) service area gets the shipped model...
+    # The default (NYC) service area gets the shipped model, and the API's engine uses it...
     assert isinstance(eta_model(Settings.from_env({})), LearnedEta)
+    engine, _, _ = build_engine(Settings.from_env({}), memory_uow_factory(), start=False)
+    assert isinstance(engine.eta, LearnedEta) and engine.matcher.eta is engine.eta
     assert Settings.from_env({}).eta_model_path() == SHIPPED["nyc"]
     # ...another city, or the explicit choice, the straight line.
     area = tmp_path / "elsewhere.geojson"
