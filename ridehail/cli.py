@@ -280,6 +280,9 @@ def eta_fit(demand: tuple[str, ...], out: str, city: str | None) -> None:
     except FitError as exc:
         click.echo(f"ridehail eta fit: {exc}", err=True)
         sys.exit(1)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write the model: {exc.strerror or exc}",
+                                 param_hint="--out") from None
     click.echo(json.dumps(done, indent=2))
 
 

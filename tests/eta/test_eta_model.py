@@ -197,3 +197,13 @@ def test_the_reduced_benchmark_runs() -> None:
     assert s["median_abs_pct_error"] < s["straight_line"]["median_abs_pct_error"]
     assert s["rmsle"] < s["straight_line"]["rmsle"]
     assert doc["chicago"]["model"]["rmsle"] < doc["chicago"]["straight_line"]["rmsle"]
+
+
+def test_a_file_that_is_not_trips_names_the_flag(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["eta", "fit", "--demand", str(ROOT / "README.md"),
+                                    "--out", str(tmp_path / "m.npz")])
+    assert res.exit_code == 2 and "--demand" in res.output and "unknown demand CSV header" in \
+        res.output
+    res = CliRunner().invoke(main, ["eta", "fit", "--demand", str(YELLOW),
+                                    "--out", str(tmp_path / "no" / "such" / "m.npz")])
+    assert res.exit_code == 2 and "--out" in res.output
