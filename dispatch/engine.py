@@ -79,6 +79,8 @@ class Engine:
         self.service_area = service_area
         self.tariff = tariff
         self.surge = surge
+        # Pickup ETAs, the quote's duration and distance (dispatch/eta.py): the one model.
+        self.eta: EtaModel = eta or StraightLineEta()
         self.hooks = hooks or Hooks()
         # Dispatch breaks ETA ties by rating; the wiring keeps it current.
         self.driver_rating: dict[str, float] = {}
@@ -91,7 +93,7 @@ class Engine:
         self.matcher = Matcher(
             uow_factory, index, self.drivers, new_id=new_id, clock=self.clock, timers=timers,
             channel=self.channel, trip_channel=self.trip_channel,
-            eta=eta or StraightLineEta(), config=self.config,
+            eta=self.eta, config=self.config,
             service_area=service_area, tariff=tariff, supply=self.supply, hooks=self.hooks,
             driver_rating=self.driver_rating)
         self.batcher = Batcher(uow_factory, self.matcher, self.clock, timers,

@@ -85,8 +85,11 @@ class TripLifecycle:
             elif step == "complete":
                 if trip.state != TripState.in_progress:
                     raise IllegalTransition(trip.id, trip.state, TripState.completed)
+                route = self.matcher.route((trip.pickup_lat, trip.pickup_lng),
+                                           (trip.dropoff_lat, trip.dropoff_lng),
+                                           trip.requested_at)
                 fare = meter(self.tariff, trip, self.traces.points(trip.id), now,
-                             self.upfront)
+                             self.upfront, route)
                 trip.complete(now, distance_m=fare.metered.distance_m, fare_final=fare.total,
                               fare_rule=fare.rule)
                 if st is not None:

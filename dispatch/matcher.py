@@ -99,7 +99,7 @@ class Matcher:
                     raise OutsideServiceArea(name)
         now = self.clock.now()
         surge = self.supply.surge_at(*pickup)
-        fare = quote(self.tariff, pickup, dropoff, surge)
+        fare = quote(self.tariff, pickup, dropoff, surge, self.route(pickup, dropoff, now))
         trip = Trip(
             id=self.new_id(), rider_id=rider_id, vehicle_class=vehicle_class,
             pickup_lat=pickup[0], pickup_lng=pickup[1],
@@ -121,6 +121,12 @@ class Matcher:
         # Only a request that was accepted counts as demand for surge.
         self.supply.record_request(pickup[0], pickup[1], now)
         return trip
+
+    def route(self, pickup: tuple[float, float], dropoff: tuple[float, float],
+              requested_at: float) -> tuple[float, float]:
+        """(seconds, road metres) the upfront fare is priced on; the meter asks again with the
+        trip's request time and gets the same answer."""
+        return self.eta.travel(pickup[0], pickup[1], dropoff[0], dropoff[1], requested_at)
 
     def get_trip(self, trip_id: str) -> Trip:
         with self.units(readonly=True) as uow:
@@ -171,8 +177,9 @@ class Matcher:
             )
             if found:
                 break
-        ranked = [(self.eta.pickup_eta_s(n.distance_m, n.lat, n.lng, trip.pickup_lat,
-                                         trip.pickup_lng), n) for n in found]
+        etas = self.eta.pickup_etas([n.lat for n in found], [n.lng for n in found],
+                                    trip.pickup_lat, trip.pickup_lng, now)
+        ranked = list(zip(etas, found, strict=True))
         # Pickup times within the same 30 s band are a tie for the rider; the better-rated
         # driver wins it (unrated drivers count as 4.5, neither favoured nor punished).
         rating = self.driver_rating
@@ -183,9 +190,11 @@ class Matcher:
     def nearby(self, lat: float, lng: float, radius_m: float, limit: int,
                vehicle_class: str | None = None) -> list[tuple[Neighbor, float]]:
         snap = self.index.snapshot()
+        now = self.clock.now()
         found = snap.nearest(lat, lng, k=limit, radius_m=radius_m, available_only=True,
-                             vehicle_class=vehicle_class, now=self.clock.now())
-        return [(n, self.eta.pickup_eta_s(n.distance_m, n.lat, n.lng, lat, lng)) for n in found]
+                             vehicle_class=vehicle_class, now=now)
+        etas = self.eta.pickup_etas([n.lat for n in found], [n.lng for n in found], lat, lng, now)
+        return list(zip(found, etas, strict=True))
 
     # --- offers ------------------------------------------------------------------------------
 

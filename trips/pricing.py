@@ -60,10 +60,18 @@ class Fare:
     metered: FareBreakdown
 
 
+Route = tuple[float, float]  # (seconds, road metres), as `dispatch.eta.EtaModel.travel` gives
+
+
 def quote(tariff: Tariff, pickup: tuple[float, float], dropoff: tuple[float, float],
-          surge: Decimal) -> FareBreakdown:
-    """The upfront estimate a rider sees, with the surge locked in."""
-    return estimate_fare(tariff, pickup, dropoff, surge=surge)
+          surge: Decimal, route: Route | None = None) -> FareBreakdown:
+    """The upfront estimate a rider sees, with the surge locked in: priced on the route's
+    duration and distance (the engine's travel-time model), else on the tariff's straight
+    line."""
+    if route is None:
+        return estimate_fare(tariff, pickup, dropoff, surge=surge)
+    return estimate_fare(tariff, pickup, dropoff, route_duration_s=route[0],
+                         route_distance_m=route[1], surge=surge)
 
 
 def metered_trace(trip: Trip, points: Sequence[Point], now: float) -> list[Point]:
@@ -87,13 +95,14 @@ def _above(value: float, reference: float, fraction: Decimal) -> bool:
 
 
 def meter(tariff: Tariff, trip: Trip, points: Sequence[Point], now: float,
-          policy: UpfrontPolicy | None = None) -> Fare:
+          policy: UpfrontPolicy | None = None, route: Route | None = None) -> Fare:
     """The fare of a trip completing at `now`: the rule in the module docstring, applied to
-    the upfront quote and the driver's trace."""
+    the upfront quote and the driver's trace. `route` is the one the quote was priced on (the
+    travel-time model is asked again for the request time: it answers the same)."""
     policy = policy or UpfrontPolicy()
     surge = Decimal(trip.surge)
     quoted = quote(tariff, (trip.pickup_lat, trip.pickup_lng),
-                   (trip.dropoff_lat, trip.dropoff_lng), surge)
+                   (trip.dropoff_lat, trip.dropoff_lng), surge, route)
     if trip.fare_estimate is not None:  # what the rider was shown is what holds
         quoted = replace(quoted, total=trip.fare_estimate)
     metered = final_fare(tariff, metered_trace(trip, points, now), surge=surge)

@@ -10,6 +10,7 @@ import pytest
 
 from dispatch import drivers as drivers_module
 from dispatch.engine import DispatchConfig, Engine, Hooks
+from dispatch.eta import EtaModel
 from dispatch.model import (
     DriverBusy,
     DriverState,
@@ -64,7 +65,8 @@ class Kit:
         return offers[0].id
 
 
-def make_kit(policy: str = "greedy", area: ServiceArea | None = None) -> Kit:
+def make_kit(policy: str = "greedy", area: ServiceArea | None = None,
+             eta: EtaModel | None = None) -> Kit:
     clock = SimClock(start=1_700_000_000.0)
     store = MemoryStore()
     ids = itertools.count(1000)
@@ -76,7 +78,7 @@ def make_kit(policy: str = "greedy", area: ServiceArea | None = None) -> Kit:
                     clock=clock, timers=clock, tariff=NYC_YELLOW_2016, service_area=area,
                     config=DispatchConfig(offer_timeout_s=15.0, policy=policy,
                                           batch_window_s=2.0),
-                    hooks=hooks)
+                    hooks=hooks, eta=eta)
     kit = Kit(engine, clock, store)
     kit_holder["kit"] = kit
     return kit
