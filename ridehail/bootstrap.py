@@ -12,6 +12,7 @@ from typing import Any
 
 from dispatch.clock import SystemClock, ThreadTimers
 from dispatch.engine import DispatchConfig, Engine, Hooks
+from dispatch.eta import EtaModel
 from dispatch.publisher import IndexPublisher
 from geoindex import GeoIndex
 from geoindex.warmup import warm_up
@@ -68,12 +69,12 @@ def worker_context(settings: Settings, uow_factory: UnitFactory | None = None,
 
 def build_sim_engine(*, index: GeoIndex, clock: Any, hooks: Hooks, config: DispatchConfig,
                      service_area: ServiceArea, surge: SurgePricer,
-                     new_id: Callable[[], str]) -> Engine:
+                     new_id: Callable[[], str], eta: EtaModel | None = None) -> Engine:
     """The simulator's engine: the API's Engine on memory units of work, with the simulated
-    clock as its clock and its timers."""
+    clock as its clock and its timers, and the city's road router as its ETA model if any."""
     return Engine(memory_uow_factory(), index, new_id=new_id, clock=clock, timers=clock,
                   config=config, service_area=service_area, tariff=TARIFF, surge=surge,
-                  hooks=hooks)
+                  hooks=hooks, eta=eta)
 
 
 def trip_rules(settings: Settings) -> dict[str, Any]:

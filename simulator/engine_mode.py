@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dispatch.engine import DispatchConfig, Engine, Hooks
+from dispatch.eta import EtaModel
 from dispatch.model import DispatchError, Offer
 from geoindex import GeoIndex
 from trips.area import ServiceArea
@@ -40,7 +41,7 @@ class EngineBuilder(Protocol):
 
     def __call__(self, *, index: GeoIndex, clock: SimClock, hooks: Hooks,
                  config: DispatchConfig, service_area: ServiceArea, surge: SurgePricer,
-                 new_id: Callable[[], str]) -> Engine: ...
+                 new_id: Callable[[], str], eta: EtaModel | None = None) -> Engine: ...
 
 
 class EngineSimulation:
@@ -60,8 +61,9 @@ class EngineSimulation:
             config=engine_config or DispatchConfig(policy=cfg.policy),
             service_area=ServiceArea(sc.city.geometry, sc.city.name),
             surge=SurgePricer(clock=self.clock.now), new_id=lambda: str(next(ids)),
+            eta=sc.router,  # in a road city dispatch ranks by the routes the cars drive
         )
-        self.fleet = Fleet(cfg.fleet_config(), sc.city, sc.rng)
+        self.fleet = Fleet(cfg.fleet_config(), sc.city, sc.rng, router=sc.router)
         self.riders = Riders(cfg.rider_config(), sc.rng)
         self.metrics = Metrics(cfg.duration_s)
         self.requests = sc.plan.requests
@@ -107,7 +109,7 @@ class EngineSimulation:
             raise ConservationError("; ".join(bad[:10]) + (f" (+{len(bad) - 10})"
                                                              if len(bad) > 10 else ""))
         extra = {"simulated_s": round(self.clock.now(), 3), "checks": "passed",
-                 "events": self.clock.events_run}
+                 "events": self.clock.events_run, **self.fleet.road_figures()}
         return build_result(self.sc, self.metrics, trips, self.fleet.empty_m,
                             self.fleet.loaded_m, "engine", extra)
 
