@@ -81,6 +81,12 @@ class RoadNetwork:
         dist, node = self._tree.query(self.plane.xy([lat], [lng])[0])
         return int(node), float(dist)
 
+    def nearest_many(self, lat: NDArray[np.float64], lng: NDArray[np.float64]
+                     ) -> NDArray[np.int64]:
+        """The nearest node of each position."""
+        _, nodes = self._tree.query(self.plane.xy(lat, lng))
+        return np.asarray(nodes, np.int64)
+
     def hop_lengths(self, path: NDArray[np.int64]) -> tuple[NDArray[np.float64],
                                                             NDArray[np.float64]]:
         """Metres and seconds of each edge along a node path."""

@@ -1,6 +1,7 @@
 """Routes on a road network: seconds, metres and the path a car drives, and the two questions
-dispatch and the fare ask (`pickup_eta_s`, `travel`), so a `Router` serves as dispatch's ETA
-model.
+of dispatch's ETA model (`dispatch.eta.EtaModel`): `pickup_etas` (many drivers to one pickup)
+and `travel` (one drive's seconds and metres, for the upfront fare), so a `Router` is the
+engine's ETA model in a city with a road map.
 
 A position snaps to the nearest road node; the stretch between the position and its node is
 driven in a straight line at `ACCESS_SPEED_MPS` (a car park, a driveway). Shortest paths by
@@ -8,21 +9,22 @@ free-flow time are Dijkstra trees on the reversed graph, one per target node, ca
 the candidates dispatch ranks for one pickup all read the same tree, and so does the driver
 who then drives there. A position farther than `max_snap_m` from any road is off the network:
 `route` raises `OffNetwork`, the ETA questions ask the `fallback` model (when one is given).
+Speeds are free-flow: the departure time (`when`) does not change a route.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import dijkstra
 
-from ridehail.kernel.geo import haversine_m
+from ridehail.kernel.geo import haversine_m, haversine_many
 
 from .network import RoadNetwork
 from .osm import RoadError
@@ -37,10 +39,14 @@ class OffNetwork(RoadError):
 
 
 class EtaFallback(Protocol):
-    """What answers for positions off the network (dispatch's straight-line model)."""
+    """What answers for positions off the network: dispatch's straight-line model (the same
+    questions as `dispatch.eta.EtaModel`, which this package may not import)."""
 
-    def pickup_eta_s(self, distance_m: float, from_lat: float, from_lng: float,
-                     to_lat: float, to_lng: float) -> float: ...
+    def travel(self, from_lat: float, from_lng: float, to_lat: float, to_lng: float,
+               when: float) -> tuple[float, float]: ...
+
+    def pickup_etas(self, from_lats: Sequence[float], from_lngs: Sequence[float],
+                    to_lat: float, to_lng: float, when: float) -> list[float]: ...
 
 
 @dataclass(frozen=True)
@@ -108,34 +114,58 @@ class Router:
         return Route(float(elapsed[-1]), float(along[-1]), lat, lng, elapsed, along)
 
     def travel(self, from_lat: float, from_lng: float, to_lat: float, to_lng: float,
-               when: datetime | None = None) -> tuple[float, float]:
-        """(seconds, metres) of the fastest drive. Free-flow speeds: `when` is not used."""
+               when: float = 0.0) -> tuple[float, float]:
+        """(seconds, metres) of the fastest drive."""
         try:
             r = self.route(from_lat, from_lng, to_lat, to_lng)
         except OffNetwork:
             if self.fallback is None:
                 raise
-            straight = haversine_m(from_lat, from_lng, to_lat, to_lng)
-            fb = self.fallback
-            travel = getattr(fb, "travel", None)
-            if travel is not None:
-                s, m = travel(from_lat, from_lng, to_lat, to_lng, when)
-                return float(s), float(m)
-            return fb.pickup_eta_s(straight, from_lat, from_lng, to_lat, to_lng), straight
+            return self.fallback.travel(from_lat, from_lng, to_lat, to_lng, when)
         return r.seconds, r.metres
 
-    def pickup_eta_s(self, distance_m: float, from_lat: float, from_lng: float,
-                     to_lat: float, to_lng: float) -> float:
-        """Dispatch's ranking question: seconds for a driver at `from` to reach `to`."""
+    def pickup_etas(self, from_lats: Sequence[float], from_lngs: Sequence[float],
+                    to_lat: float, to_lng: float, when: float = 0.0) -> list[float]:
+        """Dispatch's ranking question: seconds for a driver at each (from_lats[i],
+        from_lngs[i]) to reach the pickup; one shortest-path tree answers them all. Drivers
+        off the network (or all of them, when the pickup is) get the fallback's answer."""
+        lats = np.asarray(from_lats, float)
+        lngs = np.asarray(from_lngs, float)
+        if len(lats) != len(lngs):
+            raise ValueError("from_lats and from_lngs: one of each per driver")
+        if not len(lats):
+            return []
         try:
-            a, a_m = self.snap(from_lat, from_lng)
             b, b_m = self.snap(to_lat, to_lng)
         except OffNetwork:
             if self.fallback is None:
                 raise
-            return self.fallback.pickup_eta_s(distance_m, from_lat, from_lng, to_lat, to_lng)
+            return self.fallback.pickup_etas(from_lats, from_lngs, to_lat, to_lng, when)
+        nodes, a_m = self._snap_many(lats, lngs)
         to_b, _ = self._tree(b)
-        return float(to_b[a]) + (a_m + b_m) / ACCESS_SPEED_MPS
+        etas = to_b[nodes] + (a_m + b_m) / ACCESS_SPEED_MPS
+        off = a_m > self.max_snap_m
+        if off.any():
+            if self.fallback is None:
+                k = int(np.flatnonzero(off)[0])
+                self.snap(float(lats[k]), float(lngs[k]))  # raises, naming the position
+            else:
+                idx = np.flatnonzero(off)
+                etas[idx] = self.fallback.pickup_etas(lats[idx].tolist(), lngs[idx].tolist(),
+                                                      to_lat, to_lng, when)
+        return [float(e) for e in etas]
+
+    def _snap_many(self, lats: NDArray[np.float64], lngs: NDArray[np.float64]
+                   ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """The nearest node of each position and the great-circle metres to it."""
+        ok = (np.isfinite(lats) & np.isfinite(lngs) & (np.abs(lats) <= 90)
+              & (np.abs(lngs) <= 180))
+        if not ok.all():
+            k = int(np.flatnonzero(~ok)[0])
+            raise RoadError(f"not a WGS84 position: ({lats[k]}, {lngs[k]})")
+        net = self.network
+        nodes = net.nearest_many(lats, lngs)
+        return nodes, haversine_many(lats, lngs, net.lat[nodes], net.lng[nodes])
 
     # --- shortest-path trees -----------------------------------------------------------------
 

@@ -121,12 +121,15 @@ def test_one_way_streets_are_driven_one_way(router: Router) -> None:
         assert back.metres > along.metres + 1.0
 
 
-def test_pickup_eta_and_travel_agree_with_the_route(router: Router) -> None:
-    (a_lat, a_lng), (b_lat, b_lng) = _points_between_nodes(router, 2, seed=3)
-    r = router.route(a_lat, a_lng, b_lat, b_lng)
-    straight = haversine_m(a_lat, a_lng, b_lat, b_lng)
-    assert router.pickup_eta_s(straight, a_lat, a_lng, b_lat, b_lng) == pytest.approx(r.seconds)
-    assert router.travel(a_lat, a_lng, b_lat, b_lng) == pytest.approx((r.seconds, r.metres))
+def test_pickup_etas_and_travel_agree_with_the_route(router: Router) -> None:
+    pts = _points_between_nodes(router, 9, seed=3)
+    (b_lat, b_lng), drivers = pts[0], pts[1:]
+    etas = router.pickup_etas(drivers[:, 0].tolist(), drivers[:, 1].tolist(), b_lat, b_lng, 0.0)
+    assert etas == pytest.approx([router.route(a, c, b_lat, b_lng).seconds for a, c in drivers])
+    r = router.route(drivers[0][0], drivers[0][1], b_lat, b_lng)
+    assert router.travel(drivers[0][0], drivers[0][1], b_lat, b_lng, 0.0) == pytest.approx(
+        (r.seconds, r.metres))
+    assert router.pickup_etas([], [], b_lat, b_lng, 0.0) == []
 
 
 def test_candidates_for_one_pickup_share_one_shortest_path_tree() -> None:
@@ -134,7 +137,7 @@ def test_candidates_for_one_pickup_share_one_shortest_path_tree() -> None:
     pts = _points_between_nodes(router, 11, seed=4)
     pickup = pts[0]
     for lat, lng in pts[1:]:
-        router.pickup_eta_s(0.0, lat, lng, pickup[0], pickup[1])
+        router.pickup_etas([lat], [lng], pickup[0], pickup[1], 0.0)
     assert router.trees_computed == 1
     router.route(pts[1][0], pts[1][1], pickup[0], pickup[1])  # the chosen driver drives there
     assert router.trees_computed == 1
@@ -144,10 +147,14 @@ def test_a_point_far_off_the_network_is_refused_by_name(router: Router) -> None:
     lat, lng = 37.7749, -122.4194  # San Francisco, across the bay
     with pytest.raises(OffNetwork, match=r"m from the nearest road of west-oakland"):
         router.route(lat, lng, 37.8075, -122.3015)
+    with pytest.raises(OffNetwork, match=r"\(37.774900, -122.419400\) is"):
+        router.pickup_etas([37.8075, lat], [-122.3015, lng], 37.8075, -122.3015, 0.0)
     with pytest.raises(OffNetwork):
-        router.pickup_eta_s(1000.0, 37.8075, -122.3015, lat, lng)
+        router.travel(37.8075, -122.3015, lat, lng, 0.0)
     with pytest.raises(RoadError, match="not a WGS84 position"):
         router.route(math.nan, -122.3, 37.8075, -122.3015)
+    with pytest.raises(RoadError, match="not a WGS84 position"):
+        router.pickup_etas([37.8075, 95.0], [-122.3015, 0.0], 37.8075, -122.3015, 0.0)
     with pytest.raises(RoadError, match="not a WGS84 position"):
         router.snap(91.0, 0.0)
 
@@ -155,13 +162,16 @@ def test_a_point_far_off_the_network_is_refused_by_name(router: Router) -> None:
 def test_off_the_network_the_fallback_answers() -> None:
     straight = StraightLineEta()
     router = Router(load_road_network(OAKLAND), fallback=straight)
-    lat, lng = 37.7749, -122.4194
-    d = haversine_m(lat, lng, 37.8075, -122.3015)
-    assert router.pickup_eta_s(d, lat, lng, 37.8075, -122.3015) == straight.pickup_eta_s(
-        d, lat, lng, 37.8075, -122.3015)
-    seconds, metres = router.travel(lat, lng, 37.8075, -122.3015)
-    assert metres == pytest.approx(d)
-    assert seconds == pytest.approx(straight.pickup_eta_s(d))
+    far = (37.7749, -122.4194)
+    near = (37.8075, -122.3015)
+    assert router.travel(*far, *near, 0.0) == straight.travel(*far, *near, 0.0)
+    # One driver on the roads, one across the bay: each answered by its own model.
+    etas = router.pickup_etas([near[0] + 0.001, far[0]], [near[1], far[1]], *near, 0.0)
+    assert etas[0] == pytest.approx(router.route(near[0] + 0.001, near[1], *near).seconds)
+    assert etas[1] == straight.pickup_etas([far[0]], [far[1]], *near, 0.0)[0]
+    # A pickup off the roads: every driver by the fallback.
+    assert router.pickup_etas([near[0]], [near[1]], *far, 0.0) == straight.pickup_etas(
+        [near[0]], [near[1]], *far, 0.0)
 
 
 def test_a_larger_snap_limit_takes_farther_points() -> None:

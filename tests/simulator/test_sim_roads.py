@@ -113,7 +113,7 @@ def test_an_engine_run_moves_its_cars_along_the_roads(router: Router) -> None:
     sc = prepare(SimConfig(roads=str(OAKLAND), drivers=8, duration_s=900, demand_rate=120,
                            seed=5))
     sim = EngineSimulation(sc, build_sim_engine)
-    assert sim.engine.matcher.eta is sc.router  # dispatch ranks by the same routes
+    assert sim.engine.eta is sc.router  # dispatch ranks and quotes by the same routes
     seen: list[tuple[float, float]] = []
     chords: list[list[tuple[float, float]]] = []
 
