@@ -20,3 +20,7 @@ class LocalPlane:
     def xy(self, lat: ArrayLike, lng: ArrayLike) -> NDArray[np.float64]:
         return np.column_stack([np.asarray(lng, float) * self.kx,
                                 np.asarray(lat, float) * self.ky])
+
+    def point(self, lat: float, lng: float) -> tuple[float, float]:
+        """`xy` of one position, without numpy's per-call cost."""
+        return (lng * self.kx, lat * self.ky)

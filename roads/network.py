@@ -78,7 +78,7 @@ class RoadNetwork:
 
     def nearest(self, lat: float, lng: float) -> tuple[int, float]:
         """The nearest node and its distance in metres (in the local plane)."""
-        dist, node = self._tree.query(self.plane.xy([lat], [lng])[0])
+        dist, node = self._tree.query(self.plane.point(lat, lng))
         return int(node), float(dist)
 
     def nearest_many(self, lat: NDArray[np.float64], lng: NDArray[np.float64]

@@ -139,8 +139,10 @@ def test_candidates_for_one_pickup_share_one_shortest_path_tree() -> None:
     for lat, lng in pts[1:]:
         router.pickup_etas([lat], [lng], pickup[0], pickup[1], 0.0)
     assert router.trees_computed == 1
-    router.route(pts[1][0], pts[1][1], pickup[0], pickup[1])  # the chosen driver drives there
+    drive = router.route(pts[1][0], pts[1][1], pickup[0], pickup[1])  # the chosen driver
     assert router.trees_computed == 1
+    # The quote, the drive and the meter ask for the same route: it is built once.
+    assert router.route(pts[1][0], pts[1][1], pickup[0], pickup[1]) is drive
 
 
 def test_a_point_far_off_the_network_is_refused_by_name(router: Router) -> None:
