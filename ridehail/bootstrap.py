@@ -31,7 +31,7 @@ from .kernel import ids
 from .kernel.channel import Channel
 from .kernel.db import make_engine
 from .scaled import Stoppable, scaled_parts, start_scaled
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .units import UnitFactory, memory_uow_factory, sql_uow_factory
 
 # The meter's tariff, for quotes, final fares and receipts alike: the one service area shipped
@@ -105,6 +105,21 @@ def trip_rules(settings: Settings) -> dict[str, Any]:
     }
 
 
+def road_eta(settings: Settings, fallback: EtaModel) -> EtaModel:
+    """The engine's ETA model from the city's road map (RIDEHAIL_ROADS), `fallback` (the
+    city's travel-time model) for positions off its roads; without a map, `fallback`. A file
+    that is not a road map stops start-up with a message naming the variable."""
+    if settings.roads is None:
+        return fallback
+    from roads import RoadError, Router, load_road_network
+
+    try:
+        network = load_road_network(settings.roads)
+    except RoadError as exc:
+        raise SettingsError(f"RIDEHAIL_ROADS: {exc}") from None
+    return Router(network, fallback=fallback)
+
+
 def payment_hooks(celery: Any) -> Hooks:
     """Completing a trip enqueues its charge (the hook runs after the trip's commit)."""
     from trips.tasks import enqueue_charge
@@ -147,7 +162,7 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
         uow_factory, index, new_id=ids.new_id, clock=clock, timers=timers, config=config,
         service_area=ServiceArea.from_geojson(settings.service_area),
         surge=SurgePricer(clock=clock.now), hooks=hooks, charge=charge,
-        eta=eta_model(settings), **trip_rules(settings), **shared,
+        eta=road_eta(settings, eta_model(settings)), **trip_rules(settings), **shared,
     )
     background: list[Any] = []
     if start:

@@ -58,6 +58,10 @@ class Settings:
     # `ridehail eta fit`, or "straight-line"; unset, the shipped NYC model for the default
     # (NYC) service area and the straight line for any other (`eta_model_path`).
     eta_model: str | None = None
+    # An OpenStreetMap extract of the service area: pickup ETAs and the upfront fare's duration
+    # and distance follow its roads (roads/), the travel-time model off them. Also the default
+    # of `ridehail simulate --roads`.
+    roads: Path | None = None
     # The simulator's and the benchmarks' data folder (simulator.city.data_dir reads the same
     # variable: the simulator may not import the wiring). Not needed by the API.
     data_dir: Path = DEFAULT_DATA_DIR
@@ -268,6 +272,8 @@ class Settings:
             raise SettingsError("RIDEHAIL_LOG_FORMAT: must be 'console' or 'json'")
         if not Path(self.service_area).is_file():
             raise SettingsError(f"RIDEHAIL_SERVICE_AREA: no such file {self.service_area}")
+        if self.roads is not None and not Path(self.roads).is_file():
+            raise SettingsError(f"RIDEHAIL_ROADS: no such file {self.roads}")
         # The default may be absent (an installed package has no data/); a folder the
         # operator named must exist.
         if Path(self.data_dir) != DEFAULT_DATA_DIR and not Path(self.data_dir).is_dir():

@@ -45,6 +45,11 @@ def _non_negative(ctx: click.Context, param: click.Parameter, value: Any) -> Any
 @click.command("simulate")
 @click.option("--city", type=click.Path(exists=True, dir_okay=False), default=None,
               help="service area GeoJSON [default: the NYC boroughs]")
+@click.option("--roads", type=click.Path(exists=True, dir_okay=False), default=None,
+              envvar="RIDEHAIL_ROADS",
+              help="OpenStreetMap extract (.osm, .osm.bz2, .osm.pbf): cars drive its routes and "
+                   "dispatch ranks by them; without --city the area is the roads' hull "
+                   "[RIDEHAIL_ROADS]")
 @click.option("--demand", type=click.Path(exists=True, dir_okay=False), default=None,
               help="trip CSV to replay (NYC yellow/green, Uber 2014, Chicago); "
                    "default: synthetic hotspots")
@@ -72,8 +77,9 @@ def _non_negative(ctx: click.Context, param: click.Parameter, value: Any) -> Any
                    "fit`, or straight-line [default: the city's shipped model (NYC), else the "
                    "straight line]")
 @click.option("--progress/--no-progress", default=True, help="progress bar on stderr")
-def simulate(city: str | None, demand: str | None, demand_rate: float | None, drivers: int,
-             duration: float, policy: str, seed: int, mode: str, url: str | None,
+def simulate(city: str | None, roads: str | None, demand: str | None,
+             demand_rate: float | None, drivers: int, duration: float, policy: str,
+             seed: int, mode: str, url: str | None,
              speed: float, out: str | None, accept_prob: float, reposition: str,
              eta_model: str | None, progress: bool) -> None:
     """Simulate a city's riders and drivers against the real dispatch engine."""
@@ -89,7 +95,7 @@ def simulate(city: str | None, demand: str | None, demand_rate: float | None, dr
         raise click.BadParameter("required with --mode http", param_hint="--url")
     if speed <= 0:
         raise click.BadParameter("must be > 0", param_hint="--speed")
-    cfg = SimConfig(city=city, demand=demand, demand_rate=demand_rate, drivers=drivers,
+    cfg = SimConfig(city=city, roads=roads, demand=demand, demand_rate=demand_rate, drivers=drivers,
                     duration_s=duration, policy=policy, seed=seed, accept_prob=accept_prob,
                     reposition=reposition, eta_model=eta_model)
     sc = _prepare(cfg)
@@ -120,6 +126,8 @@ def _out_dir(out: str | None, var_dir: Any) -> Path:
 
 
 def _prepare(cfg: Any) -> Any:
+    from roads import RoadError
+
     from .city import CityError
     from .demand import DemandError
     from .scenario import prepare
@@ -128,6 +136,8 @@ def _prepare(cfg: Any) -> Any:
         return prepare(cfg)
     except CityError as exc:
         raise click.BadParameter(str(exc), param_hint="--city") from None
+    except RoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="--roads") from None
     except DemandError as exc:
         raise click.BadParameter(str(exc), param_hint="--demand") from None
 

@@ -60,13 +60,16 @@ class EngineSimulation:
         fleet_config = cfg.fleet_config()
         # One travel model for dispatch's predictions and the fleet's drives (simulator/travel.py)
         travel, spread = travel_model(cfg.eta_model, sc.city.name, fleet_config.start_hour)
+        if sc.router is not None:  # a road city: the routes the cars drive, no spread
+            travel, spread = sc.router, 0.0
         self.engine = build_engine(
             index=self.index, clock=self.clock, hooks=self.hooks,
             config=engine_config or DispatchConfig(policy=cfg.policy),
             service_area=ServiceArea(sc.city.geometry, sc.city.name),
             surge=SurgePricer(clock=self.clock.now), new_id=lambda: str(next(ids)), eta=travel,
         )
-        self.fleet = Fleet(fleet_config, sc.city, sc.rng, travel=travel, spread=spread)
+        self.fleet = Fleet(fleet_config, sc.city, sc.rng, travel=travel, spread=spread,
+                           router=sc.router)
         self.predicted: dict[int, tuple[float, float]] = {}  # slot -> (offer's eta_s, accepted)
         self.riders = Riders(cfg.rider_config(), sc.rng)
         self.metrics = Metrics(cfg.duration_s)
@@ -113,7 +116,7 @@ class EngineSimulation:
             raise ConservationError("; ".join(bad[:10]) + (f" (+{len(bad) - 10})"
                                                              if len(bad) > 10 else ""))
         extra = {"simulated_s": round(self.clock.now(), 3), "checks": "passed",
-                 "events": self.clock.events_run}
+                 "events": self.clock.events_run, **self.fleet.road_figures()}
         return build_result(self.sc, self.metrics, trips, self.fleet.empty_m,
                             self.fleet.loaded_m, "engine", extra)
 

@@ -8,6 +8,12 @@ the week, times a random factor with the model's own spread, so dispatch's predi
 they would in a city; without one, the straight line x 1.3 at the hour's speed). The driver's
 choices (accept an offer, go online, end a shift, reposition when idle) are drawn from the run's
 one random generator, in event order, so a seed replays the same decisions.
+
+In a city with a road map (a `roads.Router`), a leg is the routed path instead: its time and
+metres are the route's (free-flow speeds by road class), and the driver moves along the path's
+vertices at the route's own pace. Those legs are kept aside (`paths`), and only they are
+interpolated one by one over the straight-line result, so the straight-line case costs what it
+did. A leg whose end is off the road network takes the travel model's time, in a straight line.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from numpy.typing import NDArray
 
 from dispatch.eta import EtaModel
 from ridehail.kernel.geo import haversine_m
+from roads import OffNetwork, Route, Router
 
 from .city import City
 from .demand import TripRequest
@@ -74,7 +81,7 @@ class FleetConfig:
 class Fleet:
     def __init__(self, config: FleetConfig, city: City, rng: np.random.Generator,
                  ids: list[str] | None = None, travel: EtaModel | None = None,
-                 spread: float = 0.0) -> None:
+                 spread: float = 0.0, router: Router | None = None) -> None:
         n = config.drivers
         self.config = config
         # `when` is simulated seconds (simulator/travel.py's SimTime adds the real start).
@@ -97,6 +104,10 @@ class Fleet:
         self.loaded_m = 0.0
         self.online_at = z.copy()
         self.offline_at = z.copy()
+        self.router = router
+        self.paths: dict[int, Route] = {}  # the routed legs not yet over, by slot
+        self.routed_legs = 0
+        self.off_network_legs = 0  # legs driven in a straight line: an end was off the roads
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -129,6 +140,10 @@ class Fleet:
     # --- movement --------------------------------------------------------------------------
 
     def position(self, i: int, t: float) -> tuple[float, float]:
+        if self.paths:
+            route = self.paths.get(i)
+            if route is not None:
+                return route.position_at(t - float(self.t0[i]))
         t0, t1 = self.t0[i], self.t1[i]
         f = 1.0 if t >= t1 or t1 <= t0 else max(0.0, (t - t0) / (t1 - t0))
         return (float(self.lat0[i] + (self.lat1[i] - self.lat0[i]) * f),
@@ -137,14 +152,35 @@ class Fleet:
     def positions(self, t: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         span = self.t1 - self.t0
         f = np.clip(np.divide(t - self.t0, span, out=np.ones_like(span), where=span > 0), 0, 1)
-        return (self.lat0 + (self.lat1 - self.lat0) * f,
-                self.lng0 + (self.lng1 - self.lng0) * f)
+        lat = self.lat0 + (self.lat1 - self.lat0) * f
+        lng = self.lng0 + (self.lng1 - self.lng0) * f
+        if self.paths:
+            self._follow_paths(t, lat, lng)
+        return lat, lng
+
+    def _follow_paths(self, t: float, lat: NDArray[np.float64],
+                      lng: NDArray[np.float64]) -> None:
+        """Routed legs: the position along the path, over the chord's. A leg that is over
+        leaves `paths` (its chord's end is the path's end)."""
+        over = []
+        for i, route in self.paths.items():
+            t0 = float(self.t0[i])
+            if t >= float(self.t1[i]):
+                over.append(i)
+                continue
+            lat[i], lng[i] = route.position_at(t - t0)
+        for i in over:
+            del self.paths[i]
 
     def _close_leg(self, i: int, t: float) -> None:
         """Book the part of the current leg driven so far (loaded or empty)."""
         t0, t1 = self.t0[i], self.t1[i]
+        route = self.paths.pop(i, None) if self.paths else None
         if t1 > t0 and self.leg_m[i] > 0:
-            done = self.leg_m[i] * min(1.0, max(0.0, (t - t0) / (t1 - t0)))
+            if route is not None:
+                done = float(np.interp(t - t0, route.elapsed_s, route.along_m))
+            else:
+                done = self.leg_m[i] * min(1.0, max(0.0, (t - t0) / (t1 - t0)))
             if self.leg_loaded[i]:
                 self.loaded_m += done
             else:
@@ -162,9 +198,15 @@ class Fleet:
         """Start a leg from where the driver is now; returns the arrival time."""
         here = self.position(i, t)
         self._close_leg(i, t)
-        seconds, road_m = self.travel.travel(here[0], here[1], lat, lng, t)
-        if self.spread > 0:
-            seconds *= math.exp(float(self.rng.normal(0.0, self.spread)))
+        route = self._route(here, lat, lng)
+        if route is not None:
+            road_m, seconds = route.metres, route.seconds
+            if seconds > 0:
+                self.paths[i] = route
+        else:
+            seconds, road_m = self.travel.travel(here[0], here[1], lat, lng, t)
+            if self.spread > 0:
+                seconds *= math.exp(float(self.rng.normal(0.0, self.spread)))
         self.lat0[i], self.lng0[i] = here
         self.lat1[i], self.lng1[i] = lat, lng
         self.t0[i] = t
@@ -172,6 +214,23 @@ class Fleet:
         self.leg_m[i] = road_m
         self.leg_loaded[i] = loaded
         return float(self.t1[i])
+
+    def _route(self, here: tuple[float, float], lat: float, lng: float) -> Route | None:
+        if self.router is None:
+            return None
+        try:
+            route = self.router.route(here[0], here[1], lat, lng)
+        except OffNetwork:
+            self.off_network_legs += 1
+            return None
+        self.routed_legs += 1
+        return route
+
+    def road_figures(self) -> dict[str, int]:
+        """For the report: how many legs followed the roads, how many could not."""
+        if self.router is None:
+            return {}
+        return {"routed_legs": self.routed_legs, "off_network_legs": self.off_network_legs}
 
     def finish_legs(self, t: float) -> None:
         """Book every open leg at the end of the run (for the km figures)."""

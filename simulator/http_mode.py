@@ -80,7 +80,8 @@ class HttpSimulation:
         tag = uuid.uuid4().hex[:8]
         drivers = self.api.sign_up("driver", sc.config.drivers, tag)
         self.driver_tokens = dict(drivers)
-        self.fleet = Fleet(sc.config.fleet_config(), sc.city, sc.rng, [d for d, _ in drivers])
+        self.fleet = Fleet(sc.config.fleet_config(), sc.city, sc.rng, [d for d, _ in drivers],
+                           router=sc.router)
         self.riders = Riders(sc.config.rider_config(), sc.rng)
         self.rider_tokens: dict[str, str] = {}
         self.rider_pool = RiderPool()
@@ -189,7 +190,8 @@ class HttpSimulation:
                             self.fleet.loaded_m, "http",
                             {"speed": self.speed, "http_counts": self.summary(),
                              "http_refusals": self.api.refusals.as_dict(),
-                             "ws_channel": self.ws.stats() if self.ws else {}})
+                             "ws_channel": self.ws.stats() if self.ws else {},
+                             **self.fleet.road_figures()})
 
     def summary(self) -> dict[str, int]:
         """The fleet's figures so far: ride requests sent, trips created, assigned to our

@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from dispatch.eta import StraightLineEta
+from roads import Router, load_road_network
+
 from .city import City, default_city_path, load_city
 from .demand import DemandPlan, build_demand
 from .fleet import FleetConfig
@@ -22,6 +25,7 @@ POLICIES = ("greedy", "batched")
 @dataclass
 class SimConfig:
     city: str | None = None
+    roads: str | None = None  # an OpenStreetMap extract: cars drive its routes
     demand: str | None = None
     demand_rate: float | None = None
     drivers: int = 1000
@@ -65,16 +69,24 @@ class Scenario:
     city: City
     plan: DemandPlan
     rng: np.random.Generator
+    router: Router | None = None  # the city's roads, when it has a road map
 
 
 def prepare(config: SimConfig) -> Scenario:
-    """Load the city and the demand (errors name the flag), seed the generator."""
-    city_path = Path(config.city) if config.city else default_city_path()
-    city = load_city(city_path)
+    """Load the city, its roads and the demand (errors name the flag), seed the generator.
+    With a road map and no city, the service area is the road network's convex hull."""
+    router = None
+    if config.roads:
+        # Off the roads (a leg's end beyond the snap limit) dispatch ranks by the straight line.
+        router = Router(load_road_network(config.roads), fallback=StraightLineEta())
+    if config.city or router is None:
+        city = load_city(Path(config.city) if config.city else default_city_path())
+    else:
+        city = City(router.network.name, router.network.outline())
     plan = build_demand(city, config.demand, duration_s=config.duration_s,
                         rate_per_hour=config.demand_rate, seed=config.seed)
     config.fleet_config()  # validate before any work
-    return Scenario(config, city, plan, np.random.default_rng(config.seed))
+    return Scenario(config, city, plan, np.random.default_rng(config.seed), router)
 
 
 def build_result(sc: Scenario, metrics: Metrics, trips: list[TripFacts], empty_m: float,
@@ -84,6 +96,9 @@ def build_result(sc: Scenario, metrics: Metrics, trips: list[TripFacts], empty_m
     params = {k: v for k, v in asdict(cfg).items() if v not in (None, {})}
     params.update(mode=mode, city_name=sc.city.name, demand_source=sc.plan.source,
                   demand_format=sc.plan.format_name, demand_rows_read=sc.plan.rows_read)
+    if sc.router is not None:
+        net = sc.router.network
+        params.update(road_network=net.name, road_nodes=net.n_nodes, road_edges=net.n_edges)
     params.update(extra)
     return SimulationResult(
         kpis=kpis, waits_s=waits, timeseries=series, cell_demand=dict(metrics.cell_demand),

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from ridehail.kernel.formats import format_minor
-from ridehail.kernel.geo import EARTH_RADIUS_M, haversine_m
+from ridehail.kernel.geo import haversine_m, haversine_many
 from trips.money import Exact, check_amount, exact, round_half_up
 
 MeterMode = Literal["both", "either"]
@@ -186,10 +186,7 @@ def _measure_trace_vectorised(tariff: Tariff, trace: Sequence[TracePoint]) -> Tr
     dt = np.diff(ts)
     if (dt < 0).any():
         return None
-    p1, p2 = np.radians(lat[:-1]), np.radians(lat[1:])
-    dp, dl = p2 - p1, np.radians(lng[1:] - lng[:-1])
-    h = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    d = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
+    d = haversine_many(lat[:-1], lng[:-1], lat[1:], lng[1:])
     with np.errstate(divide="ignore", invalid="ignore"):
         speed = np.where(dt > 0, d / np.where(dt > 0, dt, 1.0), np.where(d > 0, np.inf, 0.0))
     jump = speed > float(tariff.max_speed_mps)
