@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response, current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
+from limits import parse_many
 
 from accounts.auth import current_principal
 from accounts.model import normalize_email
@@ -52,6 +53,9 @@ def account() -> str:
     return current_principal().account_id
 
 
+# Limits counted where no Flask view runs (the connection edge, in a request context of its
+# own): Flask-Limiter only counts requests that matched a view.
+ENDPOINTLESS = frozenset({"connection_open"})
 # name -> (the setting holding its limit string, what it counts, what the 429 says)
 LIMITS: dict[str, tuple[str, Callable[[], str], str]] = {
     "log_in_account": ("rate_limit_log_in_account", email_tried,
@@ -64,6 +68,9 @@ LIMITS: dict[str, tuple[str, Callable[[], str], str]] = {
     "quote": ("rate_limit_quote", account, "too many fare quotes"),
     "driver_location": ("rate_limit_driver_location", account, "too many location reports"),
     "location_batch": ("rate_limit_location_batch", account, "too many location batches"),
+    # The connection edge counts each opening (WebSocket, long-poll, event stream): holding
+    # is cheap, but every opening authenticates and reads, and a reconnect loop is a flood.
+    "connection_open": ("rate_limit_connection_open", account, "too many connections opened"),
 }
 
 
@@ -97,7 +104,8 @@ def install_limits(app: Flask, settings: Settings) -> Limiter | None:
             error_message="too many requests from this address")],
     )
     limiter.init_app(app)
-    checks = {name: _check(limiter, name, getattr(settings, setting), key, message)
+    checks = {name: (_check_anywhere if name in ENDPOINTLESS else _check)(
+                  limiter, name, getattr(settings, setting), key, message)
               for name, (setting, key, message) in LIMITS.items()}
 
     def gate(names: tuple[str, ...]) -> None:
@@ -125,6 +133,22 @@ def _check(limiter: Limiter, name: str, limit: str, key: Callable[[], str],
     return decorated
 
 
+def _check_anywhere(limiter: Limiter, name: str, limit: str, key: Callable[[], str],
+                    message: str) -> Callable[[], None]:
+    """The same count for a request no Flask view serves (the edge's connections), which
+    Flask-Limiter skips: its storage and fixed windows, used directly."""
+    items = parse_many(limit)
+
+    def check() -> None:
+        who = key()
+        for item in items:
+            if not limiter.limiter.hit(item, "ridehail", name, who):
+                reset = limiter.limiter.get_window_stats(item, "ridehail", name, who).reset_time
+                raise _rate_limited(message, str(item), max(1, math.ceil(reset - time.time())))
+
+    return check
+
+
 def _has_own_limits_or_needs_auth() -> bool:
     """The general per-IP limit counts the public endpoints: the others authenticate (a
     guessed token is hopeless) and have per-account limits where it matters."""
@@ -141,9 +165,11 @@ def _too_many_requests(exc: RateLimitExceeded) -> Response:
     current = limiter.current_limit
     # Whole seconds until the window that refused this request ends (at least 1).
     retry_after = max(1, math.ceil(current.window[0] - time.time())) if current else 1
-    what = exc.description or "too many requests"
-    log.info("rate limited", endpoint=request.endpoint, limit=str(exc.limit.limit),
-             retry_after=retry_after)
-    return problem_response(Problem(
-        429, "Too Many Requests", f"{what} ({exc.limit.limit}); retry in {retry_after} s",
-        type_=RATE_LIMITED, headers={"Retry-After": str(retry_after)}))
+    return problem_response(_rate_limited(exc.description or "too many requests",
+                                          str(exc.limit.limit), retry_after))
+
+
+def _rate_limited(what: str, limit: str, retry_after: int) -> Problem:
+    log.info("rate limited", path=request.path, limit=limit, retry_after=retry_after)
+    return Problem(429, "Too Many Requests", f"{what} ({limit}); retry in {retry_after} s",
+                   type_=RATE_LIMITED, headers={"Retry-After": str(retry_after)})

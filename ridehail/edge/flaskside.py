@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Flask
+from werkzeug.exceptions import HTTPException
 
 from accounts.auth import principal_from_request, token_from_request
 from accounts.model import Principal, Role
 from accounts.tokens import token_hash
 from ridehail.kernel.errors import Problem, problem_response
+from ridehail.kernel.throttle import count
 
 from .wsgi import environ
 
@@ -40,13 +42,16 @@ class Caller:
 
 
 def in_request(app: Flask, scope: dict[str, Any], fn: Callable[[], T]) -> T:
-    """Run `fn` in a Flask request context made from `scope`; a Problem it raises becomes a
-    Refusal carrying the problem response."""
+    """Run `fn` in a Flask request context made from `scope`; a Problem it raises, or an
+    HTTP error (the limiter's 429), becomes a Refusal carrying the response the REST API
+    would send."""
     with app.request_context(environ(scope, b"")):
         try:
             return fn()
-        except Problem as problem:
-            resp = problem_response(problem)
+        except (Problem, HTTPException) as exc:
+            # A problem, or an HTTP error with the app's own handler (a 429 from the limiter).
+            resp = (problem_response(exc) if isinstance(exc, Problem)
+                    else app.make_response(app.handle_http_exception(exc)))
             raise Refusal(resp.status_code,
                           [(k.lower().encode("latin-1"), v.encode("latin-1"))
                            for k, v in resp.headers.items()],
@@ -61,6 +66,7 @@ def authenticate(roles: frozenset[Role], what: str) -> Caller:
     if principal.role not in roles:
         raise Problem(403, "Forbidden", f"{what} is for {', '.join(sorted(roles))}, "
                       f"not {principal.role}")
+    count("connection_open")
     token = token_from_request(allow_query_token=True)
     assert token is not None  # principal_from_request had one
     return Caller(principal, token_hash(token))

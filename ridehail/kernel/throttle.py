@@ -36,9 +36,7 @@ def throttle(*names: str) -> Callable[[F], F]:
     def deco(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            gate: Gate | None = current_app.extensions.get(EXTENSION)
-            if gate is not None:
-                gate(names)
+            count(*names)
             return fn(*args, **kwargs)
 
         # functools.wraps shares the inner view's `_openapi` dict with `doc`, `body`, `require`.
@@ -48,6 +46,15 @@ def throttle(*names: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return deco
+
+
+def count(*names: str) -> None:
+    """Count the current request against each named limit (raising the 429 when one is
+    exhausted): what `throttle` does for a view, for a caller that is not one (the connection
+    edge, opening a connection in a request context)."""
+    gate: Gate | None = current_app.extensions.get(EXTENSION)
+    if gate is not None:
+        gate(names)
 
 
 def throttles_of(view: Any) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from tests.conftest import Server
 from tests.edge.conftest import close_code, frame, next_of, online_here, open_ws
@@ -219,6 +220,27 @@ def test_a_token_that_expires_while_open_ends_its_connection(edge_server: Start,
         r = api.get("/v1/drivers/me/offers?wait=25", driver.token, timeout=30)
         assert r.status == 401, r.text
     assert time.monotonic() - issued < 15.0  # at its expiry (8 s), not at the wait's end (25 s)
+
+
+def test_opening_connections_is_rate_limited_per_account(edge_server: Start) -> None:
+    # Holding is cheap, opening is not (authentication, reads): a reconnect loop is refused
+    # with the REST API's 429 problem, for the WebSocket and the long-poll alike, per account.
+    srv = edge_server(rate_limit_connection_open="3/minute")
+    api = Api(srv.url)
+    driver, other = sign_up_driver(api), sign_up_driver(api)
+    for _ in range(2):
+        open_ws(srv, driver).close()
+    assert api.get("/v1/drivers/me/offers?wait=0.1", driver.token).status == 200
+    with pytest.raises(InvalidStatus) as refused:
+        open_ws(srv, driver)
+    assert refused.value.response.status_code == 429
+    assert int(refused.value.response.headers["Retry-After"]) > 0
+    polled = api.get("/v1/drivers/me/offers?wait=0.1", driver.token)
+    assert polled.status == 429 and polled.body["title"] == "Too Many Requests", polled.text
+    ws = open_ws(srv, other)  # another driver's budget is their own
+    ws.send(json.dumps({"type": "ping"}))
+    assert frame(ws) == {"type": "pong"}
+    ws.close()
 
 
 def _wait_until_polling(srv: Server, api: Api) -> None:
