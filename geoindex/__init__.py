@@ -6,7 +6,15 @@
 
 from .geo import EARTH_RADIUS_M, haversine_m
 from .index import GeoIndex
-from .model import CellCount, DriverPosition, NearestExplain, Neighbor, RejectedRow, UpsertResult
+from .model import (
+    CellCount,
+    DriverPosition,
+    NearestArrays,
+    NearestExplain,
+    Neighbor,
+    RejectedRow,
+    UpsertResult,
+)
 from .snapshot import Snapshot
 
 __all__ = [
@@ -14,6 +22,7 @@ __all__ = [
     "CellCount",
     "DriverPosition",
     "GeoIndex",
+    "NearestArrays",
     "NearestExplain",
     "Neighbor",
     "RejectedRow",

@@ -119,6 +119,7 @@ class H3Backend:
         self._disks: dict[int, tuple[int, Any, Any, int]] = {}
         self._empty_cells = np.zeros(0, np.int64)
         self._empty_geo = np.zeros((0, 4))
+        self._no_log = self.new_log(0)
 
     def key(self, lat: float, lng: float) -> int:
         return int(h3i.latlng_to_cell(lat, lng, self.resolution))
@@ -178,19 +179,42 @@ class H3Backend:
                 return out  # type: ignore[no-any-return]
             rings *= 2
 
-    def search_many(self, parts: Any, lats: NDArray[np.float64], lngs: NDArray[np.float64],
-                    k: int, radius: float, avail_only: bool, cls: int,
-                    min_ts: float) -> tuple[Any, Any, Any]:
-        log = self.new_log(0)
-        fs, is_, offsets = [], [], [0]
-        for lat, lng in zip(lats.tolist(), lngs.tolist(), strict=False):
-            f, i, _ = self.search(parts, lat, lng, k, radius, avail_only, cls, min_ts, False, log)
-            fs.append(f)
-            is_.append(i)
-            offsets.append(offsets[-1] + f.shape[0])
-        if not fs:
-            return np.zeros((0, 4)), np.zeros((0, 3), np.int64), np.zeros(1, np.int64)
-        return np.concatenate(fs), np.concatenate(is_), np.array(offsets, np.int64)
+    def nearest_into(self, parts: Any, lat: float, lng: float, k: int, radius: float,
+                     avail_only: bool, cls: int, min_ts: float, out_f: NDArray[np.float64],
+                     out_i: NDArray[np.int64]) -> int:
+        f, i, _ = self.search(parts, lat, lng, k, radius, avail_only, cls, min_ts, False,
+                              self._no_log)
+        cnt = int(f.shape[0])
+        if cnt <= out_f.shape[0]:
+            out_f[:cnt] = f
+            out_i[:cnt] = i
+        return cnt
+
+    def nearest_many(self, parts: Any, lats: NDArray[np.float64], lngs: NDArray[np.float64],
+                     k: int, radius: float, avail_only: bool, cls: int,
+                     min_ts: float) -> tuple[Any, ...]:
+        """The rows of ``qt_nearest.qt_nearest_many``, one compiled search per query (each
+        query's disk of cells comes from Python's H3 and the disk cache)."""
+        n = lats.shape[0]
+        out_f = np.empty((n, k, 4))
+        out_i = np.full((n, k, 3), 0, np.int64)
+        out_f[:, :, 0] = np.inf
+        out_f[:, :, 1:] = np.nan
+        out_i[:, :, 0] = -1
+        counts = np.zeros(n, np.int64)
+        redo = np.zeros(n, np.uint8)
+        for q, (lat, lng) in enumerate(zip(lats.tolist(), lngs.tolist(), strict=True)):
+            f, i, _ = self.search(parts, lat, lng, k, radius, avail_only, cls, min_ts, False,
+                                  self._no_log)
+            m = f.shape[0]
+            d = f[:, 0]
+            if m > k or (m > 1 and bool((d[1:] == d[:-1]).any())):
+                redo[q] = 1  # tied at the k-th place: the caller orders them by id
+                continue
+            counts[q] = m
+            out_f[q, :m] = f
+            out_i[q, :m] = i
+        return out_f, out_i, counts, redo
 
     def new_log(self, n: int = 4096) -> NDArray[np.int64]:
         return np.zeros((n, LOG_COLS), np.int64)

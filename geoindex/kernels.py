@@ -19,6 +19,7 @@ SLACK = 1e-9  # relative slack on bounds: a bound may only let extra candidates 
 F_X, F_Y, F_Z, F_LAT, F_LNG, F_TS = range(6)
 M_SLOT, M_AVAIL, M_CLS = range(3)
 QT_LEVELS = 26  # quadtree keys: 26 bits of longitude and 26 of latitude, interleaved
+QT_LEAF = 24  # a quadtree node is scanned, not split, once it holds at most this many entries
 
 
 @njit(cache=True)

@@ -17,8 +17,9 @@ from numba import njit
 from numpy.typing import NDArray
 
 from . import kernels as kn
+from .qt_nearest import qt_nearest_into, qt_nearest_many
 
-LEAF = 24
+LEAF = kn.QT_LEAF
 LOG_COLS = 7  # level, ix, iy, lo_base, hi_base, lo_delta, hi_delta
 
 
@@ -176,35 +177,6 @@ def qt_search(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls
     return out_f, out_i, stats
 
 
-@njit(cache=True, nogil=True)
-def qt_search_many(bK, bF, bM, mask, dK, dF, dM, lats, lngs, k, radius, avail_only, cls,
-                   min_ts):  # type: ignore[no-untyped-def]
-    nq = lats.shape[0]
-    offsets = np.empty(nq + 1, np.int64)
-    cap = max(16, nq * k)
-    all_f = np.empty((cap, 4))
-    all_i = np.empty((cap, 3), np.int64)
-    log = np.empty((0, LOG_COLS), np.int64)
-    n = 0
-    offsets[0] = 0
-    for t in range(nq):
-        out_f, out_i, _ = qt_search(bK, bF, bM, mask, dK, dF, dM, lats[t], lngs[t], k, radius,
-                                    avail_only, cls, min_ts, False, log)
-        m = out_f.shape[0]
-        if n + m > cap:
-            cap = max(cap * 2, n + m)
-            nf = np.empty((cap, 4))
-            ni = np.empty((cap, 3), np.int64)
-            nf[:n] = all_f[:n]
-            ni[:n] = all_i[:n]
-            all_f, all_i = nf, ni
-        all_f[n:n + m] = out_f
-        all_i[n:n + m] = out_i
-        n += m
-        offsets[t + 1] = n
-    return all_f[:n], all_i[:n], offsets
-
-
 def _compact_bits(v: int) -> int:
     v &= 0x5555555555555555
     out = 0
@@ -242,11 +214,17 @@ class QuadtreeBackend:
         return qt_search(*parts, lat, lng, k, radius, avail_only, cls, min_ts,  # type: ignore
                          append_mode, log)
 
-    def search_many(self, parts: Any, lats: NDArray[np.float64], lngs: NDArray[np.float64],
-                    k: int, radius: float, avail_only: bool, cls: int,
-                    min_ts: float) -> tuple[Any, Any, Any]:
-        return qt_search_many(*parts, lats, lngs, k, radius, avail_only, cls,  # type: ignore
-                              min_ts)
+    def nearest_into(self, parts: Any, lat: float, lng: float, k: int, radius: float,
+                     avail_only: bool, cls: int, min_ts: float, out_f: NDArray[np.float64],
+                     out_i: NDArray[np.int64]) -> int:
+        return int(qt_nearest_into(*parts, lat, lng, k, radius, avail_only, cls, min_ts,
+                                   out_f, out_i))
+
+    def nearest_many(self, parts: Any, lats: NDArray[np.float64], lngs: NDArray[np.float64],
+                     k: int, radius: float, avail_only: bool, cls: int,
+                     min_ts: float) -> tuple[Any, ...]:
+        return qt_nearest_many(*parts, lats, lngs, k, radius, avail_only, cls,  # type: ignore
+                               min_ts)
 
     def new_log(self, n: int = 4096) -> NDArray[np.int64]:
         return np.zeros((n, LOG_COLS), np.int64)

@@ -17,9 +17,17 @@ from numpy.typing import NDArray
 
 from . import kernels as kn
 from .geo import check_k, check_latlng, check_latlng_arrays, check_number, check_radius, haversine_m
-from .model import FILTER_REASONS, CellCount, DriverPosition, NearestExplain, Neighbor
+from .model import (
+    FILTER_REASONS,
+    CellCount,
+    DriverPosition,
+    NearestArrays,
+    NearestExplain,
+    Neighbor,
+)
 
 ALL = 1 << 62
+TIE_ROOM = 8  # nearest() has room for this many ties with the k-th beyond k
 _NO_LOG = np.zeros((0, 8), np.int64)
 
 
@@ -98,13 +106,27 @@ class Snapshot:
             avail_only, cls, min_ts = self._filters(available_only, vehicle_class, now)
             if cls is None:
                 return []
-        out_f, out_i, _ = self._backend.search(self._parts, lat, lng, k, radius_m, avail_only,
-                                               cls, min_ts, False, self._no_log)
-        return self._neighbors(out_f, out_i, k)
+        cap = k + TIE_ROOM
+        out_f = np.empty((cap, 4))
+        out_i = np.empty((cap, 3), np.int64)
+        cnt = self._backend.nearest_into(self._parts, lat, lng, k, radius_m, avail_only, cls,
+                                         min_ts, out_f, out_i)
+        if cnt > cap:  # more ties with the k-th than room for them: the growing search
+            f, i, _ = self._backend.search(self._parts, lat, lng, k, radius_m, avail_only, cls,
+                                           min_ts, False, self._no_log)
+            return self._neighbors(f.T, i.T, k)
+        return self._neighbors(out_f[:cnt].T, out_i[:cnt].T, k)
 
     def nearest_many(self, lats: Any, lngs: Any, k: int = 10, radius_m: float = 5000.0,
                      **filters: Any) -> list[list[Neighbor]]:
         """nearest() for many points at once; one list per query point."""
+        return self.nearest_many_arrays(lats, lngs, k, radius_m, **filters).neighbors()
+
+    def nearest_many_arrays(self, lats: Any, lngs: Any, k: int = 10, radius_m: float = 5000.0,
+                            **filters: Any) -> NearestArrays:
+        """nearest() for many points at once, as columns (`NearestArrays`): row i is exactly
+        ``nearest(lats[i], lngs[i], k, radius_m, **filters)``. Filters: ``available_only``,
+        ``vehicle_class`` and ``now``, as for nearest()."""
         la, ln = check_latlng_arrays(lats, lngs)
         k = check_k(k)
         radius = check_radius(radius_m)
@@ -114,18 +136,29 @@ class Snapshot:
         if filters:
             raise ValueError(f"filters: unknown {sorted(filters)}")
         if cls is None:
-            return [[] for _ in range(la.shape[0])]
-        out_f, out_i, offsets = self._backend.search_many(self._parts, la, ln, k, radius,
-                                                          avail_only, cls, min_ts)
-        rows = self._rows(out_f, out_i)
-        off = offsets.tolist()
-        result = []
-        for a, b in zip(off, off[1:], strict=False):
-            part = rows[a:b]
-            if b - a > k or _has_ties(part):
-                part = _tie_sorted(part, k)
-            result.append(part)
-        return result
+            rows_f, rows_i, counts, redo = _no_rows(la.shape[0], k)
+        else:
+            rows_f, rows_i, counts, redo = self._backend.nearest_many(
+                self._parts, la, ln, k, radius, avail_only, cls, min_ts)
+        out = NearestArrays(rows_f, rows_i, counts, self._ids, self._classes)
+        for i in np.flatnonzero(redo).tolist():  # tied at the k-th place: ordered by id
+            self._put_row(out, i, self._exact(la[i], ln[i], k, radius, avail_only, cls, min_ts))
+        return out
+
+    def _exact(self, lat: float, lng: float, k: int, radius: float, avail_only: bool, cls: int,
+               min_ts: float) -> list[Neighbor]:
+        f, i, _ = self._backend.search(self._parts, float(lat), float(lng), k, radius,
+                                       avail_only, cls, min_ts, False, self._no_log)
+        return self._neighbors(f.T, i.T, k)
+
+    def _put_row(self, out: NearestArrays, i: int, rows: list[Neighbor]) -> None:
+        out.count[i] = m = len(rows)
+        for r, n in enumerate(rows):
+            out.distance_m[i, r], out.lat[i, r], out.lng[i, r] = n.distance_m, n.lat, n.lng
+            out.ts[i, r], out.index[i, r] = n.ts, self._slot_of[n.driver_id]
+            out.class_code[i, r] = self._class_codes[n.vehicle_class]
+            out.available[i, r] = n.available
+        _pad(out, i, m)
 
     def within(self, lat: float, lng: float, radius_m: float, *,
                available_only: bool = True, vehicle_class: str | None = None,
@@ -138,21 +171,22 @@ class Snapshot:
             return []
         out_f, out_i, _ = self._backend.search(self._parts, lat, lng, ALL, radius, avail_only,
                                                cls, min_ts, True, self._no_log)
-        return self._neighbors(out_f, out_i, ALL)
+        return self._neighbors(out_f.T, out_i.T, ALL)
 
-    def _rows(self, out_f: NDArray[np.float64], out_i: NDArray[np.int64]) -> list[Neighbor]:
+    def _rows(self, col_f: NDArray[np.float64], col_i: NDArray[np.int64]) -> list[Neighbor]:
+        """Neighbours from columns: distance, lat, lng, ts and slot, class, available."""
         # built column-wise and zipped in C: no Python frame per neighbour
         ids = self._ids
         names = self._classes
-        d, la, ln, ts = out_f.T.tolist()
-        slots, cls, av = out_i.T.tolist()
+        d, la, ln, ts = col_f.tolist()
+        slots, cls, av = col_i.tolist()
         return list(map(tuple.__new__, repeat(Neighbor),
                         zip([ids[i] for i in slots], d, la, ln, [names[c] for c in cls],
                             [a == 1 for a in av], ts, strict=False)))
 
-    def _neighbors(self, out_f: NDArray[np.float64], out_i: NDArray[np.int64],
+    def _neighbors(self, col_f: NDArray[np.float64], col_i: NDArray[np.int64],
                    k: int) -> list[Neighbor]:
-        rows = self._rows(out_f, out_i)
+        rows = self._rows(col_f, col_i)
         if len(rows) > k or _has_ties(rows):
             return _tie_sorted(rows, k)
         return rows
@@ -169,7 +203,7 @@ class Snapshot:
         out_f, out_i, stats = self._backend.search(self._parts, lat, lng, k, radius, avail_only,
                                                    -1 if cls is None else cls, min_ts, False,
                                                    log, explain=True)
-        neighbors = [] if cls is None else self._neighbors(out_f, out_i, k)
+        neighbors = [] if cls is None else self._neighbors(out_f.T, out_i.T, k)
         labels, ranges, rings = self._backend.log_cells(log[: int(stats[2])], lat, lng)
         if self._backend.name == "quadtree":
             rings = int(stats[1])  # quadtree nodes visited
@@ -270,6 +304,24 @@ class Snapshot:
             for f, m in zip(F.tolist(), M.tolist(), strict=False):
                 yield DriverPosition(self._ids[m[0]], f[3], f[4], m[1] == 1, self._classes[m[2]],
                                      f[5])
+
+
+def _no_rows(n: int, k: int) -> tuple[Any, Any, Any, Any]:
+    rows_f = np.empty((n, k, 4))
+    rows_i = np.empty((n, k, 3), np.int64)
+    out = (rows_f, rows_i, np.zeros(n, np.int64), np.zeros(n, np.uint8))
+    rows_f[:, :, 0] = np.inf
+    rows_f[:, :, 1:] = np.nan
+    rows_i[:, :, 0] = -1
+    rows_i[:, :, 1:] = 0
+    return out
+
+
+def _pad(out: NearestArrays, i: int, m: int) -> None:
+    out.distance_m[i, m:] = np.inf
+    out.lat[i, m:] = out.lng[i, m:] = out.ts[i, m:] = np.nan
+    out.index[i, m:] = -1
+    out.class_code[i, m:] = out.available[i, m:] = 0
 
 
 def _has_ties(rows: list[Neighbor]) -> bool:
