@@ -24,26 +24,28 @@ class Supply:
         self.resolution = resolution
         self.refresh_s = refresh_s
         self._counts: tuple[float, dict[str, int]] = (-1e18, {})
+        if pricer is not None:
+            index.keep_supply(resolution)  # counted per cell at publish time, not per request
 
     def counts(self) -> dict[str, int]:
-        """Available drivers per surge cell, recomputed at most every `refresh_s`: the
-        whole-fleet pass is paid on a timer, not on every request."""
+        """Available drivers per surge cell, as the index counted them at its last publish
+        (`GeoIndex.keep_supply`), read at most every `refresh_s`."""
         at, cached = self._counts
         now = self.clock.now()
         if now - at < self.refresh_s:
             return cached
         snap = self.index.snapshot()
+        kept = snap.available_per_cell(self.resolution)
+        if kept is not None:
+            self._counts = (now, kept)
+            return kept
+        # A snapshot published before the index kept them: one pass over its drivers.
         fresh: dict[str, int] = {}
-        if snap.backend == "h3":
-            for c in snap.cells(self.resolution, now=now):
-                if c.available:
-                    fresh[c.cell] = c.available
-        else:
-            res = self.resolution
-            for d in snap.drivers(now=now):
-                if d.available:
-                    cell = h3.latlng_to_cell(d.lat, d.lng, res)
-                    fresh[cell] = fresh.get(cell, 0) + 1
+        res = self.resolution
+        for d in snap.drivers(now=now):
+            if d.available:
+                cell = h3.latlng_to_cell(d.lat, d.lng, res)
+                fresh[cell] = fresh.get(cell, 0) + 1
         self._counts = (now, fresh)
         return fresh
 

@@ -21,6 +21,7 @@ from . import writer_kernels as wk
 from .geo import as_float_array, check_driver_id, check_latlng, check_number
 from .model import RejectedRow, UpsertResult
 from .snapshot import Snapshot
+from .supply import CellSupply
 
 MIN_COMPACT = 4096  # a delta this small never triggers compaction
 MAX_CLASSES = 127
@@ -85,6 +86,7 @@ class GeoIndex:
         self._mask = np.zeros(0, np.uint8)
         self._delta = empty
         self._history: deque[Snapshot] = deque(maxlen=history_size)
+        self._supply: CellSupply | None = None
         self._snap = self._make_snapshot(0.0)
 
     @property
@@ -315,6 +317,18 @@ class GeoIndex:
         self._available -= int(self._avail[slot])
         self._mark(slot)
 
+    def keep_supply(self, resolution: int) -> None:
+        """Count available drivers per H3 cell of this resolution at every publish, from the
+        next one on (`Snapshot.available_per_cell`); only the drivers a publish touches are
+        recounted."""
+        supply = CellSupply(resolution)
+        with self._lock:
+            if self._supply is not None and self._supply.resolution == resolution:
+                return
+            self._supply = supply
+            everyone = np.arange(self._n, dtype=np.int64)
+            supply.update(everyone, self._n, self._lat, self._lng, self._alive, self._avail)
+
     # --- publishing ------------------------------------------------------------------------
 
     def publish(self) -> Snapshot:
@@ -326,6 +340,9 @@ class GeoIndex:
             dirty = self._take_dirty()
             if dirty.shape[0]:
                 self._apply(dirty)
+                if self._supply is not None:
+                    self._supply.update(dirty, self._n, self._lat, self._lng, self._alive,
+                                        self._avail)
                 self._dirty[dirty] = 0
             ms = (time.perf_counter() - t0) * 1e3
             snap = self._make_snapshot(ms, now)
@@ -376,7 +393,8 @@ class GeoIndex:
                         n_slots=self._n, classes=self._classes, class_codes=self._class_codes,
                         clock=self._clock, ttl_s=self.ttl_s, version=self._version,
                         published_at=float(self._clock()) if now is None else now,
-                        publish_ms=publish_ms, total=self._total, available=self._available)
+                        publish_ms=publish_ms, total=self._total, available=self._available,
+                        supply=None if self._supply is None else self._supply.view())
         self._history.append(snap)
         return snap
 

@@ -169,6 +169,51 @@ def lower_bound(K, lo: int, hi: int, key: int) -> int:
     return lo
 
 
+REASON_CLASS, REASON_UNAVAILABLE, REASON_STALE, REASON_TOO_FAR, REASON_NONE = range(5)
+
+
+@njit(cache=True, inline="always")
+def _reason(F, M, j, p1, c1, lng, radius, avail_only, cls, min_ts):  # type: ignore
+    if cls < -1 or (cls >= 0 and M[j, M_CLS] != cls):
+        return REASON_CLASS
+    if avail_only and M[j, M_AVAIL] == 0:
+        return REASON_UNAVAILABLE
+    if F[j, F_TS] < min_ts:
+        return REASON_STALE
+    a = hav_a(p1, c1, lng, F[j, F_LAT], F[j, F_LNG])
+    if R2 * math.asin(math.sqrt(min(1.0, a))) > radius:
+        return REASON_TOO_FAR
+    return REASON_NONE
+
+
+@njit(cache=True)
+def explain_reasons(bF, bM, mask, dF, dM, ranges, lat, lng, radius, avail_only, cls,
+                    min_ts):  # type: ignore[no-untyped-def]
+    """Slot and reason code of every live entry in the ranges (lo_base, hi_base, lo_delta,
+    hi_delta), in order: the first filter it fails (class, unavailable, stale, too far; cls
+    < -1 means an unknown class), else none."""
+    n = 0
+    for r in range(ranges.shape[0]):
+        n += ranges[r, 1] - ranges[r, 0] + ranges[r, 3] - ranges[r, 2]
+    slots = np.empty(n, np.int64)
+    why = np.empty(n, np.int8)
+    p1 = math.radians(lat)
+    c1 = math.cos(p1)
+    m = 0
+    for r in range(ranges.shape[0]):
+        for j in range(ranges[r, 0], ranges[r, 1]):
+            if mask[j]:
+                continue
+            slots[m] = bM[j, M_SLOT]
+            why[m] = _reason(bF, bM, j, p1, c1, lng, radius, avail_only, cls, min_ts)
+            m += 1
+        for j in range(ranges[r, 2], ranges[r, 3]):
+            slots[m] = dM[j, M_SLOT]
+            why[m] = _reason(dF, dM, j, p1, c1, lng, radius, avail_only, cls, min_ts)
+            m += 1
+    return slots[:m], why[:m]
+
+
 # --- building snapshot parts ------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import kernels as kn
-from .geo import check_k, check_latlng, check_latlng_arrays, check_number, check_radius, haversine_m
+from .geo import check_k, check_latlng, check_latlng_arrays, check_number, check_radius
 from .model import (
     FILTER_REASONS,
     CellCount,
@@ -38,7 +38,8 @@ class Snapshot:
                  ids: list[str], slot_of: dict[str, int], n_slots: int, classes: list[str],
                  class_codes: dict[str, int], clock: Callable[[], float], ttl_s: float,
                  version: int, published_at: float, publish_ms: float, total: int,
-                 available: int) -> None:
+                 available: int, supply: tuple[int, list[str], NDArray[np.int64]] | None = None
+                 ) -> None:
         self._backend = backend
         self._parts = parts  # bK, bF, bM, mask, dK, dF, dM
         self._base_pos = base_pos
@@ -51,6 +52,7 @@ class Snapshot:
         self._ttl = ttl_s
         self._no_log = backend.new_log(0)
         self._delta_pos: dict[int, int] | None = None
+        self._supply = supply
         self.version = version
         self.published_at = published_at
         self.publish_ms = publish_ms
@@ -211,21 +213,18 @@ class Snapshot:
         counts = dict.fromkeys(FILTER_REASONS, 0)
         ids_out: dict[str, list[str]] = {r: [] for r in FILTER_REASONS}
         outranked: list[str] = []
+        buckets = [ids_out[r] for r in FILTER_REASONS] + [outranked]
         bK, bF, bM, mask, dK, dF, dM = self._parts
-        for lo_b, hi_b, lo_d, hi_d in ranges:
-            for F, M, lo, hi, masked in ((bF, bM, lo_b, hi_b, mask), (dF, dM, lo_d, hi_d, None)):
-                for j in range(lo, hi):
-                    if masked is not None and masked[j]:
-                        continue
-                    did = self._ids[int(M[j, kn.M_SLOT])]
-                    if did in chosen:
-                        continue
-                    reason = _reason(F[j], M[j], lat, lng, radius, avail_only, cls, min_ts)
-                    if reason is None:
-                        outranked.append(did)
-                    else:
-                        counts[reason] += 1
-                        ids_out[reason].append(did)
+        span = np.array(ranges, np.int64).reshape(-1, 4)
+        slots, why = kn.explain_reasons(bF, bM, mask, dF, dM, span, lat, lng, radius,
+                                        avail_only, -2 if cls is None else cls, min_ts)
+        ids = self._ids
+        for slot, w in zip(slots.tolist(), why.tolist(), strict=True):
+            did = ids[slot]
+            if did not in chosen:
+                buckets[w].append(did)
+        for r in FILTER_REASONS:
+            counts[r] = len(ids_out[r])
         return NearestExplain(neighbors=neighbors, backend=self.backend, rings_searched=rings,
                               cells_searched=labels, candidates_examined=int(stats[0]),
                               filtered_counts=counts, filtered_ids=ids_out, outranked=outranked)
@@ -279,6 +278,15 @@ class Snapshot:
         avail = np.concatenate([p[2][:, kn.M_AVAIL] for p in live]).astype(bool)
         return [CellCount(*c) for c in self._backend.cell_counts(keys, avail, int(res))]
 
+    def available_per_cell(self, resolution: int) -> dict[str, int] | None:
+        """Available drivers per H3 cell (its string id) as counted at this snapshot's publish,
+        cells with none left out; None unless the writer keeps them at this resolution
+        (`GeoIndex.keep_supply`)."""
+        if self._supply is None or self._supply[0] != resolution:
+            return None
+        _res, cells, counts = self._supply
+        return {cells[c]: n for c, n in enumerate(counts.tolist()) if n}
+
     def drivers(self, bbox: tuple[float, float, float, float] | None = None, *,
                 now: float | None = None) -> Iterator[DriverPosition]:
         """Live drivers, optionally inside (min_lng, min_lat, max_lng, max_lat).
@@ -331,19 +339,6 @@ def _has_ties(rows: list[Neighbor]) -> bool:
 def _tie_sorted(rows: list[Neighbor], k: int) -> list[Neighbor]:
     rows.sort(key=lambda n: (n.distance_m, n.driver_id))
     return rows[:k]
-
-
-def _reason(f: Any, m: Any, lat: float, lng: float, radius: float, avail_only: bool,
-            cls: int | None, min_ts: float) -> str | None:
-    if cls is None or (cls >= 0 and m[kn.M_CLS] != cls):
-        return "class"
-    if avail_only and not m[kn.M_AVAIL]:
-        return "unavailable"
-    if f[kn.F_TS] < min_ts:
-        return "stale"
-    if haversine_m(lat, lng, float(f[kn.F_LAT]), float(f[kn.F_LNG])) > radius:
-        return "too_far"
-    return None
 
 
 __all__ = ["Snapshot"]

@@ -52,9 +52,9 @@ class EngineSimulation:
         self.sc = sc
         self.clock = SimClock()
         ids = itertools.count(1)
-        # H3 here: surge's supply counts come straight from the snapshot's H3 cells, where the
-        # quadtree needs a pass over every driver (39x real time against 54x, same KPIs).
-        self.index = GeoIndex(backend="h3", resolution=9, ttl_s=30.0, clock=self.clock.now)
+        # The quadtree: its keys cost nothing per location, and surge's supply per cell is
+        # kept by the index at publish time for either backend (`GeoIndex.keep_supply`).
+        self.index = GeoIndex(backend="quadtree", ttl_s=30.0, clock=self.clock.now)
         self.hooks = Hooks(trip_completed=self._on_completed, trip_finished=self._on_finished,
                            offer_made=self._on_offer)
         fleet_config = cfg.fleet_config()
