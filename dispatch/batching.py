@@ -40,7 +40,7 @@ class Batcher:
         self.assign(batch)
 
     def assign(self, trip_ids: list[str]) -> None:
-        ranked: dict[str, list[tuple[float, Neighbor]]] = {}
+        waiting = []
         for trip_id in trip_ids:
             with self.units(readonly=True) as uow:
                 trip = uow.trips.get(trip_id)
@@ -49,7 +49,9 @@ class Batcher:
                 continue
             record = record or DispatchRecord(trip_id, self.clock.now())
             exclude = record.tried_drivers() | set(trip.rejected_drivers)
-            ranked[trip_id] = self.matcher.candidates(trip, exclude, record)
+            waiting.append((trip, exclude, record))
+        # One columnar index query for the whole batch, not one search per trip.
+        ranked: dict[str, list[tuple[float, Neighbor]]] = self.matcher.candidates_many(waiting)
         if not ranked:
             return
         rows = list(ranked)

@@ -187,6 +187,45 @@ class Matcher:
             )
             if found:
                 break
+        return self._rank(trip, found, now)
+
+    def candidates_many(self, trips: list[tuple[Trip, set[str], DispatchRecord]]
+                        ) -> dict[str, Ranked]:
+        """`candidates` for a batch of trips, from one columnar index query per vehicle class
+        and radius step (`Snapshot.nearest_many_arrays`) instead of one search per trip. The
+        record logs each search's candidates (the filter details are the single search's)."""
+        snap = self.index.snapshot()
+        now = self.clock.now()
+        out: dict[str, Ranked] = {}
+        by_class: dict[str, list[tuple[Trip, set[str], DispatchRecord]]] = {}
+        for item in trips:
+            by_class.setdefault(item[0].vehicle_class, []).append(item)
+        for vclass, waiting in by_class.items():
+            for step in self.config.radius_steps:
+                if not waiting:
+                    break
+                radius = self.config.radius_m * step
+                k = self.config.max_candidates + max(len(ex) for _, ex, _ in waiting)
+                cols = snap.nearest_many_arrays([t.pickup_lat for t, _, _ in waiting],
+                                                [t.pickup_lng for t, _, _ in waiting], k=k,
+                                                radius_m=radius, vehicle_class=vclass, now=now)
+                rows = cols.neighbors()
+                left = []
+                for (trip, exclude, record), near in zip(waiting, rows, strict=True):
+                    found = [n for n in near if n.driver_id not in exclude]
+                    record.log("search", now, radius_m=radius, snapshot=snap.version,
+                               candidates=[{"driver_id": n.driver_id,
+                                            "distance_m": round(n.distance_m, 1)}
+                                           for n in found],
+                               excluded=sorted(exclude)[:20], batched=True)
+                    if found or step == self.config.radius_steps[-1]:
+                        out[trip.id] = self._rank(trip, found, now)
+                    else:
+                        left.append((trip, exclude, record))
+                waiting = left
+        return {t.id: out[t.id] for t, _, _ in trips if t.id in out}  # in the batch's order
+
+    def _rank(self, trip: Trip, found: list[Neighbor], now: float) -> Ranked:
         etas = self.eta.pickup_etas([n.lat for n in found], [n.lng for n in found],
                                     trip.pickup_lat, trip.pickup_lng, now)
         ranked = list(zip(etas, found, strict=True))

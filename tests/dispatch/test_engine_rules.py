@@ -12,6 +12,7 @@ from dispatch import drivers as drivers_module
 from dispatch.engine import DispatchConfig, Engine, Hooks
 from dispatch.eta import EtaModel
 from dispatch.model import (
+    DispatchRecord,
     DriverBusy,
     DriverState,
     DriverStatus,
@@ -425,3 +426,30 @@ def test_a_driver_who_comes_online_during_reconcile_is_not_forgotten(
     directory.units = plain
     assert len(reads) >= 3
     assert "3" in directory.entries
+
+
+def test_batch_candidates_are_each_trips_own_search() -> None:
+    """The batched policy's one columnar query per class and radius step ranks, for every
+    trip, exactly the candidates its own search would (class, exclusions, growing radius)."""
+    kit = make_kit(policy="batched")
+    for i, north in enumerate([40, 90, 150, 260, 700, 1300, 2200, 3100, 4400]):
+        kit.driver(f"s{i}", north)
+        kit.driver(f"w{i}", -north, vclass="xl" if i % 2 else "standard")
+    asks = [(0.0, "standard", set()), (500.0, "standard", {"s0", "s1", "w0"}),
+            (-1000.0, "xl", set()), (4400.0, "standard", {"s8"}), (-4300.0, "xl", {"w7"}),
+            (30_000.0, "standard", set())]  # the last: nobody within reach
+    trips = []
+    for n, (north, vclass, exclude) in enumerate(asks):
+        trip = kit.engine.request_trip(f"r{n}", (PICKUP[0] + north * M, PICKUP[1]), DROPOFF,
+                                       vclass)
+        trips.append((trip, exclude, DispatchRecord(trip.id, kit.clock.now())))
+    matcher = kit.engine.matcher
+    batch = matcher.candidates_many(trips)
+    assert list(batch) == [t.id for t, _, _ in trips]
+    for trip, exclude, _ in trips:
+        alone = matcher.candidates(trip, exclude, DispatchRecord(trip.id, kit.clock.now()))
+        assert batch[trip.id] == alone
+        assert not {n.driver_id for _, n in alone} & exclude
+    assert batch[trips[2][0].id] and all(n.vehicle_class == "xl"
+                                         for _, n in batch[trips[2][0].id])
+    assert batch[trips[-1][0].id] == []
