@@ -179,16 +179,20 @@ class H3Backend:
                 return out  # type: ignore[no-any-return]
             rings *= 2
 
-    def nearest_into(self, parts: Any, lat: float, lng: float, k: int, radius: float,
-                     avail_only: bool, cls: int, min_ts: float, out_f: NDArray[np.float64],
-                     out_i: NDArray[np.int64]) -> int:
-        f, i, _ = self.search(parts, lat, lng, k, radius, avail_only, cls, min_ts, False,
-                              self._no_log)
+    def into_kernel(self, bK: Any, bF: Any, bM: Any, mask: Any, dK: Any, dF: Any, dM: Any,
+                    lat: float, lng: float, k: int, radius: float, avail_only: bool, cls: int,
+                    min_ts: float, out_f: NDArray[np.float64],
+                    out_i: NDArray[np.int64]) -> int:
+        """``qt_nearest.qt_nearest_into``'s contract, by the growing H3 search."""
+        f, i, _ = self.search((bK, bF, bM, mask, dK, dF, dM), lat, lng, k, radius, avail_only,
+                              cls, min_ts, False, self._no_log)
         cnt = int(f.shape[0])
-        if cnt <= out_f.shape[0]:
-            out_f[:cnt] = f
-            out_i[:cnt] = i
-        return cnt
+        if cnt > out_f.shape[0]:
+            return 2 * cnt
+        out_f[:cnt] = f
+        out_i[:cnt] = i
+        d = f[:, 0]
+        return 2 * cnt + int(cnt > 1 and bool((d[1:] == d[:-1]).any()))
 
     def nearest_many(self, parts: Any, lats: NDArray[np.float64], lngs: NDArray[np.float64],
                      k: int, radius: float, avail_only: bool, cls: int,

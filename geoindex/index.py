@@ -56,6 +56,7 @@ class GeoIndex:
                  ttl_s: float = 30.0, *, clock: Callable[[], float] = time.time,
                  history_size: int = 8, compact_ratio: float = 0.25) -> None:
         self._backend = _make_backend(backend, resolution)
+        self._key_of = self._backend.key
         ttl = check_number(ttl_s, "ttl_s")
         if ttl <= 0:
             raise ValueError(f"ttl_s: must be > 0, got {ttl!r}")
@@ -144,28 +145,37 @@ class GeoIndex:
         """Insert or move one driver (visible to readers after the next publish)."""
         if type(driver_id) is not str or not driver_id:
             check_driver_id(driver_id)
-        lat, lng = check_latlng(lat, lng)
+        # fast path for the common call (plain floats in range; NaN fails the comparisons)
+        if not (type(lat) is float and type(lng) is float and -90.0 <= lat <= 90.0
+                and -180.0 <= lng <= 180.0):
+            lat, lng = check_latlng(lat, lng)
         if available is not True and available is not False \
                 and not isinstance(available, np.bool_):
             raise ValueError(f"available: must be a bool, got {available!r}")
         t = self._clock() if ts is None else check_number(ts, "ts")
-        key = self._backend.key(lat, lng)
+        key = self._key_of(lat, lng)
         with self._lock:
-            code = self._class_code(vehicle_class)
+            code = self._class_codes.get(vehicle_class) if type(vehicle_class) is str else None
+            if code is None:
+                code = self._class_code(vehicle_class)
             slot = self._slot_of.get(driver_id)
             if slot is None:
                 slot = self._new_slot(driver_id)
-            was_alive = self._alive[slot]
-            was_avail = was_alive and self._avail[slot]
+            alive = self._alive
+            avail = self._avail
+            was_alive = alive[slot]
+            was_avail = was_alive and avail[slot]
             self._lat[slot] = lat
             self._lng[slot] = lng
             self._ts[slot] = t
             self._key[slot] = key
-            self._avail[slot] = available
+            avail[slot] = available
             self._cls[slot] = code
-            self._alive[slot] = 1
-            self._total += 0 if was_alive else 1
-            self._available += (1 if available else 0) - (1 if was_avail else 0)
+            if not was_alive:
+                alive[slot] = 1
+                self._total += 1
+            if bool(available) != bool(was_avail):
+                self._available += 1 if available else -1
             if not self._dirty[slot]:
                 self._dirty[slot] = 1
                 self._dirty_new.append(slot)

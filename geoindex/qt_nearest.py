@@ -462,17 +462,21 @@ def _put(e, bF, bM, dF, dM, r, f, i):  # type: ignore[no-untyped-def]
 def qt_nearest_into(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls,
                     min_ts, out_f, out_i):  # type: ignore[no-untyped-def]
     """One query written into the caller's rows: ``out_f[r]`` distance, lat, lng, ts and
-    ``out_i[r]`` slot, class, available. Returns the count of rows; a count larger than the
-    rows means the search needs more room (ties): the caller asks the growing search."""
+    ``out_i[r]`` slot, class, available. Returns 2 * count + 1 when two rows share a distance
+    (the caller orders ties by id), else 2 * count; a count larger than the rows means the
+    search needs more room (ties): the caller asks the growing search."""
     q, est, hlb, H, node, ba, bd, be = _scratch(k)
     cnt = _nearest(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
                    q, est, hlb, H, node, ba, bd, be)
     if cnt < 0 or cnt > out_f.shape[0]:
-        return out_f.shape[0] + 1
+        return 2 * (out_f.shape[0] + 1)
+    tied = 0
     for r in range(cnt):
+        if r > 0 and bd[r] == bd[r - 1]:
+            tied = 1
         out_f[r, 0] = bd[r]
         _put(be[r], bF, bM, dF, dM, r, out_f, out_i)
-    return cnt
+    return 2 * cnt + tied
 
 
 @njit(cache=True, nogil=True)

@@ -214,11 +214,8 @@ class QuadtreeBackend:
         return qt_search(*parts, lat, lng, k, radius, avail_only, cls, min_ts,  # type: ignore
                          append_mode, log)
 
-    def nearest_into(self, parts: Any, lat: float, lng: float, k: int, radius: float,
-                     avail_only: bool, cls: int, min_ts: float, out_f: NDArray[np.float64],
-                     out_i: NDArray[np.int64]) -> int:
-        return int(qt_nearest_into(*parts, lat, lng, k, radius, avail_only, cls, min_ts,
-                                   out_f, out_i))
+    # nearest(): Snapshot calls the compiled kernel itself (no Python frame in between)
+    into_kernel = staticmethod(qt_nearest_into)
 
     def nearest_many(self, parts: Any, lats: NDArray[np.float64], lngs: NDArray[np.float64],
                      k: int, radius: float, avail_only: bool, cls: int,

@@ -52,6 +52,7 @@ class Snapshot:
         self._ttl = ttl_s
         self._no_log = backend.new_log(0)
         self._delta_pos: dict[int, int] | None = None
+        self._into = backend.into_kernel
         self._supply = supply
         self.version = version
         self.published_at = published_at
@@ -111,13 +112,13 @@ class Snapshot:
         cap = k + TIE_ROOM
         out_f = np.empty((cap, 4))
         out_i = np.empty((cap, 3), np.int64)
-        cnt = self._backend.nearest_into(self._parts, lat, lng, k, radius_m, avail_only, cls,
-                                         min_ts, out_f, out_i)
+        got = self._into(*self._parts, lat, lng, k, radius_m, avail_only, cls, min_ts, out_f,
+                         out_i)
+        cnt = got >> 1
         if cnt > cap:  # more ties with the k-th than room for them: the growing search
-            f, i, _ = self._backend.search(self._parts, lat, lng, k, radius_m, avail_only, cls,
-                                           min_ts, False, self._no_log)
-            return self._neighbors(f.T, i.T, k)
-        return self._neighbors(out_f[:cnt].T, out_i[:cnt].T, k)
+            return self._exact(lat, lng, k, radius_m, avail_only, cls, min_ts)
+        rows = self._rows(out_f[:cnt].T, out_i[:cnt].T)
+        return _tie_sorted(rows, k) if got & 1 or cnt > k else rows
 
     def nearest_many(self, lats: Any, lngs: Any, k: int = 10, radius_m: float = 5000.0,
                      **filters: Any) -> list[list[Neighbor]]:
