@@ -175,33 +175,33 @@ def _push_range(q, hlb, H, hn, bound, level, bK, lo_b, hi_b, dK, lo_d, hi_d):  #
 
 
 @njit(cache=True, inline="always")
-def _keep(ba, bd, be, cnt, k, a, d, e):  # type: ignore[no-untyped-def]
-    """Inserts a candidate, keeping the k best by ``a`` and every tie of the k-th; returns the
-    new count, or -1 when the ties overflow the buffer."""
+def _keep(ba, be, cnt, k, a, e):  # type: ignore[no-untyped-def]
+    """Inserts a candidate by its chord term ``a``, keeping the k best and every one within the
+    bound's slack of the k-th (the exact haversine may order those differently); returns the
+    new count, or -1 when they overflow the buffer."""
     if cnt == ba.shape[0]:
         return -1
     i = cnt
     while i > 0 and ba[i - 1] > a:
         ba[i] = ba[i - 1]
-        bd[i] = bd[i - 1]
         be[i] = be[i - 1]
         i -= 1
     ba[i] = a
-    bd[i] = d
     be[i] = e
     cnt += 1
     if cnt > k:
-        kth = ba[k - 1]
+        kth = ba[k - 1] * (1.0 + kn.SLACK) + 1e-18
         while cnt > k and ba[cnt - 1] > kth:
             cnt -= 1
     return cnt
 
 
 @njit(cache=True, inline="always")
-def _scan(F, M, mask, use_mask, lo, hi, delta, q, radius, a_rad, avail_only, cls, min_ts, k,
-          ba, bd, be, cnt):  # type: ignore[no-untyped-def]
-    """Offers entries [lo, hi) of one part to the buffer: the chord against the bound first
-    (most entries stop there), then the filters, then the exact haversine."""
+def _scan(F, M, mask, use_mask, lo, hi, delta, q, a_rad, avail_only, cls, min_ts, k, ba, be,
+          cnt):  # type: ignore[no-untyped-def]
+    """Offers entries [lo, hi) of one part to the buffer, ranked by the chord (``a`` is exactly
+    chord^2 / 4 on the unit sphere): the chord against the bound first (most entries stop
+    there), then the filters. ``_finish`` puts the exact haversine on the few kept."""
     q0 = q[0]
     q1 = q[1]
     q2 = q[2]
@@ -210,7 +210,8 @@ def _scan(F, M, mask, use_mask, lo, hi, delta, q, radius, a_rad, avail_only, cls
         dx = F[j, kn.F_X] - q0
         dy = F[j, kn.F_Y] - q1
         dz = F[j, kn.F_Z] - q2
-        if (dx * dx + dy * dy + dz * dz) * 0.25 > bound:
+        a = (dx * dx + dy * dy + dz * dz) * 0.25
+        if a > bound:
             continue
         if use_mask and mask[j]:
             continue
@@ -220,18 +221,44 @@ def _scan(F, M, mask, use_mask, lo, hi, delta, q, radius, a_rad, avail_only, cls
             continue
         if F[j, kn.F_TS] < min_ts:
             continue
-        a = kn.hav_a(q[3], q[4], q[5], F[j, kn.F_LAT], F[j, kn.F_LNG])
-        if cnt >= k and a > ba[k - 1]:
-            continue
-        d = kn.R2 * math.asin(math.sqrt(min(1.0, a)))
-        if d > radius:
-            continue
-        cnt = _keep(ba, bd, be, cnt, k, a, d, -1 - j if delta else j)
+        cnt = _keep(ba, be, cnt, k, a, -1 - j if delta else j)
         if cnt < 0:
             return -1
         if cnt >= k:
             bound = min(a_rad, ba[k - 1]) * (1.0 + kn.SLACK) + 1e-18
     return cnt
+
+
+@njit(cache=True, inline="always")
+def _finish(bF, dF, q, k, radius, ba, bd, be, cnt):  # type: ignore[no-untyped-def]
+    """The kept candidates with the exact haversine: those within the radius, ordered by it,
+    the k best and every exact tie of the k-th. Returns their count."""
+    m = 0
+    for r in range(cnt):
+        e = be[r]
+        if e >= 0:
+            la = bF[e, kn.F_LAT]
+            ln = bF[e, kn.F_LNG]
+        else:
+            la = dF[-1 - e, kn.F_LAT]
+            ln = dF[-1 - e, kn.F_LNG]
+        a = kn.hav_a(q[3], q[4], q[5], la, ln)
+        d = kn.R2 * math.asin(math.sqrt(min(1.0, a)))
+        if d > radius:
+            continue
+        i = m
+        while i > 0 and ba[i - 1] > a:
+            ba[i] = ba[i - 1]
+            bd[i] = bd[i - 1]
+            be[i] = be[i - 1]
+            i -= 1
+        ba[i] = a
+        bd[i] = d
+        be[i] = e
+        m += 1
+    while m > k and ba[m - 1] > ba[k - 1]:
+        m -= 1
+    return m
 
 
 @njit(cache=True)
@@ -263,11 +290,11 @@ def knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_
         level = node[0]
         lo_b, hi_b, lo_d, hi_d = node[2], node[3], node[4], node[5]
         if (hi_b - lo_b) + (hi_d - lo_d) <= LEAF or level == kn.QT_LEVELS:
-            cnt = _scan(bF, bM, mask, True, lo_b, hi_b, False, q, radius, a_rad, avail_only,
-                        cls, min_ts, k, ba, bd, be, cnt)
+            cnt = _scan(bF, bM, mask, True, lo_b, hi_b, False, q, a_rad, avail_only, cls,
+                        min_ts, k, ba, be, cnt)
             if cnt >= 0:
-                cnt = _scan(dF, dM, mask, False, lo_d, hi_d, True, q, radius, a_rad,
-                            avail_only, cls, min_ts, k, ba, bd, be, cnt)
+                cnt = _scan(dF, dM, mask, False, lo_d, hi_d, True, q, a_rad, avail_only, cls,
+                            min_ts, k, ba, be, cnt)
             if cnt < 0:
                 return -1
             continue
@@ -410,11 +437,11 @@ def grid_knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls,
                 hi_b = kn.lower_bound(bK, lo_b, nb, k_hi)
                 lo_d = kn.lower_bound(dK, 0, nd, k_lo)
                 hi_d = kn.lower_bound(dK, lo_d, nd, k_hi)
-                cnt = _scan(bF, bM, mask, True, lo_b, hi_b, False, q, radius, a0, avail_only,
-                            cls, min_ts, k, ba, bd, be, cnt)
+                cnt = _scan(bF, bM, mask, True, lo_b, hi_b, False, q, a0, avail_only, cls,
+                            min_ts, k, ba, be, cnt)
                 if cnt >= 0:
-                    cnt = _scan(dF, dM, mask, False, lo_d, hi_d, True, q, radius, a0,
-                                avail_only, cls, min_ts, k, ba, bd, be, cnt)
+                    cnt = _scan(dF, dM, mask, False, lo_d, hi_d, True, q, a0, avail_only, cls,
+                                min_ts, k, ba, be, cnt)
                 if cnt < 0:
                     return -1
     return cnt
@@ -428,7 +455,9 @@ def _nearest(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls,
     if cnt == -2:
         cnt = knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
                   q, hlb, H, node, ba, bd, be)
-    return cnt
+    if cnt < 0:
+        return cnt
+    return _finish(bF, dF, q, k, radius, ba, bd, be, cnt)
 
 
 @njit(cache=True)
