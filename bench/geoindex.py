@@ -189,7 +189,9 @@ def bench_ours(backend: str, drivers: tuple, queries: np.ndarray, tick: int, rng
                                    queries)
     qa, qn = queries[:, 0].copy(), queries[:, 1].copy()
     secs = best_of(lambda: snap.nearest_many(qa, qn, k=K, radius_m=RADIUS))
-    out["nearest_many_qps"] = len(queries) / secs
+    out["nearest_many_qps"] = len(queries) / secs  # lists of Neighbor tuples
+    secs = best_of(lambda: snap.nearest_many_arrays(qa, qn, k=K, radius_m=RADIUS))
+    out["nearest_many_arrays_qps"] = len(queries) / secs  # columns, as cKDTree's batch query
     res = snap.nearest_many(qa[:2000], qn[:2000], k=K, radius_m=RADIUS)
     out["mean_results"] = float(np.mean([len(r) for r in res]))
     out["ids_sample"] = [[nb.driver_id for nb in r] for r in res[:1000]]
@@ -429,14 +431,18 @@ def main() -> None:
         "bytes_per_driver": o["bytes_per_driver"],
         "with_history_bytes_per_driver": o["with_history_bytes_per_driver"],
         "ratio_vs_ckdtree": o["nearest"]["qps"] / peers["ckdtree"]["nearest"]["qps"],
-        "ratio_vs_ckdtree_batch": o["nearest_many_qps"] / peers["ckdtree"]["batch_qps"],
+        "nearest_many_arrays_qps": o["nearest_many_arrays_qps"],
+        # the columnar batch query against cKDTree's (both return arrays of indices, distances)
+        "ratio_vs_ckdtree_batch": o["nearest_many_arrays_qps"] / peers["ckdtree"]["batch_qps"],
+        "ratio_vs_ckdtree_batch_neighbors": o["nearest_many_qps"] / peers["ckdtree"]["batch_qps"],
         "ratio_vs_redis": o["nearest"]["qps"] / redis_qps,
         "ratio_vs_strtree": o["ratios_vs_peers"]["shapely_strtree"],
         "ratio_vs_rtree": o["ratios_vs_peers"]["rtree"],
         "ratio_vs_brute_force": o["ratios_vs_peers"]["numpy_brute_force"],
         "agreement_with_ckdtree": o["agreement_with_ckdtree"],
     }
-    targets = {"nearest_qps": (">=", 50_000), "ratio_vs_ckdtree": (">=", 1.0),
+    targets = {"nearest_qps": (">=", 50_000), "ratio_vs_ckdtree": (">=", 1.3),
+               "ratio_vs_ckdtree_batch": (">=", 1.0),
                "ratio_vs_redis": (">=", 50.0), "nearest_many_qps": (">=", 200_000),
                "upsert_many_per_s": (">=", 1_000_000), "upsert_per_s": (">=", 300_000),
                "publish_tick_ms": ("<=", 10.0), "publish_one_ms": ("<=", 0.5),

@@ -156,7 +156,7 @@ def main() -> None:
             "speedup_vs_realtime": min(g["speedup_vs_realtime"], b["speedup_vs_realtime"]),
             "speedup_vs_realtime_cpu": min(g["speedup_vs_realtime_cpu"],
                                            b["speedup_vs_realtime_cpu"]),
-            "target_speedup": 60.0,
+            "target_speedup": 120.0,
             "drivers": drivers,
             "requests": greedy["requests"],
             "greedy": g,
