@@ -139,10 +139,9 @@ class Snapshot:
         if filters:
             raise ValueError(f"filters: unknown {sorted(filters)}")
         if cls is None:
-            rows_f, rows_i, counts, redo = _no_rows(la.shape[0], k)
-        else:
-            rows_f, rows_i, counts, redo = self._backend.nearest_many(
-                self._parts, la, ln, k, radius, avail_only, cls, min_ts)
+            return NearestArrays(*_no_rows(la.shape[0], k), self._ids, self._classes)
+        rows_f, rows_i, counts, redo = self._backend.nearest_many(
+            self._parts, la, ln, k, radius, avail_only, cls, min_ts)
         out = NearestArrays(rows_f, rows_i, counts, self._ids, self._classes)
         for i in np.flatnonzero(redo).tolist():  # tied at the k-th place: ordered by id
             self._put_row(out, i, self._exact(la[i], ln[i], k, radius, avail_only, cls, min_ts))
@@ -315,10 +314,10 @@ class Snapshot:
                                      f[5])
 
 
-def _no_rows(n: int, k: int) -> tuple[Any, Any, Any, Any]:
+def _no_rows(n: int, k: int) -> tuple[Any, Any, Any]:
     rows_f = np.empty((n, k, 4))
     rows_i = np.empty((n, k, 3), np.int64)
-    out = (rows_f, rows_i, np.zeros(n, np.int64), np.zeros(n, np.uint8))
+    out = (rows_f, rows_i, np.zeros(n, np.int64))
     rows_f[:, :, 0] = np.inf
     rows_f[:, :, 1:] = np.nan
     rows_i[:, :, 0] = -1
