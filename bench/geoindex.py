@@ -206,6 +206,9 @@ def paired_batch(snap: Any, qa: Any, qn: Any, rounds: int = 7) -> dict[str, Any]
     from scipy.spatial import cKDTree
 
     pos = np.array([(d.lat, d.lng) for d in snap.drivers()])
+    # in no particular order, as the peers' positions: the snapshot lists them in key order,
+    # whose locality would flatter cKDTree
+    pos = pos[np.random.default_rng(7).permutation(len(pos))]
     tree = cKDTree(xyz(pos[:, 0], pos[:, 1]))
     chord = 2 * math.sin(RADIUS / (2 * R))
     qx = xyz(qa, qn)
