@@ -96,8 +96,7 @@ class Engine:
             eta=self.eta, config=self.config,
             service_area=service_area, tariff=tariff, supply=self.supply, hooks=self.hooks,
             driver_rating=self.driver_rating)
-        self.batcher = Batcher(uow_factory, self.matcher, self.clock, timers,
-                               self.config.batch_window_s)
+        self.batcher = Batcher(uow_factory, self.matcher, self.clock, timers, self.config)
         self.lifecycle = TripLifecycle(
             uow_factory, self.drivers, self.matcher, clock=self.clock, tariff=tariff,
             traces=self.drivers.traces, hooks=self.hooks, upfront=upfront,

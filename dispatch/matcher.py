@@ -56,6 +56,11 @@ class DispatchConfig:
     max_candidates: int = 10
     policy: str = "greedy"
     batch_window_s: float = 2.0
+    # The batched policy against long pickups where supply is tight (dispatch/batching.py).
+    batch_hold_s: float = 0.0  # an unmatched trip waits for later windows, up to this long
+    batch_eta_cap_s: float = 0.0  # 0: no cap; else the longest pickup ETA of a new request,
+    batch_eta_cap_growth: float = 1.0  # ... growing by this many seconds per second waited
+    batch_forward_s: float = 0.0  # drivers this close to their dropoff are candidates too
     surge_resolution: int = 7
     supply_refresh_s: float = 5.0
 

@@ -143,7 +143,10 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
     config = DispatchConfig(
         offer_timeout_s=settings.offer_timeout_s, radius_m=settings.dispatch_radius_m,
         max_candidates=settings.dispatch_max_candidates, policy=settings.dispatch_policy,
-        batch_window_s=settings.batch_window_s,
+        batch_window_s=settings.batch_window_s, batch_hold_s=settings.batch_hold_s,
+        batch_eta_cap_s=settings.batch_eta_cap_s,
+        batch_eta_cap_growth=settings.batch_eta_cap_growth,
+        batch_forward_s=settings.batch_forward_s,
     )
     # The scaled mode shares the city through Redis (ridehail/scaled.py); embedded: in-process.
     parts = scaled_parts(settings) if settings.scaled else None

@@ -75,6 +75,10 @@ class Settings:
     dispatch_max_candidates: int = 10
     dispatch_policy: str = "greedy"
     batch_window_s: float = 2.0
+    batch_hold_s: float = 0.0
+    batch_eta_cap_s: float = 0.0
+    batch_eta_cap_growth: float = 1.0
+    batch_forward_s: float = 0.0
     embedded_worker: bool = True
     task_visibility_timeout_s: float = 60.0
     queue: str = "ridehail"
@@ -302,6 +306,12 @@ class Settings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise SettingsError(f"RIDEHAIL_{name.upper()}: must be a positive number")
+        # The batched policy's settings against long pickups (dispatch/batching.py); 0: off.
+        for name in ("batch_hold_s", "batch_eta_cap_s", "batch_eta_cap_growth",
+                     "batch_forward_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise SettingsError(f"RIDEHAIL_{name.upper()}: must be a number >= 0")
         if not 0 <= self.commission_bps <= 10_000:
             raise SettingsError("RIDEHAIL_COMMISSION_BPS: must be in [0, 10000]")
         if self.payment_provider != "sandbox":

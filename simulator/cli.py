@@ -11,7 +11,7 @@ import click
 
 # Kept literal (and the heavy imports lazy) so `ridehail --help` does not load numpy/shapely.
 POLICIES = ("greedy", "batched")
-REPOSITION_CHOICES = ("stay", "random", "demand")
+REPOSITION_CHOICES = ("stay", "random", "demand", "rebalance")
 
 _NUM = r"(\d+(?:\.\d+)?)"
 _DURATION = re.compile(rf"^\s*(?:{_NUM}h)?\s*(?:{_NUM}m)?\s*(?:{_NUM}s?)?\s*$")
@@ -76,12 +76,28 @@ def _non_negative(ctx: click.Context, param: click.Parameter, value: Any) -> Any
               help="travel times of dispatch and the fleet: a model file from `ridehail eta "
                    "fit`, or straight-line [default: the city's shipped model (NYC), else the "
                    "straight line]")
+@click.option("--batch-window", type=float, default=None, callback=_non_negative,
+              help="--policy batched: seconds per assignment window [default: 2]")
+@click.option("--batch-hold", type=float, default=None, callback=_non_negative,
+              help="--policy batched: an unmatched trip waits for later windows up to this "
+                   "many seconds after its request [default: 0]")
+@click.option("--batch-eta-cap", type=float, default=None, callback=_non_negative,
+              help="--policy batched: longest pickup ETA (s) offered to a new request, "
+                   "0 for none [default: 0]")
+@click.option("--batch-eta-cap-growth", type=float, default=None, callback=_non_negative,
+              help="--policy batched: seconds the cap grows per second waited [default: 1]")
+@click.option("--batch-forward", type=float, default=None, callback=_non_negative,
+              help="--policy batched: drivers this many seconds from their dropoff are "
+                   "candidates too [default: 0]")
 @click.option("--progress/--no-progress", default=True, help="progress bar on stderr")
 def simulate(city: str | None, roads: str | None, demand: str | None,
              demand_rate: float | None, drivers: int, duration: float, policy: str,
              seed: int, mode: str, url: str | None,
              speed: float, out: str | None, accept_prob: float, reposition: str,
-             eta_model: str | None, progress: bool) -> None:
+             eta_model: str | None, batch_window: float | None,
+             batch_hold: float | None, batch_eta_cap: float | None,
+             batch_eta_cap_growth: float | None, batch_forward: float | None,
+             progress: bool) -> None:
     """Simulate a city's riders and drivers against the real dispatch engine."""
     # The wiring (`ridehail simulate`) hands over how to build the engine and where var/ is.
     obj = click.get_current_context().obj or {}
@@ -95,9 +111,14 @@ def simulate(city: str | None, roads: str | None, demand: str | None,
         raise click.BadParameter("required with --mode http", param_hint="--url")
     if speed <= 0:
         raise click.BadParameter("must be > 0", param_hint="--speed")
-    cfg = SimConfig(city=city, roads=roads, demand=demand, demand_rate=demand_rate, drivers=drivers,
-                    duration_s=duration, policy=policy, seed=seed, accept_prob=accept_prob,
-                    reposition=reposition, eta_model=eta_model)
+    # Engine mode only: in HTTP mode the server dispatches with its own RIDEHAIL_* settings.
+    batch = {"batch_window_s": batch_window, "batch_hold_s": batch_hold,
+             "batch_eta_cap_s": batch_eta_cap, "batch_eta_cap_growth": batch_eta_cap_growth,
+             "batch_forward_s": batch_forward}
+    cfg = SimConfig(city=city, roads=roads, demand=demand, demand_rate=demand_rate,
+                    drivers=drivers, duration_s=duration, policy=policy, seed=seed, accept_prob=accept_prob,
+                    reposition=reposition, eta_model=eta_model,
+                    dispatch={k: v for k, v in batch.items() if v is not None})
     sc = _prepare(cfg)
     if mode == "engine":
         from dispatch.learned_eta import ModelFileError

@@ -34,6 +34,7 @@ from .travel import travel_model
 
 SUPPLY_SAMPLE_S = 60.0
 LOOKAHEAD_S = 900.0  # "toward demand" heads for pickups expected in the next 15 minutes
+LOOKBACK_S = 900.0  # "rebalance" heads for requests unserved in the last 15 minutes
 
 
 class EngineBuilder(Protocol):
@@ -64,7 +65,7 @@ class EngineSimulation:
             travel, spread = sc.router, 0.0
         self.engine = build_engine(
             index=self.index, clock=self.clock, hooks=self.hooks,
-            config=engine_config or DispatchConfig(policy=cfg.policy),
+            config=engine_config or cfg.dispatch_config(),
             service_area=ServiceArea(sc.city.geometry, sc.city.name),
             surge=SurgePricer(clock=self.clock.now), new_id=lambda: str(next(ids)), eta=travel,
         )
@@ -81,6 +82,8 @@ class EngineSimulation:
         self.idle_epoch = [0] * n
         self.trip_ids: list[str] = []
         self.rider_of: dict[str, str] = {}
+        self.request_of: dict[str, TripRequest] = {}
+        self.unserved: list[tuple[float, TripRequest]] = []  # (when it ended, the request)
         self.done = False
         self.wall_s = 0.0
         self.cpu_s = 0.0
@@ -201,9 +204,14 @@ class EngineSimulation:
         t = self.clock.now()
         if self.idle_epoch[i] != epoch or t >= self.sc.config.duration_s:
             return
-        lo = bisect.bisect_left(self._req_t, t)
-        hi = bisect.bisect_left(self._req_t, t + LOOKAHEAD_S)
-        target = self.fleet.reposition_target(i, t, self.requests[lo:hi])
+        if self.fleet.config.reposition == "rebalance":
+            lo = bisect.bisect_left(self.unserved, t - LOOKBACK_S, key=lambda u: u[0])
+            toward = [r for _at, r in self.unserved[lo:]]
+        else:
+            lo = bisect.bisect_left(self._req_t, t)
+            hi = bisect.bisect_left(self._req_t, t + LOOKAHEAD_S)
+            toward = self.requests[lo:hi]
+        target = self.fleet.reposition_target(i, t, toward)
         if target is not None:
             self.fleet.go_to(i, target[0], target[1], t)
         self.clock.call_later(self.fleet.config.reposition_every_s,
@@ -272,6 +280,9 @@ class EngineSimulation:
             self.metrics.request(r.pickup_lat, r.pickup_lng)
             trip = self.engine.request_trip(rider, r.pickup, r.dropoff)
             self.trip_ids.append(trip.id)
+            self.request_of[trip.id] = r
+            if trip.state.value == "no_driver_found":  # ended before request_of knew it
+                self.unserved.append((self.clock.now(), r))
             if trip.state.value == "requested":
                 self.clock.call_later(self.riders.patience_s(),
                                       lambda: self._give_up(trip.id, rider))
@@ -288,6 +299,11 @@ class EngineSimulation:
 
     def _on_finished(self, trip_id: str, state: str) -> None:
         self.metrics.finished[trip_id] += 1
+        if state != "completed":
+            # Found no driver, or its rider gave up waiting: where the fleet was short.
+            r = self.request_of.get(trip_id)
+            if r is not None:
+                self.unserved.append((self.clock.now(), r))
 
 
 def run_engine(sc: Scenario, build_engine: EngineBuilder, progress: bool = False,

@@ -33,7 +33,7 @@ from .city import City
 from .demand import TripRequest
 from .travel import HourlySpeed
 
-REPOSITION_CHOICES = ("stay", "random", "demand")
+REPOSITION_CHOICES = ("stay", "random", "demand", "rebalance")
 PLACEMENT_CHOICES = ("demand", "uniform")
 
 
@@ -248,13 +248,16 @@ class Fleet:
 
     def reposition_target(self, i: int, t: float, upcoming: list[TripRequest]
                           ) -> tuple[float, float] | None:
-        """Where an idle driver heads: nowhere (stay), a random nearby point, or the nearest of
-        a few pickups expected soon (toward demand)."""
+        """Where an idle driver heads: nowhere (stay), a random nearby point, the nearest of a
+        few pickups expected soon (demand: the replayed requests, a perfect forecast), or the
+        nearest of a few recent requests that found no driver (rebalance: demand the fleet
+        failed to serve predicts where it is short, with no look into the future; after
+        Alonso-Mora et al., PNAS 2017). `upcoming` holds those requests for the mode."""
         mode = self.config.reposition
-        if mode == "stay":
+        if mode == "stay" or (mode == "rebalance" and not upcoming):
             return None
         lat, lng = self.position(i, t)
-        if mode == "demand" and upcoming:
+        if mode in ("demand", "rebalance") and upcoming:
             picks = self.rng.integers(0, len(upcoming), 5).tolist()
             best = min((upcoming[k] for k in picks),
                        key=lambda r: haversine_m(lat, lng, r.pickup_lat, r.pickup_lng))

@@ -89,7 +89,8 @@ PARAM_HELP: dict[str, str] = {
     "policy": "dispatch policy: greedy (each request at once) or batched (matched in windows)",
     "seed": "random seed: the same seed and flags give the same report",
     "accept_prob": "probability that a driver accepts an offer",
-    "reposition": "what idle drivers do: stay, drive at random, or head for demand",
+    "reposition": "what idle drivers do: stay, drive at random, head for the requests of the "
+                  "next 15 minutes (demand), or for those unserved in the last 15 (rebalance)",
     "eta_model": "--eta-model: the travel-time model file of dispatch and the fleet "
                  "(absent: the city's shipped model, NYC; straight-line: the old straight lines)",
     "tick_s": "each driver reports its position this often, in simulated seconds",
@@ -105,4 +106,6 @@ PARAM_HELP: dict[str, str] = {
     "http_refusals": "http mode: requests the API refused, by reason",
     "fleet": "other fleet settings",
     "riders": "rider behaviour settings",
+    "dispatch": "the batched policy's settings (--batch-window, --batch-hold, --batch-eta-cap, "
+                "--batch-eta-cap-growth, --batch-forward)",
 }

@@ -3,12 +3,14 @@ the one random generator every draw comes from; and how a finished run becomes a
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dispatch.engine import DispatchConfig
 from dispatch.eta import StraightLineEta
 from roads import Router, load_road_network
 
@@ -39,6 +41,9 @@ class SimConfig:
     tick_s: float = 4.0  # every driver reports its position this often
     drain_limit_s: float = 2 * 3600.0  # after the demand window: finish the open trips
     fleet: dict[str, Any] = field(default_factory=dict)  # other FleetConfig fields
+    # Other DispatchConfig fields, such as the batched policy's batch_hold_s (engine mode: a
+    # server in HTTP mode dispatches with its own RIDEHAIL_* settings).
+    dispatch: dict[str, Any] = field(default_factory=dict)
     riders: dict[str, Any] = field(default_factory=dict)  # RiderConfig fields
 
     def __post_init__(self) -> None:
@@ -54,10 +59,17 @@ class SimConfig:
             raise ValueError(f"--accept-prob: must be in [0, 1], got {self.accept_prob}")
         if not self.tick_s > 0:
             raise ValueError("tick_s: must be > 0")
+        for name, value in self.dispatch.items():
+            if name.startswith("batch_") and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"--{name.replace('_s', '').replace('_', '-')}: must be a "
+                                 f"number >= 0, got {value}")
 
     def fleet_config(self) -> FleetConfig:
         return FleetConfig(drivers=self.drivers, accept_prob=self.accept_prob,
                            reposition=self.reposition, **self.fleet)
+
+    def dispatch_config(self) -> DispatchConfig:
+        return DispatchConfig(policy=self.policy, **self.dispatch)
 
     def rider_config(self) -> RiderConfig:
         return RiderConfig(**self.riders)
@@ -86,6 +98,7 @@ def prepare(config: SimConfig) -> Scenario:
     plan = build_demand(city, config.demand, duration_s=config.duration_s,
                         rate_per_hour=config.demand_rate, seed=config.seed)
     config.fleet_config()  # validate before any work
+    config.dispatch_config()
     return Scenario(config, city, plan, np.random.default_rng(config.seed), router)
 
 

@@ -67,7 +67,7 @@ class Kit:
 
 
 def make_kit(policy: str = "greedy", area: ServiceArea | None = None,
-             eta: EtaModel | None = None) -> Kit:
+             eta: EtaModel | None = None, **config: float) -> Kit:
     clock = SimClock(start=1_700_000_000.0)
     store = MemoryStore()
     ids = itertools.count(1000)
@@ -77,8 +77,8 @@ def make_kit(policy: str = "greedy", area: ServiceArea | None = None,
     index = GeoIndex(backend="quadtree", ttl_s=60.0, clock=clock.now)
     engine = Engine(memory_uow_factory(store), index, new_id=lambda: str(next(ids)),
                     clock=clock, timers=clock, tariff=NYC_YELLOW_2016, service_area=area,
-                    config=DispatchConfig(offer_timeout_s=15.0, policy=policy,
-                                          batch_window_s=2.0),
+                    config=DispatchConfig(**{"offer_timeout_s": 15.0, "policy": policy,
+                                             "batch_window_s": 2.0, **config}),
                     hooks=hooks, eta=eta)
     kit = Kit(engine, clock, store)
     kit_holder["kit"] = kit

@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
         ({"RIDEHAIL_WORKERS": "3"}, "RIDEHAIL_WORKERS"),
         ({"RIDEHAIL_EMBEDDED_WORKER": "maybe"}, "RIDEHAIL_EMBEDDED_WORKER"),
         ({"RIDEHAIL_SERVICE_AREA": "/nonexistent.geojson"}, "RIDEHAIL_SERVICE_AREA"),
+        ({"RIDEHAIL_BATCH_HOLD_S": "-1"}, "RIDEHAIL_BATCH_HOLD_S"),
+        ({"RIDEHAIL_BATCH_ETA_CAP_S": "inf"}, "RIDEHAIL_BATCH_ETA_CAP_S"),
+        ({"RIDEHAIL_BATCH_ETA_CAP_GROWTH": "nan"}, "RIDEHAIL_BATCH_ETA_CAP_GROWTH"),
+        ({"RIDEHAIL_BATCH_FORWARD_S": "-5"}, "RIDEHAIL_BATCH_FORWARD_S"),
     ],
 )
 def test_bad_setting_names_the_variable(env: dict[str, str], names: str) -> None:

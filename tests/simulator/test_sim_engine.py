@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -14,6 +15,7 @@ from ridehail.cli import main
 from simulator.cli import parse_duration
 from simulator.clock import SimClock
 from simulator.engine_mode import EngineSimulation
+from simulator.fleet import Fleet
 from simulator.metrics import TripFacts, conservation_violations
 from simulator.scenario import SimConfig, prepare
 
@@ -40,11 +42,19 @@ def test_same_seed_gives_the_same_report(tmp_path: Path) -> None:
     assert (tmp_path / "c" / "report.json").read_text() != a
 
 
-@pytest.mark.parametrize("policy", ["greedy", "batched"])
-def test_every_request_ends_once_and_no_driver_holds_two_trips(policy: str) -> None:
+# The batched policy's settings against long pickups: trips held for later windows, a growing
+# ETA cap, forward dispatch to drivers about to drop off; idle drivers rebalancing.
+TIGHT_BATCHED = {"batch_hold_s": 120.0, "batch_eta_cap_s": 90.0, "batch_forward_s": 120.0}
+
+
+@pytest.mark.parametrize(("policy", "dispatch", "reposition"), [
+    ("greedy", {}, "random"), ("batched", {}, "random"),
+    ("batched", TIGHT_BATCHED, "rebalance")])
+def test_every_request_ends_once_and_no_driver_holds_two_trips(
+        policy: str, dispatch: dict[str, float], reposition: str) -> None:
     # Few drivers, some declining: offers are rejected, riders give up, trips go unserved.
     cfg = SimConfig(drivers=15, duration_s=900, demand_rate=300, seed=3, policy=policy,
-                    accept_prob=0.7, reposition="random")
+                    accept_prob=0.7, reposition=reposition, dispatch=dispatch)
     sim = EngineSimulation(prepare(cfg), build_sim_engine)
     result = sim.run()
     trips = sim.trip_facts()
@@ -106,6 +116,8 @@ def test_durations(text: str, seconds: float) -> None:
     (["--demand-rate", "-1"], "--demand-rate"),
     (["--accept-prob", "1.5"], "--accept-prob"),
     (["--mode", "http"], "--url"),
+    (["--batch-hold", "-1"], "--batch-hold"),
+    (["--batch-eta-cap", "-30"], "--batch-eta-cap"),
 ])
 def test_bad_input_is_exit_2_naming_the_flag(args: list[str], flag: str) -> None:
     code, out = run_cli(*args, "--no-progress")
@@ -123,3 +135,30 @@ def test_malformed_demand_csv_names_the_flag(tmp_path: Path) -> None:
     notgeo.write_text("{not json")
     code, out = run_cli("--city", str(notgeo), "--no-progress")
     assert code == 2 and "--city" in out
+
+
+def test_rebalancing_heads_for_recently_unserved_requests() -> None:
+    """Too few drivers for the demand: requests go unserved, and idle drivers of the
+    rebalance policy drive toward where they were (without it, they stay put)."""
+    moved = {}
+    for reposition in ("stay", "rebalance"):
+        cfg = SimConfig(drivers=6, duration_s=1200, demand_rate=400, seed=5,
+                        reposition=reposition, fleet={"reposition_every_s": 60.0})
+        sim = EngineSimulation(prepare(cfg), build_sim_engine)
+        sim.run()
+        assert sim.unserved, "the scenario must leave requests unserved"
+        moved[reposition] = sim.fleet.empty_m
+        unserved_ids = {id(r) for _at, r in sim.unserved}
+        assert unserved_ids <= {id(sim.request_of[t]) for t in sim.trip_ids
+                                if sim.engine.get_trip(t).state.value != "completed"}
+    assert moved["rebalance"] > moved["stay"]
+
+
+def test_the_rebalance_target_is_a_recently_unserved_pickup() -> None:
+    sc = prepare(SimConfig(drivers=1, duration_s=600, demand_rate=60, seed=1,
+                           reposition="rebalance"))
+    fleet = Fleet(sc.config.fleet_config(), sc.city, np.random.default_rng(0))
+    fleet.place(sc.plan.requests)
+    assert fleet.reposition_target(0, 0.0, []) is None  # nothing unserved: stay
+    r = sc.plan.requests[0]
+    assert fleet.reposition_target(0, 0.0, [r]) == (r.pickup_lat, r.pickup_lng)
