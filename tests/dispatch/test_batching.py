@@ -5,10 +5,20 @@ are the straight-line model's (1.3 x distance at 8 m/s: 1,000 m is 162.5 s)."""
 
 from __future__ import annotations
 
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
-from dispatch.model import DriverStatus
+from dispatch.clock import SystemClock, ThreadTimers
+from dispatch.engine import DispatchConfig, Engine, Hooks
+from dispatch.model import DriverStatus, Offer
+from geoindex import GeoIndex
+from ridehail.kernel.units import MemoryStore
+from ridehail.units import memory_uow_factory
 from tests.dispatch.test_engine_rules import DROPOFF, PICKUP, Kit, M, make_kit
+from trips.fares import NYC_YELLOW_2016
 from trips.model import TripState
 
 
@@ -130,3 +140,52 @@ def test_a_held_trip_its_rider_cancels_is_never_offered() -> None:
     run_for(kit, 4.0)
     assert offered_trips(kit, "1") == []
     assert kit.engine.get_trip(trip.id).state == TripState.cancelled
+
+
+def test_concurrent_requests_through_held_windows_are_each_offered_once() -> None:
+    """Riders request at once from many threads, windows run on the timer thread and hold
+    the trips no driver is free for; drivers who come online later take them. Every trip gets
+    exactly one pending offer and no driver gets two."""
+    clock = SystemClock()
+    timers = ThreadTimers(clock)
+    ids = itertools.count(1)
+    offers: list[Offer] = []
+    changed = threading.Condition()
+
+    def offered(offer: Offer) -> None:
+        with changed:
+            offers.append(offer)
+            changed.notify_all()
+
+    index = GeoIndex(backend="quadtree", ttl_s=60.0, clock=clock.now)
+    engine = Engine(memory_uow_factory(MemoryStore()), index, new_id=lambda: str(next(ids)),
+                    clock=clock, timers=timers, tariff=NYC_YELLOW_2016,
+                    config=DispatchConfig(policy="batched", batch_window_s=0.05,
+                                          batch_hold_s=60.0), hooks=Hooks(offer_made=offered))
+
+    def online(first: int, n: int) -> None:
+        for d in range(first, first + n):
+            engine.go_online(f"d{d}", "standard")
+            engine.update_location(f"d{d}", PICKUP[0] + d * 50 * M, PICKUP[1])
+        index.publish()
+
+    def wait_for(count: int) -> None:
+        with changed:
+            assert changed.wait_for(lambda: len(offers) >= count, timeout=60), len(offers)
+
+    online(0, 8)
+    timers.start()
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            trips = list(pool.map(lambda r: engine.request_trip(f"r{r}", PICKUP, DROPOFF),
+                                  range(16)))
+        wait_for(8)
+        online(8, 8)
+        wait_for(16)
+    finally:
+        timers.stop()
+    assert len(offers) == 16
+    assert sorted(o.trip_id for o in offers) == sorted(t.id for t in trips)
+    assert len({o.driver_id for o in offers}) == 16
+    for d in range(16):
+        assert len(engine.pending_offers(f"d{d}")) == 1
