@@ -76,10 +76,13 @@ class Batcher:
         with self._lock:
             batch, self._pending = self._pending, []
             self._scheduled = False
-        held = self.assign(batch)
-        with self._lock:
-            self._pending[:0] = held  # the oldest first, as they came
-            self._schedule()
+        held: list[str] = []
+        try:
+            held = self.assign(batch)
+        finally:  # a window that failed still lets the next one run for the others
+            with self._lock:
+                self._pending[:0] = held  # the oldest first, as they came
+                self._schedule()
 
     def cap_s(self, waited_s: float) -> float:
         """The longest pickup ETA a trip that has waited this long may be offered."""
