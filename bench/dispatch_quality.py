@@ -10,11 +10,9 @@ Each run reports served %, mean and p90 pickup wait, utilisation and empty km. T
 compares greedy with the tuned batched policy at the tight point: the largest fleet of the
 sweep where greedy keeps drivers at least 75% busy.
 
-Speeds: cars move as the simulator is configured. Until the simulator takes its travel times
-from the learned ETA model, `--crowfly-mps` (default 3.7, the median crow-fly speed of the
-yellow-cab sample's trips) sets the fleet's detour factor so that the crow-fly speed at the
-run's start hour is that figure; `--crowfly-mps 0` keeps the simulator's own travel times.
-Dispatch ranks with whatever ETA model the simulator's engine is built with.
+Speeds: the simulator's own travel model, the one its engine dispatches with: for NYC the
+learned ETA model that ships with the project (simulator/travel.py), by hour, with the spread of
+real trips around it; `--eta-model` picks another file, or `straight-line` for the old 8 m/s.
 
     .venv/bin/python bench/dispatch_quality.py            # the sweep (a few minutes)
     .venv/bin/python bench/dispatch_quality.py --ablation # and each setting alone
@@ -38,12 +36,11 @@ sys.path.insert(0, str(ROOT))
 from ridehail.bootstrap import build_sim_engine  # noqa: E402
 from simulator.city import data_dir  # noqa: E402
 from simulator.engine_mode import EngineSimulation  # noqa: E402
-from simulator.fleet import SPEED_BY_HOUR_MPS, FleetConfig  # noqa: E402
 from simulator.scenario import SimConfig, prepare  # noqa: E402
 
 DEMAND = data_dir() / "nyc" / "yellow_taxi_2016-01_sample.csv"
 TIGHT_UTILISATION_PCT = 75.0
-# At 3.7 m/s a trip across the boroughs takes hours: open trips get 6 h to finish after the
+# At real speeds a trip across the boroughs can take hours: open trips get 6 h to finish after the
 # demand window (the simulator's default 2 h left one in progress, failing its checks).
 DRAIN_LIMIT_S = 6 * 3600.0
 TARGET_WAIT_CHANGE_PCT = -10.0
@@ -75,21 +72,12 @@ ABLATION: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-def fleet_settings(crowfly_mps: float) -> dict[str, Any]:
-    """FleetConfig fields that give the fleet this crow-fly speed at the start hour."""
-    if crowfly_mps <= 0:
-        return {}
-    start = FleetConfig(drivers=0).start_hour
-    road_mps = SPEED_BY_HOUR_MPS[int(start) % 24]
-    return {"detour_factor": max(1.0, road_mps / crowfly_mps)}
-
-
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     dispatch, reposition = {**POLICIES, **ABLATION}[job["policy"]]
     cfg = SimConfig(demand=str(DEMAND), demand_rate=job["rate"], drivers=job["drivers"],
                     duration_s=job["duration_s"], policy=dispatch["policy"], seed=job["seed"],
-                    reposition=reposition, drain_limit_s=DRAIN_LIMIT_S,
-                    fleet={**job["fleet"], **(REPOSITION if reposition != "stay" else {})},
+                    reposition=reposition, drain_limit_s=DRAIN_LIMIT_S, eta_model=job["eta_model"],
+                    fleet=REPOSITION if reposition != "stay" else {},
                     dispatch={k: v for k, v in dispatch.items() if k != "policy"})
     sim = EngineSimulation(prepare(cfg), build_sim_engine)
     k = sim.run().kpis
@@ -160,16 +148,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="requests per hour [default: 2000; --quick: 1000]")
     ap.add_argument("--drivers", type=int, nargs="*", default=None,
                     help="fleet sizes [default: 250 400 700; --quick: 15]")
-    ap.add_argument("--crowfly-mps", type=float, default=3.7,
-                    help="fleet crow-fly speed at the start hour; 0: the simulator's own")
+    ap.add_argument("--eta-model", default=None,
+                    help="the simulator's --eta-model [default: the city's shipped model]")
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel")
     args = ap.parse_args(argv)
     load = [round(x, 2) for x in os.getloadavg()]  # the machine is shared: say how busy it was
     duration = 300.0 if args.quick else 3600.0
     rate = args.rate if args.rate is not None else 1000.0 if args.quick else 2000.0
     sizes = args.drivers or ([15] if args.quick else [250, 400, 700])
-    fleet = fleet_settings(args.crowfly_mps)
-    base = {"rate": rate, "duration_s": duration, "seed": args.seed, "fleet": fleet}
+    base = {"rate": rate, "duration_s": duration, "seed": args.seed, "eta_model": args.eta_model}
     jobs = [{"policy": p, "drivers": d, **base} for d in sizes for p in POLICIES]
     if args.ablation:
         jobs += [{"policy": p, "drivers": args.tight, **base} for p in ABLATION]
@@ -184,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "load_average_at_start": load},
         "config": {"city": "NYC boroughs", "demand": DEMAND.name, "rate_per_hour": rate,
                    "duration_s": duration, "seed": args.seed, "drivers": sizes,
-                   "crowfly_mps": args.crowfly_mps, "fleet": fleet, "mode": "engine",
+                   "eta_model": args.eta_model or "the city's shipped model", "mode": "engine",
                    "repositioning_fleet": REPOSITION,
                    "policies": {name: {"dispatch": d, "reposition": r} for name, (d, r)
                                 in {**POLICIES, **(ABLATION if args.ablation else {})}.items()}},

@@ -29,7 +29,6 @@ from scipy.optimize import linear_sum_assignment
 
 from geoindex import Neighbor
 from ridehail.kernel.clock import Clock
-from ridehail.kernel.geo import haversine_m
 from trips.model import Trip, TripState
 
 from .clock import Timers
@@ -194,8 +193,7 @@ class Batcher:
                     if current is None or current.state != TripState.in_progress:
                         continue
                     lat, lng = current.dropoff_lat, current.dropoff_lng
-                    left = eta.pickup_eta_s(haversine_m(n.lat, n.lng, lat, lng), n.lat, n.lng,
-                                            lat, lng)
+                    left = eta.travel(n.lat, n.lng, lat, lng, now)[0]
                     if left <= cfg.batch_forward_s:
                         ends[n.driver_id] = (lat, lng, left)
         out: dict[str, list[Finishing]] = {}
@@ -208,8 +206,7 @@ class Batcher:
                 if end is None:
                     continue
                 lat, lng, left = end
-                then = eta.pickup_eta_s(haversine_m(lat, lng, trip.pickup_lat, trip.pickup_lng),
-                                        lat, lng, trip.pickup_lat, trip.pickup_lng)
+                then = eta.travel(lat, lng, trip.pickup_lat, trip.pickup_lng, now + left)[0]
                 found_f.append(Finishing(n.driver_id, left, left + then))
             found_f.sort(key=lambda f: (f.eta_s, f.driver_id))
             if found_f:

@@ -116,7 +116,8 @@ def simulate(city: str | None, roads: str | None, demand: str | None,
              "batch_eta_cap_s": batch_eta_cap, "batch_eta_cap_growth": batch_eta_cap_growth,
              "batch_forward_s": batch_forward}
     cfg = SimConfig(city=city, roads=roads, demand=demand, demand_rate=demand_rate,
-                    drivers=drivers, duration_s=duration, policy=policy, seed=seed, accept_prob=accept_prob,
+                    drivers=drivers, duration_s=duration, policy=policy, seed=seed,
+                    accept_prob=accept_prob,
                     reposition=reposition, eta_model=eta_model,
                     dispatch={k: v for k, v in batch.items() if v is not None})
     sc = _prepare(cfg)
