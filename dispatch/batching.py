@@ -117,9 +117,9 @@ class Batcher:
         ahead: dict[str, list[Finishing]] = {}
         if self.config.batch_forward_s > 0:
             holdable = [t for t in trips.values() if self.may_hold(t, now)]
-            for trip_id, found in self.finishing(holdable, excluded).items():
+            for trip_id, soon in self.finishing(holdable, excluded).items():
                 cap = self.cap_s(now - trips[trip_id].requested_at)
-                ahead[trip_id] = [f for f in found if f.eta_s <= cap]
+                ahead[trip_id] = [f for f in soon if f.eta_s <= cap]
         if not trips:
             return []
         rows = list(trips)
