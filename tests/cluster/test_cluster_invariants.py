@@ -39,10 +39,12 @@ def test_concurrent_riders_and_drivers_across_processes(make_cluster: Any,
                              headers=auth(tok), timeout=10).status_code == 204
     driver_ids = {d for d, _ in drivers}
     for url in urls:
-        # Nearby's ids are opaque per rider (issue 13, item 10): ours are mapped to them.
+        # Nearby's ids are opaque per rider (issue 13, item 10): ours are mapped to them. A
+        # liveness bound, not a latency target (bench/cluster.py measures the lag): three
+        # processes starting on a loaded CI machine once took more than 10 s.
         wait_until(lambda u=url: all(
             opaque_ids(riders[0][0], d) & nearby_ids(u, riders[0][1], *PICKUP)
-            for d in driver_ids), 10, f"all drivers visible on {url}")
+            for d in driver_ids), 30, f"all drivers visible on {url}")
 
     statuses: Counter[int] = Counter()
     accepted_by_offer: Counter[str] = Counter()
