@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import io
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +50,7 @@ def environ(scope: Scope, body: bytes) -> dict[str, Any]:
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": {"ws": "http", "wss": "https"}.get(
             scope.get("scheme", "http"), scope.get("scheme", "http")),
-        "wsgi.input": _Input(body),
+        "wsgi.input": io.BytesIO(body),
         "wsgi.input_terminated": True,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,
@@ -66,35 +67,6 @@ def environ(scope: Scope, body: bytes) -> dict[str, Any]:
         value = raw_value.decode("latin-1")
         env[name] = f"{env[name]},{value}" if name in env else value
     return env
-
-
-class _Input:
-    """`wsgi.input` over a body already read."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = memoryview(body)
-        self._at = 0
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = len(self._body) if size is None or size < 0 else min(self._at + size,
-                                                                   len(self._body))
-        chunk = self._body[self._at:end].tobytes()
-        self._at = end
-        return chunk
-
-    def readline(self, size: int | None = -1) -> bytes:
-        rest = self._body[self._at:].tobytes()
-        cut = rest.find(b"\n") + 1 or len(rest)
-        if size is not None and size >= 0:
-            cut = min(cut, size)
-        self._at += cut
-        return rest[:cut]
-
-    def readlines(self, hint: int = -1) -> list[bytes]:
-        return list(iter(self.readline, b""))
-
-    def __iter__(self) -> Any:
-        return iter(self.readline, b"")
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:
