@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
@@ -114,19 +115,14 @@ class SqlVersioned(Generic[T]):
         stmt = (update(self.table)
                 .where(self.table.c[self.key] == key, self.table.c.version == seen)
                 .values(**row))
-        if not self.updates_unique:
-            try:
+        # Without a savepoint an IntegrityError (not expected of such a table) is still a
+        # Conflict, but the transaction is spent (PostgreSQL aborts it): the caller gives up.
+        scope = self.conn.begin_nested() if self.updates_unique else contextlib.nullcontext()
+        try:
+            with scope:
                 result = self.conn.execute(stmt)
-            except IntegrityError as exc:
-                # Not expected of this table; still a Conflict, but the transaction is spent
-                # (PostgreSQL aborts it): the caller must give up, not go on.
-                raise Conflict(str(exc.orig)) from None
-        else:
-            try:
-                with self.conn.begin_nested():
-                    result = self.conn.execute(stmt)
-            except IntegrityError as exc:
-                raise Conflict(str(exc.orig)) from None
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from None
         if result.rowcount != 1:
             raise Conflict(f"{self.table.name} {key} changed concurrently")
         obj.version = seen + 1  # type: ignore[attr-defined]
