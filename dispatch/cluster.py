@@ -233,6 +233,8 @@ class RedisChannels:
 
 
 class _RelayedChannel(Channel):
+    reliable = False  # a message relayed while Redis is away is lost
+
     def __init__(self, name: str, relay: RedisChannels) -> None:
         super().__init__(name)
         self._relay = relay

@@ -169,12 +169,15 @@ async def long_poll(edge: Edge, scope: Scope, receive: Receive, send: Send) -> N
     def wake(_message: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(done.set)
 
-    with edge.holding(conn, edge.engine.channel, me, wake):
+    channel = edge.engine.channel
+    with edge.holding(conn, channel, me, wake):
         offers = await edge.run(offers_payload, edge.engine, me)
         if not offers and q.wait > 0 and conn.closing is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), q.wait)
-            if conn.closing != REVOKED:
+            # No wake-up on a channel that loses none: no offer was made since the read
+            # above found none, so the answer stands without reading again.
+            if conn.closing != REVOKED and (done.is_set() or not channel.reliable):
                 offers = await edge.run(offers_payload, edge.engine, me)
     if conn.closing == REVOKED:
         def revoked() -> None:

@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class Channel:
+    # Whether every message published anywhere reaches this process's subscribers: true in
+    # one process (delivery is a call); a relay between processes can lose one while Redis
+    # is away, so a reader that saw no wake-up must still read again.
+    reliable = True
+
     def __init__(self, name: str = "local") -> None:
         self.name = name
         self._lock = threading.Lock()
