@@ -91,11 +91,21 @@ class TokenCache:
                 self._hashes.pop(token_hash(token), None)
 
 
+# How long a token stays cached when every revocation reaches the cache at once (one process:
+# its revocations channel loses no message). `ttl_s` bounds a revocation lost between
+# processes; here none is lost, and the bound only limits the cache's age. A driver's
+# long-poll comes back every 25 s or so: at 2 s, each one read the token table again.
+ONE_PROCESS_TTL_S = 300.0
+
+
 def install_token_cache(app: Flask, ttl_s: float) -> TokenCache:
-    """The app's token cache, forgetting what the app's revocations channel announces."""
+    """The app's token cache, forgetting what the app's revocations channel announces; with
+    a channel that loses none, entries live ONE_PROCESS_TTL_S (0 still turns the cache off)."""
+    channel = app.extensions.get("revocations")
+    if ttl_s > 0 and channel is not None and channel.reliable:
+        ttl_s = max(ttl_s, ONE_PROCESS_TTL_S)
     cache = TokenCache(ttl_s)
     app.extensions["token_cache"] = cache
-    channel = app.extensions.get("revocations")
     if channel is not None:
         channel.subscribe_all(cache.forget)
     return cache
