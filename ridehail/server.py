@@ -19,6 +19,7 @@ import multiprocessing.connection
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -117,16 +118,93 @@ def _quiet_uvicorn() -> None:
         logger.addFilter(_Redact())
 
 
+class Acceptor:
+    """Accepts new connections on a thread of its own and hands them to the event loop.
+
+    uvloop accepts one connection per turn of its loop (strace during bench/connections.py:
+    one accept4 every ~0.3 s with 10,000 busy WebSockets, never two in a row), so with the
+    loop behind, new connections waited in the listen queue (1,000 deep) for tens of
+    seconds and were reset. This thread waits on the listening socket (a duplicate of its
+    descriptor) outside the GIL and accepts everything queued; the loop adopts each one on
+    its next turn. uvloop keeps accepting too: whichever is first takes a connection."""
+
+    POLL_S = 0.25  # how soon a stop is noticed
+
+    def __init__(self, listener: socket.socket, loop: asyncio.AbstractEventLoop,
+                 protocol: Callable[[], asyncio.Protocol]) -> None:
+        self.sock = socket.socket(fileno=os.dup(listener.fileno()))
+        self.sock.setblocking(False)
+        self.loop = loop
+        self.protocol = protocol
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="acceptor")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2 * self.POLL_S + 1)
+        self.sock.close()
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(self.POLL_S * 1000):
+                continue
+            while not self._stop.is_set():
+                try:
+                    conn, _addr = self.sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    break  # uvloop took it, or the queue is empty
+                except OSError as exc:  # out of descriptors: let the loop's own accept cope
+                    log.warning("acceptor: accept failed", error=str(exc))
+                    self._stop.wait(self.POLL_S)
+                    break
+                self.accepted += 1
+                try:
+                    self.loop.call_soon_threadsafe(self._adopt, conn)
+                except RuntimeError:  # the loop is closed: shutting down
+                    conn.close()
+                    return
+
+    def _adopt(self, conn: socket.socket) -> None:
+        """On the loop: the connection becomes a transport with the server's protocol."""
+        conn.setblocking(False)
+        task = self.loop.create_task(self.loop.connect_accepted_socket(self.protocol, conn))
+        task.add_done_callback(_adopted)
+
+
+def _adopted(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("acceptor: connection not adopted", error=repr(task.exception()))
+
+
 class EdgeServer(uvicorn.Server):
     """uvicorn, with the edge's own goodbye first: its WebSockets close with 1001 (uvicorn
     alone would send 1012) and its streams end with a `close` event. `on_stop` (the demo's
-    fleet) runs before anything closes."""
+    fleet) runs before anything closes. New connections are also accepted off the loop
+    (`Acceptor`)."""
 
     on_stop: Callable[[], None] | None = None
+    acceptors: list[Acceptor]
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)  # the app is built and its lifespan started
         tune_gc()
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:  # what uvicorn's own server makes per connection
+            return self.config.http_protocol_class(  # type: ignore[call-arg]
+                config=self.config, server_state=self.server_state,
+                app_state=self.lifespan.state)
+
+        self.acceptors = [Acceptor(sock, loop, protocol) for server in self.servers
+                          for sock in (server.sockets or ())]
+        for acceptor in self.acceptors:
+            acceptor.start()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         from .edge.connections import GOING_AWAY
@@ -134,6 +212,8 @@ class EdgeServer(uvicorn.Server):
 
         if self.on_stop is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.on_stop)
+        for acceptor in getattr(self, "acceptors", ()):
+            await asyncio.get_running_loop().run_in_executor(None, acceptor.stop)
         for server in self.servers:  # stop accepting first: nobody new joins while we close
             server.close()
         for edge in list(RUNNING):
