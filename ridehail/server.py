@@ -82,8 +82,9 @@ def raise_fd_limit(want: int = WANT_FDS) -> tuple[int, int]:
 # thousands of connections held, the heap has millions of tracked objects; at the defaults,
 # anything that lives ~10 ms (a frame waiting for its batch, a request in the thread pool) is
 # promoted to the oldest generation, whose collections walk the whole heap: measured at 44% of
-# the process's CPU in bench/connections.py. A young generation of 50,000 lets short-lived
-# objects die young; the startup heap is frozen out of every collection.
+# the process's GIL time in bench/connections.py (py-spy --native --gil). A young generation
+# of 50,000 lets short-lived objects die young; the startup heap is frozen out of every
+# collection.
 GC_THRESHOLDS = (50_000, 20, 100)
 
 

@@ -114,7 +114,7 @@ class Conn:
         except Exception:  # noqa: BLE001 - the client went away
             self.closed = True
             return
-        self._writer = asyncio.get_running_loop().create_task(self._drain(coro, waiting))
+        self._start_writer(coro, waiting)
 
     def post_last(self, message: Any, *, keep_queued: bool = False) -> None:
         """Queue the connection's last message (a close frame, a final event), dropping
@@ -129,9 +129,9 @@ class Conn:
         while self._writer is not None:
             await asyncio.wait({self._writer})
 
-    def _start_writer(self) -> None:
+    def _start_writer(self, coro: Any = None, waiting: Any = None) -> None:
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+            self._writer = asyncio.get_running_loop().create_task(self._drain(coro, waiting))
 
     async def _drain(self, coro: Any = None, waiting: Any = None) -> None:
         """Write what is queued; first, if given, finish `coro` (a write suspended on
