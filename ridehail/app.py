@@ -12,6 +12,7 @@ from .errors import register_error_handlers
 from .kernel import ids
 from .kernel.db import make_engine
 from .kernel.logging import configure_logging, get_logger
+from .kernel.routing import RoutingMap
 from .limits import install_limits
 from .metrics import Metrics
 from .openapi import build_openapi
@@ -32,7 +33,7 @@ def create_app(
     lease = _lease_worker_id(settings)
     ids.configure(lease.worker_id if lease is not None else settings.worker_id)
 
-    app = Flask("ridehail")
+    app = App("ridehail")
     app.session_interface = NoCookieSession()
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=settings.max_body_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -146,6 +147,12 @@ def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+class App(Flask):
+    """Flask, with the URL map that matches each hot path once (kernel/routing.py)."""
+
+    url_map_class = RoutingMap
 
 
 class NoCookieSession(SessionInterface):

@@ -21,6 +21,7 @@ from .connections import REASON_NAMES, Conn, Registry
 from .flaskside import Refusal, in_request, overloaded
 from .http import refuse
 from .location_frames import LocationFrames
+from .pool import in_pool
 
 log = get_logger(__name__)
 
@@ -117,7 +118,7 @@ class Edge:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the edge's thread pool."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        return await in_pool(self.pool, fn, *args)
 
     async def admit(self, scope: dict[str, Any], send: Callable[[Any], Any],
                     check: Callable[[], T]) -> T | None:

@@ -10,7 +10,6 @@ never streamed (the streams are the edge's own, on the loop), so one hop each wa
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import io
 import sys
@@ -19,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ridehail.kernel.logging import get_logger
+
+from .pool import in_pool
 
 log = get_logger(__name__)
 
@@ -108,11 +109,9 @@ class FlaskBridge:
             # Read whole, a chunked body has a length now; past the limit, the app's 413.
             env.pop("HTTP_TRANSFER_ENCODING", None)
             env["CONTENT_LENGTH"] = str(len(body))
-        loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         try:
-            status, headers, payload = await loop.run_in_executor(
-                self.pool, context.run, self._answer, env)
+            status, headers, payload = await in_pool(self.pool, context.run, self._answer, env)
         except Exception:
             log.exception("the app failed to answer %s %s", scope.get("method"),
                           scope.get("path"))
