@@ -87,7 +87,7 @@ def start_scaled(parts: ScaledParts, engine: Engine) -> Any:
     """Start the tailers and the channels' listener; returns something with stop()."""
     locations = StreamTailer(
         parts.redis, LOCATIONS_STREAM,
-        lambda f: None if apply_location_entry(engine.index, f[b"r"], engine.local_state)
+        lambda f: None if apply_location_entry(engine.index, f, engine.local_state)
         else None,
         name="location-tailer")
     events = StreamTailer(parts.redis, DRIVER_EVENTS_STREAM,

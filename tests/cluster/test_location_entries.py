@@ -1,0 +1,112 @@
+"""The scaled mode's location feed on real Redis (dispatch/feed.py): a batch published by one
+process reaches another process's index whole, as columns; bad rows are refused before they
+are shared, with the same reasons whichever way they are checked; an entry another version
+wrote is refused, not misread."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dispatch.feed import (
+    CHUNK_ROWS,
+    FeedRows,
+    RedisStreamFeed,
+    apply_location_entry,
+    decode_entry,
+    redis_client,
+)
+from geoindex import GeoIndex
+from tests.conftest import NEEDS_REDIS, REDIS_URL
+
+pytestmark = NEEDS_REDIS
+
+NOW = 1_790_000_000.0
+
+
+@pytest.fixture
+def feed() -> Iterator[tuple[Any, RedisStreamFeed]]:
+    redis = redis_client(REDIS_URL)
+    stream = f"test:locations:{uuid.uuid4().hex}"
+    yield redis, RedisStreamFeed(redis, "a", stream=stream)
+    redis.delete(stream)
+
+
+def rows_of(*rows: tuple[str, Any, Any, bool, str, Any]) -> FeedRows:
+    out = FeedRows()
+    for row in rows:
+        out.add(*row)
+    return out
+
+
+def entries(redis: Any, stream: str) -> list[dict[bytes, bytes]]:
+    return [fields for _id, fields in redis.xrange(stream)]
+
+
+def test_a_batch_reaches_another_index_whole(feed: tuple[Any, RedisStreamFeed]) -> None:
+    redis, pub = feed
+    n = CHUNK_ROWS + 7  # two entries
+    rng = np.random.default_rng(3)
+    lats, lngs = rng.uniform(40.70, 40.80, n), rng.uniform(-74.01, -73.94, n)
+    rows = rows_of(*((str(1000 + i), float(lats[i]), float(lngs[i]), i % 3 != 0,
+                      "xl" if i % 2 else "standard", NOW - i * 0.5) for i in range(n)))
+    assert pub.publish(rows).applied == n
+    index = GeoIndex(ttl_s=10_000, clock=lambda: NOW)
+    fields = entries(redis, pub.stream)
+    assert len(fields) == 2
+    # The receiving process knows driver 1000 as busy and xl: its own view wins.
+    known = {"1000": (False, "xl")}
+    assert sum(apply_location_entry(index, f, known.get) for f in fields) == n
+    snap = index.publish()
+    for i in (0, 1, 500, n - 1):
+        got = snap.get(str(1000 + i))
+        assert got is not None
+        assert (got.lat, got.lng, got.ts) == (lats[i], lngs[i], NOW - i * 0.5)
+        want = known.get(str(1000 + i), (i % 3 != 0, "xl" if i % 2 else "standard"))
+        assert (got.available, got.vehicle_class) == want
+
+
+def test_bad_rows_are_refused_before_they_are_shared(feed: tuple[Any, RedisStreamFeed]
+                                                     ) -> None:
+    redis, pub = feed
+    rows = rows_of(("1", 40.75, -73.98, True, "standard", NOW),
+                   ("2", 91.0, -73.98, True, "standard", NOW),
+                   ("3", 40.75, math.inf, True, "standard", NOW),
+                   ("4", 40.75, -73.98, True, "standard", math.nan),
+                   ("5", 40.76, -73.97, True, "standard", NOW))
+    result = pub.publish(rows)
+    assert result.applied == 2
+    assert [(i, f) for i, f, _reason in result.rejected] == [(1, "lat"), (2, "lng"), (3, "ts")]
+    assert "91.0" in result.rejected[0][2]
+    (fields,) = entries(redis, pub.stream)
+    assert decode_entry(fields)[0] == ["1", "5"]
+
+
+def test_a_column_that_is_not_all_numbers_is_checked_row_by_row(
+        feed: tuple[Any, RedisStreamFeed]) -> None:
+    redis, pub = feed
+    rows = rows_of(("1", 40.75, -73.98, True, "standard", NOW),
+                   ("2", "40.75", -73.98, True, "standard", NOW))
+    result = pub.publish(rows)
+    assert (result.applied, [(i, f) for i, f, _ in result.rejected]) == (1, [(1, "lat")])
+    with pytest.raises(ValueError, match="lat must be finite"):
+        pub.publish(rows_of(("2", "40.75", -73.98, True, "standard", NOW)))
+    assert len(entries(redis, pub.stream)) == 1
+
+
+def test_an_entry_of_another_version_is_refused_not_misread(
+        feed: tuple[Any, RedisStreamFeed]) -> None:
+    redis, pub = feed
+    redis.xadd(pub.stream, {"o": "old", "r": '[["1", 40.75, -73.98, 1, "standard", 1.0]]'})
+    pub.publish(rows_of(("1", 40.75, -73.98, True, "standard", NOW)))
+    old, new = entries(redis, pub.stream)
+    with pytest.raises(ValueError, match="version"):
+        decode_entry(old)
+    torn = {**new, b"c": b"standard\nxl"}
+    with pytest.raises(ValueError, match="different lengths"):
+        decode_entry(torn)
