@@ -147,8 +147,8 @@ def get_offers(query: OffersQuery) -> Response:
     # Subscribe before reading, so an offer made in between wakes us instead of being missed.
     with Waiter(eng.channel, me) as waiter:
         offers = offers_payload(eng, me)
-        if not offers and query.wait > 0:
-            waiter.wait(query.wait)
+        if not offers and query.wait > 0 and eng.channel.reread_after_wait(
+                waiter.wait(query.wait)):
             offers = offers_payload(eng, me)
     return jsonify(offers)
 

@@ -177,7 +177,7 @@ async def long_poll(edge: Edge, scope: Scope, receive: Receive, send: Send) -> N
                 await asyncio.wait_for(done.wait(), q.wait)
             # No wake-up on a channel that loses none: no offer was made since the read
             # above found none, so the answer stands without reading again.
-            if conn.closing != REVOKED and (done.is_set() or not channel.reliable):
+            if conn.closing != REVOKED and channel.reread_after_wait(done.is_set()):
                 offers = await edge.run(offers_payload, edge.engine, me)
     if conn.closing == REVOKED:
         def revoked() -> None:

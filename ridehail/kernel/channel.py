@@ -28,6 +28,11 @@ class Channel:
     # is away, so a reader that saw no wake-up must still read again.
     reliable = True
 
+    def reread_after_wait(self, woken: bool) -> bool:
+        """A reader read, then waited on this channel: whether what it read may have changed.
+        Without a wake-up, only if a message can be lost on the way (not `reliable`)."""
+        return woken or not self.reliable
+
     def __init__(self, name: str = "local") -> None:
         self.name = name
         self._lock = threading.Lock()

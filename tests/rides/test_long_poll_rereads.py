@@ -1,4 +1,5 @@
-"""The edge's offers long-poll (ridehail/edge/driver_channel.py) and lost wake-ups: one
+"""The offers long-poll, on the edge (ridehail/edge/driver_channel.py) and in the threaded Flask
+view (dispatch/api.py), and lost wake-ups: one
 process's channel loses none, so a wait that ends without one answers without reading the
 offers again; a channel relayed between processes can lose one (Redis away), so there the
 long-poll reads again at the end of its wait and finds the offer anyway.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from typing import Any
 
 from flask import Flask
@@ -87,3 +90,36 @@ def test_a_single_process_long_poll_without_a_wake_up_answers_without_reading_ag
     assert app.extensions["dispatch"].channel.reliable
     offers = long_poll_losing_the_wake_up(app, api, wait_s=1)
     assert offers == []  # read again, it would have found the offer
+
+
+def threaded_long_poll_losing_the_wake_up(app: Flask, api: Api) -> list[Any]:
+    """The same, with the long-poll served by the Flask view (a WSGI host's thread waits)."""
+    driver, rider = sign_up_driver(api), sign_up_rider(api)
+    go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
+    publish(app)
+    eng = app.extensions["dispatch"]
+    answer: list[Any] = []
+    poll = threading.Thread(target=lambda: answer.append(
+        Api(app.test_client()).get("/v1/drivers/me/offers?wait=1", driver.token)))
+    poll.start()
+    deadline = time.monotonic() + 10
+    while eng.channel.subscribers(driver.id) == 0:  # held: its first read found nothing
+        assert time.monotonic() < deadline, "the long-poll never waited"
+        time.sleep(0.005)
+    eng.matcher.channel = Channel("lost")  # the wake-up of the next offer reaches nobody
+    request_trip(api, rider)
+    poll.join(10)
+    (resp,) = answer
+    assert resp.status == 200
+    offers: list[Any] = resp.body
+    return offers
+
+
+def test_the_threaded_view_reads_again_on_a_relayed_channel(app: Flask, api: Api) -> None:
+    app.extensions["dispatch"].channel.__class__ = Relayed
+    assert len(threaded_long_poll_losing_the_wake_up(app, api)) == 1
+
+
+def test_the_threaded_view_answers_without_reading_again_in_one_process(
+        app: Flask, api: Api) -> None:
+    assert threaded_long_poll_losing_the_wake_up(app, api) == []
