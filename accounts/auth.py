@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from flask import Flask, current_app, g, request
 
@@ -149,6 +149,21 @@ def unauthorized(detail: str, *, invalid: bool) -> Problem:
     return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
 
 
+# The app's budget of refused tokens per client address (installed by ridehail/limits.py;
+# absent when rate limiting is off). Every authenticated endpoint and every connection the
+# edge opens goes through principal_from_request, so a client replaying or guessing tokens
+# is stopped here, whatever it calls.
+AUTH_FAILURES = "auth_failures"
+
+
+class AuthFailures(Protocol):
+    def check(self) -> None:
+        """Raise the 429 problem when this request's address has used its budget."""
+
+    def failed(self) -> None:
+        """Count a refused token against this request's address."""
+
+
 def token_from_request(allow_query_token: bool = False) -> str | None:
     """The bearer token of this request, or None. `?access_token=` is read only when allowed:
     browsers cannot set headers on a WebSocket, but query strings end up in logs."""
@@ -173,9 +188,14 @@ def principal_from_request(allow_query_token: bool = False) -> Principal:
     cache = token_cache()
     principal = cache.get(token)
     if principal is None:
+        failures: AuthFailures | None = current_app.extensions.get(AUTH_FAILURES)
+        if failures is not None:
+            failures.check()  # an address past its budget of refused tokens: 429, no read
         principal = service.authenticate(current_app.extensions["uow_factory"], token,
                                          policy=token_policy())
         if principal is None:
+            if failures is not None:
+                failures.failed()
             raise unauthorized("the token is unknown, revoked or expired", invalid=True)
         cache.put(token, principal)
     g.principal = principal

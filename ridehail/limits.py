@@ -21,7 +21,7 @@ from flask import Flask, Response, current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from limits import parse_many
 
-from accounts.auth import current_principal
+from accounts.auth import AUTH_FAILURES, current_principal
 from accounts.model import normalize_email
 
 from .kernel.errors import Problem, problem_response
@@ -113,6 +113,7 @@ def install_limits(app: Flask, settings: Settings) -> Limiter | None:
             checks[name]()
 
     app.extensions[EXTENSION] = gate
+    app.extensions[AUTH_FAILURES] = _AuthFailures(limiter, settings.rate_limit_auth_failed_ip)
     app.extensions["ridehail_limiter"] = limiter
     app.register_error_handler(RateLimitExceeded, _too_many_requests)
     return limiter
@@ -147,6 +148,31 @@ def _check_anywhere(limiter: Limiter, name: str, limit: str, key: Callable[[], s
                 raise _rate_limited(message, str(item), max(1, math.ceil(reset - time.time())))
 
     return check
+
+
+class _AuthFailures:
+    """Refused tokens per client address (accounts.auth.AuthFailures): counted when a token
+    is refused, checked (without counting) before one is looked up."""
+
+    SCOPE = "auth_failed_ip"
+
+    def __init__(self, limiter: Limiter, limit: str) -> None:
+        self.limiter = limiter
+        self.items = parse_many(limit)
+
+    def check(self) -> None:
+        who = client_ip()
+        for item in self.items:
+            if not self.limiter.limiter.test(item, "ridehail", self.SCOPE, who):
+                reset = self.limiter.limiter.get_window_stats(
+                    item, "ridehail", self.SCOPE, who).reset_time
+                raise _rate_limited("too many refused tokens from this address", str(item),
+                                    max(1, math.ceil(reset - time.time())))
+
+    def failed(self) -> None:
+        who = client_ip()
+        for item in self.items:
+            self.limiter.limiter.hit(item, "ridehail", self.SCOPE, who)
 
 
 def _has_own_limits_or_needs_auth() -> bool:

@@ -109,6 +109,9 @@ class Settings:
     rate_limit_quote: str = "60/minute;600/hour"  # per rider: POST /v1/quotes
     rate_limit_driver_location: str = "120/minute"  # per driver: 2 a second on average
     rate_limit_connection_open: str = "60/minute;600/hour"  # per account: edge openings
+    # Per client IP: tokens refused (unknown, revoked, expired). Past it, the address's tokens
+    # are refused (429) before they are looked up: no database read per guess.
+    rate_limit_auth_failed_ip: str = "30/minute;300/hour"
     rate_limit_location_batch: str = "600/minute"  # per service account (fleet gateway)
     rate_limit_anonymous_ip: str = "300/minute"  # public endpoints, per IP (not /health)
     # Payments: the platform's commission in basis points (2500 = 25 %), the provider, the
@@ -376,7 +379,7 @@ class Settings:
 RATE_LIMITS = ("rate_limit_log_in_account", "rate_limit_log_in_ip", "rate_limit_sign_up_account",
                "rate_limit_sign_up_ip", "rate_limit_trip_request", "rate_limit_quote",
                "rate_limit_driver_location", "rate_limit_location_batch",
-               "rate_limit_connection_open",
+               "rate_limit_connection_open", "rate_limit_auth_failed_ip",
                "rate_limit_anonymous_ip")
 
 

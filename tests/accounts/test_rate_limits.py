@@ -14,8 +14,11 @@ import limits.storage.memory
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 
 import ridehail.limits
+from accounts.auth import principal_from_request
+from ridehail.kernel.errors import Problem
 from ridehail.kernel.throttle import throttle
 from ridehail.limits import install_limits
 from ridehail.settings import Settings, SettingsError
@@ -178,6 +181,40 @@ def test_public_endpoints_are_limited_per_ip_in_general(make_app: Callable[..., 
     for _ in range(5):
         assert client.get("/v1/me", headers={"Authorization": f"Bearer {token['token']}"}) \
             .status_code == 200
+
+
+def test_an_address_replaying_bad_tokens_is_refused_without_a_database_read(
+        make_app: Callable[..., Flask], clock: FakeTime) -> None:
+    """Every authenticated endpoint looks a token up (a database read on a cache miss): past
+    its budget of refused tokens, an address is answered 429 before the look-up, whichever
+    endpoint it calls, and the edge's connections go through the same check."""
+    app = make_app(rate_limit_auth_failed_ip="3/minute", rate_limit_anonymous_ip="1000/minute")
+    client = app.test_client()
+    good = client.post("/v1/riders", json=rider(email()), **from_ip("10.3.3.3")).get_json()
+    auth = {"Authorization": f"Bearer {good['token']}"}
+    assert client.get("/v1/me", headers=auth).status_code == 200  # known to this process now
+    reads: list[str] = []
+    event.listen(app.extensions["engine"], "before_cursor_execute",
+                 lambda *args: reads.append(args[2]))
+    for i in range(3):
+        bad = {"Authorization": f"Bearer not-a-token-{i}"}
+        assert client.get("/v1/me", headers=bad).status_code == 401
+    assert reads, "a refused token was looked up"
+    reads.clear()
+    assert_throttled(client.get("/v1/me", headers={"Authorization": "Bearer guess-4"}))
+    assert_throttled(client.get("/v1/trips/1", headers={"Authorization": "Bearer guess-5"}))
+    with app.test_request_context("/v1/drivers/me/ws?access_token=guess-6",
+                                  environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+        with pytest.raises(Problem) as refused:
+            principal_from_request(allow_query_token=True)
+    assert refused.value.status == 429
+    assert reads == []
+    # A token this process already knows is not held up, nor is another address.
+    assert client.get("/v1/me", headers=auth).status_code == 200
+    assert client.get("/v1/me", headers={"Authorization": "Bearer guess-7"},
+                      **from_ip("10.4.4.4")).status_code == 401
+    clock.now += 61  # the window passed: the address is heard again
+    assert client.get("/v1/me", headers={"Authorization": "Bearer guess-8"}).status_code == 401
 
 
 def test_the_429_is_declared_in_the_openapi_document(make_app: Callable[..., Flask]) -> None:
