@@ -203,10 +203,10 @@ def test_an_address_replaying_bad_tokens_is_refused_without_a_database_read(
     reads.clear()
     assert_throttled(client.get("/v1/me", headers={"Authorization": "Bearer guess-4"}))
     assert_throttled(client.get("/v1/trips/1", headers={"Authorization": "Bearer guess-5"}))
-    with app.test_request_context("/v1/drivers/me/ws?access_token=guess-6",
-                                  environ_base={"REMOTE_ADDR": "127.0.0.1"}):
-        with pytest.raises(Problem) as refused:
-            principal_from_request(allow_query_token=True)
+    with (app.test_request_context("/v1/drivers/me/ws?access_token=guess-6",
+                                   environ_base={"REMOTE_ADDR": "127.0.0.1"}),
+          pytest.raises(Problem) as refused):
+        principal_from_request(allow_query_token=True)
     assert refused.value.status == 429
     assert reads == []
     # A token this process already knows is not held up, nor is another address.
