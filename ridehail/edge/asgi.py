@@ -24,7 +24,7 @@ from .core import Edge
 from .driver_channel import driver_socket, long_poll
 from .flaskside import Refusal, in_request_refusal
 from .http import Receive, Scope, Send, deny, refuse
-from .rider_channel import trip_events
+from .trip_stream import trip_events
 from .wsgi import FlaskBridge
 
 TRIP_EVENTS = re.compile(r"/v1/trips/([^/]+)/events")

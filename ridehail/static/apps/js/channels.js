@@ -1,5 +1,6 @@
-// The push channels, kept connected: the driver's WebSocket (/v1/drivers/me/ws) and the
-// rider's trip event stream (/v1/trips/{id}/events, Server-Sent Events). A dropped
+// The push channels, kept connected: the driver's WebSocket (/v1/drivers/me/ws) and a
+// trip's event stream (/v1/trips/{id}/events, Server-Sent Events; the rider's app and, on a
+// ride, the driver's). A dropped
 // connection is opened again with a growing back-off; the server then catches the client up
 // (pending offers sent again on connect; the trip's current state first on the stream), so
 // the apps lose nothing they need.

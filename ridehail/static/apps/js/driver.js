@@ -2,10 +2,10 @@
 // simulated drive along the route (demo), offers pushed over the WebSocket with a countdown
 // to their deadline, accept or reject, arrive / start (with the rider's PIN when the server
 // asks for one) / complete, the rating of the rider, earnings and history.
-// Public REST API and the driver's WebSocket only.
+// Public REST API, the driver's WebSocket and the trip's event stream only.
 import { api, ApiError, Session } from "./api.js";
 import { setUpAuth } from "./auth.js";
-import { DriverSocket } from "./channels.js";
+import { DriverSocket, TripStream } from "./channels.js";
 import { CITY_CENTRE, dot, fit, makeMap, metres, place, towards } from "./map.js";
 import {
   $, announce, clearErrors, el, fmtLatLng, minutes, money, show, showError, submitting, text,
@@ -24,12 +24,11 @@ const STATE_TEXT = {
 };
 const TICK_MS = 1000; // the simulated drive's step
 const IDLE_SEND_MS = 4000; // a parked car still reports, so dispatch keeps seeing it
-const TRIP_POLL_MS = 3000; // the driver's channel pushes offers, not trip changes: read them
 
 const session = new Session("driver");
 const app = {
   map: null, pos: null, online: false, socket: null, offers: new Map(), trip: null,
-  markers: {}, simTimer: null, gpsWatch: null, tripTimer: null, countdown: null,
+  markers: {}, simTimer: null, gpsWatch: null, stream: null, countdown: null,
   lastSent: 0, sentFrames: 0, acks: 0, ready: false,
 };
 window.driverApp = app; // for the browser tests and for poking around in the console
@@ -241,7 +240,7 @@ function renderTrip(trip) {
   app.trip = LIVE.has(trip.state) ? trip : null;
   session.save({ trip: trip.id });
   if (!LIVE.has(trip.state)) {
-    stopTripPoll();
+    stopFollowing();
     if (app.online) renderStatus("available");
     if (trip.state === "completed") {
       showDone(trip);
@@ -272,30 +271,39 @@ function renderTrip(trip) {
     announce(STATE_TEXT[trip.state]);
     fit(app.map, [app.pos, trip.state === "in_progress" ? null : trip.pickup, trip.dropoff]);
   }
-  startTripPoll(trip.id);
+  follow(trip.id);
 }
 
-function startTripPoll(tripId) {
-  if (app.tripTimer) return;
-  app.tripTimer = setInterval(async () => {
-    if (!app.trip || app.trip.id !== tripId) return stopTripPoll();
-    try {
-      const t = await api("GET", `/v1/trips/${tripId}`, { token: token() });
-      if (!app.trip || t.state !== app.trip.state) renderTrip(t);
-    } catch (exc) {
-      if (exc instanceof ApiError && exc.status === 404) {
-        // no longer ours: the rider cancelled and the trip moved on
-        app.trip = null;
-        stopTripPoll();
-        show("#trip", false);
+// The trip's event stream: its changes the driver did not make (the rider's cancel) arrive
+// here; on (re)connect it sends the trip as it is by then.
+function follow(tripId) {
+  if (app.stream && app.stream.tripId === tripId && !app.stream.stopped) return;
+  stopFollowing();
+  app.stream = new TripStream(tripId, token, {
+    trip: (t) => {
+      if (app.trip && app.trip.id === tripId && t.state !== app.trip.state) renderTrip(t);
+    },
+    location: () => {}, // the driver's own position: never sent to them
+    state: () => {}, // #conn shows the WebSocket, which carries the offers
+    ended: async () => {
+      if (!app.trip || app.trip.id !== tripId) return;
+      try {
+        renderTrip(await api("GET", `/v1/trips/${tripId}`, { token: token() }));
+      } catch (exc) {
+        if (exc instanceof ApiError && exc.status === 404) {
+          // no longer ours: the trip went back to dispatch
+          app.trip = null;
+          show("#trip", false);
+        }
       }
-    }
-  }, TRIP_POLL_MS);
+    },
+    revoked: () => auth.leave(),
+  });
 }
 
-function stopTripPoll() {
-  clearInterval(app.tripTimer);
-  app.tripTimer = null;
+function stopFollowing() {
+  if (app.stream) app.stream.stop();
+  app.stream = null;
 }
 
 async function step(kind, body) {
@@ -452,7 +460,7 @@ async function signedIn() {
 
 function signedOut() {
   stopSource();
-  stopTripPoll();
+  stopFollowing();
   clearInterval(app.countdown);
   if (app.socket) app.socket.stop();
   app.socket = null;

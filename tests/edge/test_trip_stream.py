@@ -1,5 +1,6 @@
-"""The rider's trip event stream through a whole ride; who may open it; and a restart that
-closes every connection with 1001 and loses nothing once the clients reconnect."""
+"""A trip's event stream through a whole ride, for its rider and for its driver; who may open
+it; and a restart that closes every connection with 1001 and loses nothing once the clients
+reconnect."""
 
 from __future__ import annotations
 
@@ -58,19 +59,52 @@ def test_the_rider_follows_a_whole_ride_on_the_stream(edge_server: Start) -> Non
     ws.close()
 
 
-def test_only_the_trips_rider_may_open_its_stream(edge_server: Start) -> None:
+def test_only_the_trips_parties_may_open_its_stream(edge_server: Start) -> None:
     srv = edge_server()
     api = Api(srv.url)
-    driver, rider, stranger = sign_up_driver(api), sign_up_rider(api), sign_up_rider(api)
+    driver, rider = sign_up_driver(api), sign_up_rider(api)
+    stranger, other_driver = sign_up_rider(api), sign_up_driver(api)
     online_here(api, driver, rider)
     trip = request_trip(api, rider)
     url = f"{srv.url}/v1/trips/{trip['id']}/events"
-    for token, status in ((stranger.token, 404), (driver.token, 403), (None, 401),
+    for token, status in ((stranger.token, 404), (other_driver.token, 404), (None, 401),
                           ("not-a-token", 401)):
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         r = requests.get(url, headers=headers, timeout=10)
         assert r.status_code == status, (token, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
+    # The driver it is offered to sees it, as GET /v1/trips/{id} lets them.
+    offered = Events(srv, trip["id"], driver.token)
+    assert offered.until("trip") == api.get(f"/v1/trips/{trip['id']}", driver.token).body
+    offered.close()
+
+
+def test_the_driver_follows_the_trip_and_sees_the_riders_cancel(edge_server: Start) -> None:
+    srv = edge_server(stream_location_interval_s="0.2")
+    api = Api(srv.url)
+    driver, rider = sign_up_driver(api), sign_up_rider(api)
+    online_here(api, driver, rider)
+    ws = open_ws(srv, driver)
+    trip = request_trip(api, rider)
+    offer = next_of(ws, "offer")["offer"]
+    assert api.post(f"/v1/offers/{offer['id']}/accept", driver.token).status == 200
+    events = Events(srv, trip["id"], driver.token)
+    assigned = events.until("trip")
+    assert assigned["state"] == "driver_assigned"
+    assert assigned == api.get(f"/v1/trips/{trip['id']}", driver.token).body
+    ws.send(json.dumps({"type": "location", "lat": PICKUP["lat"] + 0.001, "lng": PICKUP["lng"]}))
+    assert next_of(ws, "ack")
+    assert api.post(f"/v1/trips/{trip['id']}/cancel", rider.token).status == 200
+    names = []
+    while not names or names[-1] != "close":
+        name, data = events.next()
+        names.append(name)
+        if name == "trip":
+            assert data["state"] == "cancelled"
+    assert "location" not in names  # the driver's own position is never sent back to them
+    assert data == {"reason": "trip_ended"}
+    events.close()
+    ws.close()
 
 
 def test_revoking_the_riders_tokens_ends_the_stream(edge_server: Start) -> None:

@@ -1,10 +1,13 @@
-"""The rider's channel on the edge: `GET /v1/trips/{id}/events`, Server-Sent Events, for the
-trip's rider only (anyone else gets the 404 `GET /v1/trips/{id}` gives them).
+"""A trip's event stream on the edge: `GET /v1/trips/{id}/events`, Server-Sent Events, for
+the trip's rider and its driver (or a driver it is offered to), as `GET /v1/trips/{id}` lets
+them see it: anyone else gets the 404 that view gives them.
 
-    event: trip       the trip as GET /v1/trips/{id} shows it to its rider: on connect (so a
-                      reconnect catches up), then after every change
+    event: trip       the trip as GET /v1/trips/{id} shows it to the caller: on connect (so a
+                      reconnect catches up), then after every change (a rider's cancel
+                      reaches the driver's app here)
     event: location   {"lat", "lng", "ts"}: the driver's position, at most every
                       `stream_location_interval_s`, while trips.access lets the rider see it
+                      (never to the driver)
     event: close      {"reason": ...}: the stream ends (the trip ended, the token was
                       revoked, a newer stream replaced this one, the server is going away)
     : ping            a comment every `stream_heartbeat_s`
@@ -33,25 +36,27 @@ from .core import Edge
 from .flaskside import Caller, authenticate
 from .http import Receive, Scope, Send, dumps
 
-RIDERS = frozenset({Role.rider})
+PARTIES = frozenset({Role.rider, Role.driver})
 
 
-def rider_view(eng: Engine, trip_id: str, rider_id: str) -> tuple[Trip, dict[str, Any]]:
-    """The trip and its rider's view of it, as GET /v1/trips/{id} shows it (the thread pool;
-    TripNotFound when it is not this rider's)."""
-    trip = eng.trip_for(trip_id, "rider", rider_id)
-    return trip, trip_payload(eng, trip, "rider", rider_id)
+def party_view(eng: Engine, trip_id: str, role: str, account_id: str
+               ) -> tuple[Trip, dict[str, Any]]:
+    """The trip and the caller's view of it, as GET /v1/trips/{id} shows it (the thread pool;
+    TripNotFound when the caller may not see it)."""
+    trip = eng.trip_for(trip_id, role, account_id)
+    return trip, trip_payload(eng, trip, role, account_id)
 
 
 class TripStream:
-    __slots__ = ("conn", "edge", "trip_id", "me", "wake", "seq", "last_view", "last_pos",
-                 "trip")
+    __slots__ = ("conn", "edge", "trip_id", "me", "role", "wake", "seq", "last_view",
+                 "last_pos", "trip")
 
-    def __init__(self, edge: Edge, conn: Conn, trip_id: str, trip: Trip) -> None:
+    def __init__(self, edge: Edge, conn: Conn, trip_id: str, trip: Trip, role: str) -> None:
         self.edge = edge
         self.conn = conn
         self.trip_id = trip_id
         self.me = conn.account_id
+        self.role = role
         self.wake = asyncio.Event()
         self.seq = 0
         self.last_view: dict[str, Any] | None = None
@@ -68,7 +73,8 @@ class TripStream:
         self.conn.post(self.encode(name, data))
 
     async def send_trip(self) -> None:
-        trip, view = await self.edge.run(rider_view, self.edge.engine, self.trip_id, self.me)
+        trip, view = await self.edge.run(party_view, self.edge.engine, self.trip_id,
+                                         self.role, self.me)
         self.trip = trip
         if view != self.last_view:
             self.last_view = view
@@ -76,7 +82,7 @@ class TripStream:
 
     def send_position(self) -> None:
         trip = self.trip
-        if trip.driver_id is None or not sees_driver_location(trip, "rider", self.me):
+        if trip.driver_id is None or not sees_driver_location(trip, self.role, self.me):
             return
         pos = self.edge.engine.index.snapshot().get(trip.driver_id)
         if pos is None:
@@ -92,9 +98,10 @@ async def trip_events(edge: Edge, scope: Scope, receive: Receive, send: Send,
     eng = edge.engine
 
     def check() -> tuple[Caller, Trip, dict[str, Any]]:
-        caller = authenticate(RIDERS, "a trip's event stream")
+        caller = authenticate(PARTIES, "a trip's event stream")
         try:
-            return (caller, *rider_view(eng, trip_id, caller.principal.account_id))
+            return (caller, *party_view(eng, trip_id, caller.principal.role.value,
+                                        caller.principal.account_id))
         except TripNotFound:
             raise Problem(404, "Not Found", f"no such trip {trip_id}") from None
 
@@ -111,7 +118,7 @@ async def trip_events(edge: Edge, scope: Scope, receive: Receive, send: Send,
         stream.wake.set()
 
     conn = Conn.of("sse", caller, send, close)
-    stream = TripStream(edge, conn, trip_id, trip)
+    stream = TripStream(edge, conn, trip_id, trip, caller.principal.role.value)
     loop = asyncio.get_running_loop()
 
     def on_change(_message: dict[str, Any]) -> None:
