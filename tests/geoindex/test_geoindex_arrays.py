@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geoindex import GeoIndex, NearestArrays, haversine_m
+from geoindex.kernels import QT_LEVELS, morton_key
+from geoindex.qt_nearest import _cell
 
 from .test_geoindex_nearest import brute
 
@@ -141,6 +143,29 @@ def test_dense_city_agrees_with_brute_force(backend):
         got = _rows(arr, i)
         assert [g[0] for g in got] == [w[1] for w in want]
         assert [g[1] for g in got] == pytest.approx([w[0] for w in want], abs=1e-6)
+
+
+def test_remembered_cell_ranges_match_a_binary_search():
+    """The batch's table of cell ranges (``qt_nearest._cell``) answers for its own level and
+    prefix only: the same prefix at another level, on the same row, is searched again."""
+    rows = _fleet(5, 3000, 0.02)
+    _idx, snap, _ = _index("quadtree", rows, moved=100)
+    bK, _bF, _bM, _mask, dK, _dF, _dM = snap._parts
+    table = np.full((1, 5), -1, np.int64)  # one row: every cell shares it
+    rng = np.random.default_rng(1)
+    differed = 0
+    for _ in range(100):
+        level = int(rng.integers(6, 20))
+        lat, lng = rows[int(rng.integers(len(rows)))][1:3]
+        prefix = morton_key(lat, lng) >> (2 * (QT_LEVELS - level))
+        got = []
+        for lv in (level, level + 1, level):
+            lo, hi = prefix << (2 * (QT_LEVELS - lv)), (prefix + 1) << (2 * (QT_LEVELS - lv))
+            want = (*np.searchsorted(bK, [lo, hi]), *np.searchsorted(dK, [lo, hi]))
+            got.append(_cell(bK, dK, lv, prefix, table))
+            assert got[-1] == tuple(int(w) for w in want)
+        differed += got[0] != got[1]
+    assert differed > 50  # the same prefix at the next level is mostly elsewhere
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
