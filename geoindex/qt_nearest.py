@@ -12,6 +12,8 @@ profile showed the time going:
   profile; the entry points allocate, then call them;
 - a batch remembers the key ranges of the cells it looked up (``CELLS`` of them, by a hash of
   level and prefix): its queries run in Morton order, so neighbours ask for the same cells;
+- in a batch, a query's first bound comes from the previous query's k nearest when they are
+  near (``seed_bound``), not from a scan of the entries next to its key;
 - path compression: a node is replaced by the deepest node holding the same entries (the common
   Morton prefix of its first and last keys), so a city's queries skip the levels above it and
   their binary searches;
@@ -38,6 +40,7 @@ H_COLS = 6  # level, prefix, lo_base, hi_base, lo_delta, hi_delta
 HEAP = 1024  # nodes waiting in one search; more (rare) falls back to the growing search
 TIES = 8  # room for ties with the k-th beyond k; more falls back too
 CELLS = 256  # cell ranges a batch remembers (a power of two)
+SEED_SPAN = 9.0  # a seeded first bound serves up to this many times the previous k-th's term
 # numba's option compiling a function without its runtime: no reference counts, no allocation
 NO_REFCOUNTS: dict[str, Any] = {"_nrt": False}
 DEG2RAD = math.pi / 180.0
@@ -402,28 +405,28 @@ def _cell(bK, dK, level, prefix, cells):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, inline="always")
 def grid_knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
-             q, est, ba, be, cells):  # type: ignore[no-untyped-def]
-    """One query by cells: a first bound from the entries next to the query's key (close in
-    Morton order, so mostly close by), then every entry of the cells covering the bound's box,
-    at the level where that is at most 3 x 3 cells. Returns the count kept (as ``knn``), -1
-    when a buffer overflowed, or -2 when the box does not suit (fewer than k entries nearby, a
-    pole, too wide): use ``knn``. ``q`` is the point (``set_query``); ``cells`` the batch's
-    cell ranges (``_cell``)."""
+             q, est, ba, be, cells, a_first):  # type: ignore[no-untyped-def]
+    """One query by cells: a first bound (``a_first``, or when that is negative the k-th
+    nearest of the entries next to the query's key: close in Morton order, so mostly close
+    by), then every entry of the cells covering the bound's box, at the level where that is at
+    most 3 x 3 cells. Returns the count kept (as ``knn``), -1 when a buffer overflowed, or -2
+    when the box does not suit (fewer than k entries nearby, a pole, too wide): use ``knn``.
+    ``q`` is the point (``set_query``); ``cells`` the batch's cell ranges (``_cell``)."""
     c = q[4]
-    nb = bK.shape[0]
-    nd = dK.shape[0]
-    key = kn.morton_key(lat, lng)
-    pb = kn.lower_bound(bK, 0, nb, key)
-    pd = kn.lower_bound(dK, 0, nd, key)
-    w = k
-    ne = _estimate(bF, bM, mask, True, max(0, pb - w), min(nb, pb + w), q, avail_only, cls,
-                   min_ts, k, est, 0)
-    ne = _estimate(dF, dM, mask, False, max(0, pd - w), min(nd, pd + w), q, avail_only, cls,
-                   min_ts, k, est, ne)
-    if ne < k:
-        return -2
-    a_rad = kn.a_of_radius(radius)
-    a0 = min(a_rad, est[k - 1] * 0.25 * (1.0 + kn.SLACK) + 1e-18)
+    if a_first < 0.0:
+        nb = bK.shape[0]
+        nd = dK.shape[0]
+        key = kn.morton_key(lat, lng)
+        pb = kn.lower_bound(bK, 0, nb, key)
+        pd = kn.lower_bound(dK, 0, nd, key)
+        ne = _estimate(bF, bM, mask, True, max(0, pb - k), min(nb, pb + k), q, avail_only,
+                       cls, min_ts, k, est, 0)
+        ne = _estimate(dF, dM, mask, False, max(0, pd - k), min(nd, pd + k), q, avail_only,
+                       cls, min_ts, k, est, ne)
+        if ne < k:
+            return -2
+        a_first = est[k - 1] * 0.25 * (1.0 + kn.SLACK) + 1e-18
+    a0 = min(kn.a_of_radius(radius), a_first)
     ang = 2.0 * math.asin(min(1.0, math.sqrt(a0))) * (1.0 + 1e-9) + 1e-12
     lat_lo = lat - ang / DEG2RAD
     lat_hi = lat + ang / DEG2RAD
@@ -477,10 +480,11 @@ def grid_knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls,
 
 @njit(cache=True, inline="always")
 def _nearest(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts, q,
-             est, hlb, H, node, ba, bd, be, cells):  # type: ignore[no-untyped-def]
-    set_query(q, lat, lng)
+             est, hlb, H, node, ba, bd, be, cells, a_first):  # type: ignore[no-untyped-def]
+    """The k nearest of the point ``q`` (set for lat, lng) as ``_finish`` leaves them; a
+    negative count when a fixed buffer overflowed."""
     cnt = grid_knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
-                   q, est, ba, be, cells)
+                   q, est, ba, be, cells, a_first)
     if cnt == -2:
         cnt = knn(bK, bF, bM, mask, dK, dF, dM, k, radius, avail_only, cls, min_ts, q, hlb, H,
                   node, ba, bd, be)
@@ -494,6 +498,39 @@ def _scratch(k, n_cells):  # type: ignore[no-untyped-def]
     return (np.empty(6), np.empty(k), np.empty(HEAP), np.empty((HEAP, H_COLS), np.int64),
             np.empty(H_COLS, np.int64), np.empty(k + TIES), np.empty(k + TIES),
             np.empty(k + TIES, np.int64), np.full((n_cells, 5), -1, np.int64))
+
+
+@njit(cache=True, inline="always")
+def seed_bound(seed, q, k, a_kth):  # type: ignore[no-untyped-def]
+    """A first bound for the point q from the previous query's k nearest (``seed``: their
+    x, y, z; ``a_kth``: the term of the k-th, negative when it had fewer): they pass the same
+    filters, so q's k-th nearest is no farther than the farthest of them. -1 (use the
+    estimate) when that is more than ``SEED_SPAN`` times the previous k-th's term: a jump."""
+    if a_kth < 0.0:
+        return -1.0
+    a = 0.0
+    for r in range(k):
+        dx = seed[r, 0] - q[0]
+        dy = seed[r, 1] - q[1]
+        dz = seed[r, 2] - q[2]
+        a = max(a, (dx * dx + dy * dy + dz * dz) * 0.25)
+    if a > SEED_SPAN * a_kth:
+        return -1.0
+    return a * (1.0 + kn.SLACK) + 1e-18
+
+
+@njit(cache=True, inline="always")
+def _set_seed(seed, bF, dF, be, k):  # type: ignore[no-untyped-def]
+    """Keeps x, y, z of the k nearest found (entries ``be[:k]``) for ``seed_bound``."""
+    for r in range(k):
+        e = be[r]
+        if e >= 0:
+            F, j = bF, e
+        else:
+            F, j = dF, -1 - e
+        seed[r, 0] = F[j, kn.F_X]
+        seed[r, 1] = F[j, kn.F_Y]
+        seed[r, 2] = F[j, kn.F_Z]
 
 
 @njit(cache=True, inline="always")
@@ -536,8 +573,9 @@ def _put_rows(bF, bM, dF, dM, k, bd, be, cnt, f, g, t):  # type: ignore[no-untyp
 @njit(cache=True, nogil=True, **NO_REFCOUNTS)
 def _one(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts, out_f,
          out_i, q, est, hlb, H, node, ba, bd, be, cells):  # type: ignore[no-untyped-def]
+    set_query(q, lat, lng)
     cnt = _nearest(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
-                   q, est, hlb, H, node, ba, bd, be, cells)
+                   q, est, hlb, H, node, ba, bd, be, cells, -1.0)
     cap = out_f.shape[1]
     if cnt < 0 or cnt > cap:
         return 2 * (cap + 1)
@@ -559,12 +597,19 @@ def qt_nearest_into(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_onl
 
 @njit(cache=True, nogil=True, **NO_REFCOUNTS)
 def _many(bK, bF, bM, mask, dK, dF, dM, lats, lngs, k, radius, avail_only, cls, min_ts, order,
-          out_f, out_i, counts, redo, q, est, hlb, H, node, ba, bd, be,
-          cells):  # type: ignore[no-untyped-def]
+          out_f, out_i, counts, redo, q, est, hlb, H, node, ba, bd, be, cells,
+          seed):  # type: ignore[no-untyped-def]
+    a_kth = -1.0
     for t in range(order.shape[0]):
         i = order[t]
+        set_query(q, lats[i], lngs[i])
         cnt = _nearest(bK, bF, bM, mask, dK, dF, dM, lats[i], lngs[i], k, radius, avail_only,
-                       cls, min_ts, q, est, hlb, H, node, ba, bd, be, cells)
+                       cls, min_ts, q, est, hlb, H, node, ba, bd, be, cells,
+                       seed_bound(seed, q, k, a_kth))
+        a_kth = -1.0
+        if cnt >= k:
+            a_kth = ba[k - 1]
+            _set_seed(seed, bF, dF, be, k)
         if cnt < 0 or cnt > k:
             redo[i] = 1
             cnt = 0
@@ -588,5 +633,6 @@ def qt_nearest_many(bK, bF, bM, mask, dK, dF, dM, lats, lngs, k, radius, avail_o
     q, est, hlb, H, node, ba, bd, be, cells = _scratch(k, CELLS)
     order = np.argsort(kn.morton_keys(lats, lngs))  # neighbouring queries share cache lines
     _many(bK, bF, bM, mask, dK, dF, dM, lats, lngs, k, radius, avail_only, cls, min_ts, order,
-          out_f, out_i, counts, redo, q, est, hlb, H, node, ba, bd, be, cells)
+          out_f, out_i, counts, redo, q, est, hlb, H, node, ba, bd, be, cells,
+          np.empty((k, 3)))
     return out_f, out_i, counts, redo
