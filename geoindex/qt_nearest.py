@@ -573,6 +573,8 @@ def _put_rows(bF, bM, dF, dM, k, bd, be, cnt, f, g, t):  # type: ignore[no-untyp
 @njit(cache=True, nogil=True, **NO_REFCOUNTS)
 def _one(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts, out_f,
          out_i, q, est, hlb, H, node, ba, bd, be, cells):  # type: ignore[no-untyped-def]
+    """``qt_nearest_into``'s search and rows (``out_f``, ``out_i`` with one leading row),
+    in the caller's scratch."""
     set_query(q, lat, lng)
     cnt = _nearest(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
                    q, est, hlb, H, node, ba, bd, be, cells, -1.0)
@@ -599,6 +601,8 @@ def qt_nearest_into(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_onl
 def _many(bK, bF, bM, mask, dK, dF, dM, lats, lngs, k, radius, avail_only, cls, min_ts, order,
           out_f, out_i, counts, redo, q, est, hlb, H, node, ba, bd, be, cells,
           seed):  # type: ignore[no-untyped-def]
+    """``qt_nearest_many``'s searches, in Morton ``order``, into its rows, in the caller's
+    scratch (``seed``: room for the k nearest's x, y, z)."""
     a_kth = -1.0
     for t in range(order.shape[0]):
         i = order[t]
