@@ -149,7 +149,7 @@ def test_dense_city_agrees_with_brute_force(backend):
 def test_each_query_bounded_by_the_previous_ones_neighbours(vehicle_class):
     """In a batch (run in Morton order) a query's first bound is the farthest of the previous
     query's k nearest (``qt_nearest.seed_bound``): points repeated, a step apart and far apart
-    still get exactly nearest()'s answer, with the filters the neighbours passed."""
+    still get exactly the brute-force answer, with the filters the neighbours passed."""
     rows = _fleet(23, 3000, 0.01)
     _idx, snap, drivers = _index("quadtree", rows, moved=150)
     rng = np.random.default_rng(5)
