@@ -51,6 +51,7 @@ class GeoIndex:
     _cls: NDArray[np.uint8]
     _alive: NDArray[np.uint8]
     _dirty: NDArray[np.uint8]
+    _views: tuple[Any, ...]  # memoryviews of the columns above, in that order
 
     def __init__(self, backend: str = "quadtree", resolution: int | None = None,
                  ttl_s: float = 30.0, *, clock: Callable[[], float] = time.time,
@@ -110,6 +111,8 @@ class GeoIndex:
             if old is not None:
                 arr[:n] = getattr(self, name)[:n]
             setattr(self, name, arr)
+        # upsert's item reads and writes through memoryviews: a third of numpy's per-item cost
+        self._views = tuple(memoryview(getattr(self, name)) for name in cols)
         self._cap = cap
 
     def _new_slot(self, driver_id: str) -> int:
@@ -152,8 +155,9 @@ class GeoIndex:
         if available is not True and available is not False \
                 and not isinstance(available, np.bool_):
             raise ValueError(f"available: must be a bool, got {available!r}")
-        t = self._clock() if ts is None else check_number(ts, "ts")
+        t = float(self._clock()) if ts is None else check_number(ts, "ts")
         key = self._key_of(lat, lng)
+        av = 1 if available else 0
         with self._lock:
             code = self._class_codes.get(vehicle_class) if type(vehicle_class) is str else None
             if code is None:
@@ -161,23 +165,22 @@ class GeoIndex:
             slot = self._slot_of.get(driver_id)
             if slot is None:
                 slot = self._new_slot(driver_id)
-            alive = self._alive
-            avail = self._avail
-            was_alive = alive[slot]
-            was_avail = was_alive and avail[slot]
-            self._lat[slot] = lat
-            self._lng[slot] = lng
-            self._ts[slot] = t
-            self._key[slot] = key
-            avail[slot] = available
-            self._cls[slot] = code
+            lat_w, lng_w, ts_w, key_w, avail_w, cls_w, alive_w, dirty_w = self._views
+            was_alive = alive_w[slot]
+            was_avail = avail_w[slot] if was_alive else 0
+            lat_w[slot] = lat
+            lng_w[slot] = lng
+            ts_w[slot] = t
+            key_w[slot] = key
+            avail_w[slot] = av
+            cls_w[slot] = code
             if not was_alive:
-                alive[slot] = 1
+                alive_w[slot] = 1
                 self._total += 1
-            if bool(available) != bool(was_avail):
-                self._available += 1 if available else -1
-            if not self._dirty[slot]:
-                self._dirty[slot] = 1
+            if av != was_avail:
+                self._available += 1 if av else -1
+            if not dirty_w[slot]:
+                dirty_w[slot] = 1
                 self._dirty_new.append(slot)
 
     def upsert_many(self, driver_ids: Sequence[str] | NDArray[Any], lats: Any, lngs: Any, *,

@@ -6,6 +6,14 @@ profile showed the time going:
 - no allocation per query: the heap and the k-best buffer are scratch arrays reused across a
   batch, and a single query writes its rows into arrays the caller passes in (numba boxing a
   returned array costs more than the whole search);
+- no reference counting per query: the searches are compiled without numba's runtime
+  (``NO_REFCOUNTS``; they allocate nothing), since with it every inlined helper taking an array
+  paid an atomic increment and decrement of its count, half of a batch query's time in the
+  profile; the entry points allocate, then call them;
+- a batch remembers the key ranges of the cells it looked up (``CELLS`` of them, by a hash of
+  level and prefix): its queries run in Morton order, so neighbours ask for the same cells;
+- in a batch, a query's first bound comes from the previous query's k nearest when they are
+  near (``seed_bound``), not from a scan of the entries next to its key;
 - path compression: a node is replaced by the deepest node holding the same entries (the common
   Morton prefix of its first and last keys), so a city's queries skip the levels above it and
   their binary searches;
@@ -19,6 +27,7 @@ term ``a`` with every tie of the k-th kept, distances by the exact haversine for
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -30,6 +39,10 @@ LEAF = kn.QT_LEAF
 H_COLS = 6  # level, prefix, lo_base, hi_base, lo_delta, hi_delta
 HEAP = 1024  # nodes waiting in one search; more (rare) falls back to the growing search
 TIES = 8  # room for ties with the k-th beyond k; more falls back too
+CELLS = 256  # cell ranges a batch remembers (a power of two)
+SEED_SPAN = 9.0  # a seeded first bound serves up to this many times the previous k-th's term
+# numba's option compiling a function without its runtime: no reference counts, no allocation
+NO_REFCOUNTS: dict[str, Any] = {"_nrt": False}
 DEG2RAD = math.pi / 180.0
 
 
@@ -261,13 +274,9 @@ def _finish(bF, dF, q, k, radius, ba, bd, be, cnt):  # type: ignore[no-untyped-d
     return m
 
 
-@njit(cache=True)
-def knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
-        q, hlb, H, node, ba, bd, be):  # type: ignore[no-untyped-def]
-    """One query into the scratch buffers; returns the count of candidates kept in ``ba, bd,
-    be`` (k, fewer, or more when tied with the k-th), or -1 when a fixed buffer overflowed (the
-    caller falls back to ``quadtree.qt_search``, which grows its buffers). Entries: ``e >= 0``
-    is a base row, ``-1 - e`` a delta row."""
+@njit(cache=True, inline="always")
+def set_query(q, lat, lng):  # type: ignore[no-untyped-def]
+    """q = x, y, z, radians(lat), cos(radians(lat)), lng of the query point."""
     p = lat * DEG2RAD
     lam = lng * DEG2RAD
     c = math.cos(p)
@@ -277,6 +286,15 @@ def knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_
     q[3] = p
     q[4] = c
     q[5] = lng
+
+
+@njit(cache=True, **NO_REFCOUNTS)
+def knn(bK, bF, bM, mask, dK, dF, dM, k, radius, avail_only, cls, min_ts,
+        q, hlb, H, node, ba, bd, be):  # type: ignore[no-untyped-def]
+    """One query (the point ``q``, see ``set_query``) into the scratch buffers; returns the
+    count of candidates kept in ``ba, bd, be`` (k, fewer, or more when tied with the k-th), or
+    -1 when a fixed buffer overflowed (the caller falls back to ``quadtree.qt_search``, which
+    grows its buffers). Entries: ``e >= 0`` is a base row, ``-1 - e`` a delta row."""
     a_rad = kn.a_of_radius(radius)
     cnt = 0
     hn = _push_range(q, hlb, H, 0, a_rad * (1.0 + kn.SLACK) + 1e-18, 0, bK, 0, bK.shape[0],
@@ -359,37 +377,56 @@ def _y26(lat):  # type: ignore[no-untyped-def]
     return min(max(int((lat + 90.0) * kn.QT_SY), 0), kn.QT_SIDE - 1)
 
 
-@njit(cache=True)
-def grid_knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
-             q, est, ba, bd, be):  # type: ignore[no-untyped-def]
-    """One query by cells: a first bound from the entries next to the query's key (close in
-    Morton order, so mostly close by), then every entry of the cells covering the bound's box,
-    at the level where that is at most 3 x 3 cells. Returns the count kept (as ``knn``), -1
-    when a buffer overflowed, or -2 when the box does not suit (fewer than k entries nearby, a
-    pole, too wide): use ``knn``."""
-    p = lat * DEG2RAD
-    lam = lng * DEG2RAD
-    c = math.cos(p)
-    q[0] = c * math.cos(lam)
-    q[1] = c * math.sin(lam)
-    q[2] = math.sin(p)
-    q[3] = p
-    q[4] = c
-    q[5] = lng
+@njit(cache=True, inline="always")
+def _cell(bK, dK, level, prefix, cells):  # type: ignore[no-untyped-def]
+    """lo_b, hi_b, lo_d, hi_d: the entries of the node (level, prefix) in each part, from
+    ``cells`` (rows key, lo_b, hi_b, lo_d, hi_d) when it holds them, else by binary search
+    (then kept there)."""
+    key = (level << 52) | prefix  # a prefix holds 2 * level <= 52 bits
+    h = (prefix ^ (prefix >> 5) ^ (prefix >> 11)) & (cells.shape[0] - 1)
+    if cells[h, 0] == key:
+        return cells[h, 1], cells[h, 2], cells[h, 3], cells[h, 4]
     nb = bK.shape[0]
     nd = dK.shape[0]
-    key = kn.morton_key(lat, lng)
-    pb = kn.lower_bound(bK, 0, nb, key)
-    pd = kn.lower_bound(dK, 0, nd, key)
-    w = k
-    ne = _estimate(bF, bM, mask, True, max(0, pb - w), min(nb, pb + w), q, avail_only, cls,
-                   min_ts, k, est, 0)
-    ne = _estimate(dF, dM, mask, False, max(0, pd - w), min(nd, pd + w), q, avail_only, cls,
-                   min_ts, k, est, ne)
-    if ne < k:
-        return -2
-    a_rad = kn.a_of_radius(radius)
-    a0 = min(a_rad, est[k - 1] * 0.25 * (1.0 + kn.SLACK) + 1e-18)
+    shift = 2 * (kn.QT_LEVELS - level)
+    k_lo = prefix << shift
+    k_hi = (prefix + 1) << shift
+    lo_b = kn.lower_bound(bK, 0, nb, k_lo)
+    hi_b = kn.lower_bound(bK, lo_b, nb, k_hi)
+    lo_d = kn.lower_bound(dK, 0, nd, k_lo)
+    hi_d = kn.lower_bound(dK, lo_d, nd, k_hi)
+    cells[h, 0] = key
+    cells[h, 1] = lo_b
+    cells[h, 2] = hi_b
+    cells[h, 3] = lo_d
+    cells[h, 4] = hi_d
+    return lo_b, hi_b, lo_d, hi_d
+
+
+@njit(cache=True, inline="always")
+def grid_knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
+             q, est, ba, be, cells, a_first):  # type: ignore[no-untyped-def]
+    """One query by cells: a first bound (``a_first``, or when that is negative the k-th
+    nearest of the entries next to the query's key: close in Morton order, so mostly close
+    by), then every entry of the cells covering the bound's box, at the level where that is at
+    most 3 x 3 cells. Returns the count kept (as ``knn``), -1 when a buffer overflowed, or -2
+    when the box does not suit (fewer than k entries nearby, a pole, too wide): use ``knn``.
+    ``q`` is the point (``set_query``); ``cells`` the batch's cell ranges (``_cell``)."""
+    c = q[4]
+    if a_first < 0.0:
+        nb = bK.shape[0]
+        nd = dK.shape[0]
+        key = kn.morton_key(lat, lng)
+        pb = kn.lower_bound(bK, 0, nb, key)
+        pd = kn.lower_bound(dK, 0, nd, key)
+        ne = _estimate(bF, bM, mask, True, max(0, pb - k), min(nb, pb + k), q, avail_only,
+                       cls, min_ts, k, est, 0)
+        ne = _estimate(dF, dM, mask, False, max(0, pd - k), min(nd, pd + k), q, avail_only,
+                       cls, min_ts, k, est, ne)
+        if ne < k:
+            return -2
+        a_first = est[k - 1] * 0.25 * (1.0 + kn.SLACK) + 1e-18
+    a0 = min(kn.a_of_radius(radius), a_first)
     ang = 2.0 * math.asin(min(1.0, math.sqrt(a0))) * (1.0 + 1e-9) + 1e-12
     lat_lo = lat - ang / DEG2RAD
     lat_hi = lat + ang / DEG2RAD
@@ -407,7 +444,6 @@ def grid_knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls,
             and 360.0 / (1 << (level + 1)) >= dlng:
         level += 1
     drop = kn.QT_LEVELS - level
-    shift = 2 * drop
     y0 = _y26(lat_lo) >> drop
     y1 = _y26(lat_hi) >> drop
     lo_lng = lng - dlng
@@ -431,12 +467,7 @@ def grid_knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls,
                     bound = a0 if cnt < k else min(a0, ba[k - 1])
                     if box_lb(q, level, prefix) > bound * (1.0 + kn.SLACK) + 1e-18:
                         continue
-                k_lo = prefix << shift
-                k_hi = (prefix + 1) << shift
-                lo_b = kn.lower_bound(bK, 0, nb, k_lo)
-                hi_b = kn.lower_bound(bK, lo_b, nb, k_hi)
-                lo_d = kn.lower_bound(dK, 0, nd, k_lo)
-                hi_d = kn.lower_bound(dK, lo_d, nd, k_hi)
+                lo_b, hi_b, lo_d, hi_d = _cell(bK, dK, level, prefix, cells)
                 cnt = _scan(bF, bM, mask, True, lo_b, hi_b, False, q, a0, avail_only, cls,
                             min_ts, k, ba, be, cnt)
                 if cnt >= 0:
@@ -449,42 +480,108 @@ def grid_knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls,
 
 @njit(cache=True, inline="always")
 def _nearest(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts, q,
-             est, hlb, H, node, ba, bd, be):  # type: ignore[no-untyped-def]
+             est, hlb, H, node, ba, bd, be, cells, a_first):  # type: ignore[no-untyped-def]
+    """The k nearest of the point ``q`` (set for lat, lng) as ``_finish`` leaves them; a
+    negative count when a fixed buffer overflowed."""
     cnt = grid_knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
-                   q, est, ba, bd, be)
+                   q, est, ba, be, cells, a_first)
     if cnt == -2:
-        cnt = knn(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
-                  q, hlb, H, node, ba, bd, be)
+        cnt = knn(bK, bF, bM, mask, dK, dF, dM, k, radius, avail_only, cls, min_ts, q, hlb, H,
+                  node, ba, bd, be)
     if cnt < 0:
         return cnt
     return _finish(bF, dF, q, k, radius, ba, bd, be, cnt)
 
 
 @njit(cache=True)
-def _scratch(k):  # type: ignore[no-untyped-def]
+def _scratch(k, n_cells):  # type: ignore[no-untyped-def]
     return (np.empty(6), np.empty(k), np.empty(HEAP), np.empty((HEAP, H_COLS), np.int64),
             np.empty(H_COLS, np.int64), np.empty(k + TIES), np.empty(k + TIES),
-            np.empty(k + TIES, np.int64))
+            np.empty(k + TIES, np.int64), np.full((n_cells, 5), -1, np.int64))
 
 
 @njit(cache=True, inline="always")
-def _put(e, bF, bM, dF, dM, r, f, i):  # type: ignore[no-untyped-def]
-    """Writes entry e's lat, lng, ts into f[r, 1:4] and slot, class, available into i[r]."""
+def seed_bound(seed, q, k, a_kth):  # type: ignore[no-untyped-def]
+    """A first bound for the point q from the previous query's k nearest (``seed``: their
+    x, y, z; ``a_kth``: the term of the k-th, negative when it had fewer): they pass the same
+    filters, so q's k-th nearest is no farther than the farthest of them. -1 (use the
+    estimate) when that is more than ``SEED_SPAN`` times the previous k-th's term: a jump."""
+    if a_kth < 0.0:
+        return -1.0
+    a = 0.0
+    for r in range(k):
+        dx = seed[r, 0] - q[0]
+        dy = seed[r, 1] - q[1]
+        dz = seed[r, 2] - q[2]
+        a = max(a, (dx * dx + dy * dy + dz * dz) * 0.25)
+    if a > SEED_SPAN * a_kth:
+        return -1.0
+    return a * (1.0 + kn.SLACK) + 1e-18
+
+
+@njit(cache=True, inline="always")
+def _set_seed(seed, bF, dF, be, k):  # type: ignore[no-untyped-def]
+    """Keeps x, y, z of the k nearest found (entries ``be[:k]``) for ``seed_bound``."""
+    for r in range(k):
+        e = be[r]
+        if e >= 0:
+            F, j = bF, e
+        else:
+            F, j = dF, -1 - e
+        seed[r, 0] = F[j, kn.F_X]
+        seed[r, 1] = F[j, kn.F_Y]
+        seed[r, 2] = F[j, kn.F_Z]
+
+
+@njit(cache=True, inline="always")
+def _put(e, bF, bM, dF, dM, t, r, f, i):  # type: ignore[no-untyped-def]
+    """Writes entry e's lat, lng, ts into f[t, r, 1:4] and slot, class, available into
+    i[t, r]."""
     if e >= 0:
-        f[r, 1] = bF[e, kn.F_LAT]
-        f[r, 2] = bF[e, kn.F_LNG]
-        f[r, 3] = bF[e, kn.F_TS]
-        i[r, 0] = bM[e, kn.M_SLOT]
-        i[r, 1] = bM[e, kn.M_CLS]
-        i[r, 2] = bM[e, kn.M_AVAIL]
+        F, M, j = bF, bM, e
     else:
-        j = -1 - e
-        f[r, 1] = dF[j, kn.F_LAT]
-        f[r, 2] = dF[j, kn.F_LNG]
-        f[r, 3] = dF[j, kn.F_TS]
-        i[r, 0] = dM[j, kn.M_SLOT]
-        i[r, 1] = dM[j, kn.M_CLS]
-        i[r, 2] = dM[j, kn.M_AVAIL]
+        F, M, j = dF, dM, -1 - e
+    f[t, r, 1] = F[j, kn.F_LAT]
+    f[t, r, 2] = F[j, kn.F_LNG]
+    f[t, r, 3] = F[j, kn.F_TS]
+    i[t, r, 0] = M[j, kn.M_SLOT]
+    i[t, r, 1] = M[j, kn.M_CLS]
+    i[t, r, 2] = M[j, kn.M_AVAIL]
+
+
+@njit(cache=True, inline="always")
+def _put_rows(bF, bM, dF, dM, k, bd, be, cnt, f, g, t):  # type: ignore[no-untyped-def]
+    """Writes the cnt kept candidates into rows f[t], g[t] (distance first, then ``_put``) and
+    pads them to k; returns 1 when two share a distance (the caller orders ties by id)."""
+    tied = 0
+    for r in range(cnt):
+        if r > 0 and bd[r] == bd[r - 1]:
+            tied = 1
+        f[t, r, 0] = bd[r]
+        _put(be[r], bF, bM, dF, dM, t, r, f, g)
+    for r in range(cnt, k):
+        f[t, r, 0] = np.inf
+        f[t, r, 1] = np.nan
+        f[t, r, 2] = np.nan
+        f[t, r, 3] = np.nan
+        g[t, r, 0] = -1
+        g[t, r, 1] = 0
+        g[t, r, 2] = 0
+    return tied
+
+
+@njit(cache=True, nogil=True, **NO_REFCOUNTS)
+def _one(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts, out_f,
+         out_i, q, est, hlb, H, node, ba, bd, be, cells):  # type: ignore[no-untyped-def]
+    """``qt_nearest_into``'s search and rows (``out_f``, ``out_i`` with one leading row),
+    in the caller's scratch."""
+    set_query(q, lat, lng)
+    cnt = _nearest(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
+                   q, est, hlb, H, node, ba, bd, be, cells, -1.0)
+    cap = out_f.shape[1]
+    if cnt < 0 or cnt > cap:
+        return 2 * (cap + 1)
+    return 2 * cnt + _put_rows(bF, bM, dF, dM, cnt, bd, be, cnt, out_f, out_i, 0)
 
 
 @njit(cache=True, nogil=True)
@@ -494,18 +591,35 @@ def qt_nearest_into(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_onl
     ``out_i[r]`` slot, class, available. Returns 2 * count + 1 when two rows share a distance
     (the caller orders ties by id), else 2 * count; a count larger than the rows means the
     search needs more room (ties): the caller asks the growing search."""
-    q, est, hlb, H, node, ba, bd, be = _scratch(k)
-    cnt = _nearest(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
-                   q, est, hlb, H, node, ba, bd, be)
-    if cnt < 0 or cnt > out_f.shape[0]:
-        return 2 * (out_f.shape[0] + 1)
-    tied = 0
-    for r in range(cnt):
-        if r > 0 and bd[r] == bd[r - 1]:
-            tied = 1
-        out_f[r, 0] = bd[r]
-        _put(be[r], bF, bM, dF, dM, r, out_f, out_i)
-    return 2 * cnt + tied
+    q, est, hlb, H, node, ba, bd, be, cells = _scratch(k, 1)
+    return _one(bK, bF, bM, mask, dK, dF, dM, lat, lng, k, radius, avail_only, cls, min_ts,
+                out_f.reshape((1, out_f.shape[0], 4)), out_i.reshape((1, out_i.shape[0], 3)), q,
+                est, hlb, H, node, ba, bd, be, cells)
+
+
+@njit(cache=True, nogil=True, **NO_REFCOUNTS)
+def _many(bK, bF, bM, mask, dK, dF, dM, lats, lngs, k, radius, avail_only, cls, min_ts, order,
+          out_f, out_i, counts, redo, q, est, hlb, H, node, ba, bd, be, cells,
+          seed):  # type: ignore[no-untyped-def]
+    """``qt_nearest_many``'s searches, in Morton ``order``, into its rows, in the caller's
+    scratch (``seed``: room for the k nearest's x, y, z)."""
+    a_kth = -1.0
+    for t in range(order.shape[0]):
+        i = order[t]
+        set_query(q, lats[i], lngs[i])
+        cnt = _nearest(bK, bF, bM, mask, dK, dF, dM, lats[i], lngs[i], k, radius, avail_only,
+                       cls, min_ts, q, est, hlb, H, node, ba, bd, be, cells,
+                       seed_bound(seed, q, k, a_kth))
+        a_kth = -1.0
+        if cnt >= k:
+            a_kth = ba[k - 1]
+            _set_seed(seed, bF, dF, be, k)
+        if cnt < 0 or cnt > k:
+            redo[i] = 1
+            cnt = 0
+        counts[i] = cnt
+        if _put_rows(bF, bM, dF, dM, k, bd, be, cnt, out_f, out_i, i):
+            redo[i] = 1
 
 
 @njit(cache=True, nogil=True)
@@ -520,29 +634,9 @@ def qt_nearest_many(bK, bF, bM, mask, dK, dF, dM, lats, lngs, k, radius, avail_o
     out_i = np.empty((n, k, 3), np.int64)
     counts = np.zeros(n, np.int64)
     redo = np.zeros(n, np.uint8)
-    q, est, hlb, H, node, ba, bd, be = _scratch(k)
+    q, est, hlb, H, node, ba, bd, be, cells = _scratch(k, CELLS)
     order = np.argsort(kn.morton_keys(lats, lngs))  # neighbouring queries share cache lines
-    for t in range(n):
-        i = order[t]
-        cnt = _nearest(bK, bF, bM, mask, dK, dF, dM, lats[i], lngs[i], k, radius, avail_only,
-                       cls, min_ts, q, est, hlb, H, node, ba, bd, be)
-        if cnt < 0 or cnt > k:
-            redo[i] = 1
-            cnt = 0
-        counts[i] = cnt
-        f = out_f[i]
-        g = out_i[i]
-        for r in range(cnt):
-            if r > 0 and bd[r] == bd[r - 1]:
-                redo[i] = 1
-            f[r, 0] = bd[r]
-            _put(be[r], bF, bM, dF, dM, r, f, g)
-        for r in range(cnt, k):
-            f[r, 0] = np.inf
-            f[r, 1] = np.nan
-            f[r, 2] = np.nan
-            f[r, 3] = np.nan
-            g[r, 0] = -1
-            g[r, 1] = 0
-            g[r, 2] = 0
+    _many(bK, bF, bM, mask, dK, dF, dM, lats, lngs, k, radius, avail_only, cls, min_ts, order,
+          out_f, out_i, counts, redo, q, est, hlb, H, node, ba, bd, be, cells,
+          np.empty((k, 3)))
     return out_f, out_i, counts, redo

@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geoindex import GeoIndex, NearestArrays, haversine_m
+from geoindex.kernels import QT_LEVELS, morton_key
+from geoindex.qt_nearest import _cell
 
 from .test_geoindex_nearest import brute
 
@@ -141,6 +143,48 @@ def test_dense_city_agrees_with_brute_force(backend):
         got = _rows(arr, i)
         assert [g[0] for g in got] == [w[1] for w in want]
         assert [g[1] for g in got] == pytest.approx([w[0] for w in want], abs=1e-6)
+
+
+@pytest.mark.parametrize("vehicle_class", [None, "xl"])
+def test_each_query_bounded_by_the_previous_ones_neighbours(vehicle_class):
+    """In a batch (run in Morton order) a query's first bound is the farthest of the previous
+    query's k nearest (``qt_nearest.seed_bound``): points repeated, a step apart and far apart
+    still get exactly the brute-force answer, with the filters the neighbours passed."""
+    rows = _fleet(23, 3000, 0.01)
+    _idx, snap, drivers = _index("quadtree", rows, moved=150)
+    rng = np.random.default_rng(5)
+    lats = np.concatenate([np.full(20, 40.75), 40.75 + np.cumsum(rng.normal(0, 2e-4, 200)),
+                           rng.normal(40.75, 0.02, 100)])
+    lngs = np.concatenate([np.full(20, -73.98), -73.98 + np.cumsum(rng.normal(0, 2e-4, 200)),
+                           rng.normal(-73.98, 0.02, 100)])
+    arr = snap.nearest_many_arrays(lats, lngs, k=7, radius_m=5000.0,
+                                   vehicle_class=vehicle_class)
+    for i in range(len(arr)):
+        want = brute(drivers, lats[i], lngs[i], 7, 5000.0, True, vehicle_class)
+        assert [g[0] for g in _rows(arr, i)] == [w[1] for w in want]
+
+
+def test_remembered_cell_ranges_match_a_binary_search():
+    """The batch's table of cell ranges (``qt_nearest._cell``) answers for its own level and
+    prefix only: the same prefix at another level, on the same row, is searched again."""
+    rows = _fleet(5, 3000, 0.02)
+    _idx, snap, _ = _index("quadtree", rows, moved=100)
+    bK, _bF, _bM, _mask, dK, _dF, _dM = snap._parts
+    table = np.full((1, 5), -1, np.int64)  # one row: every cell shares it
+    rng = np.random.default_rng(1)
+    differed = 0
+    for _ in range(100):
+        level = int(rng.integers(6, 20))
+        lat, lng = rows[int(rng.integers(len(rows)))][1:3]
+        prefix = morton_key(lat, lng) >> (2 * (QT_LEVELS - level))
+        got = []
+        for lv in (level, level + 1, level):
+            lo, hi = prefix << (2 * (QT_LEVELS - lv)), (prefix + 1) << (2 * (QT_LEVELS - lv))
+            want = (*np.searchsorted(bK, [lo, hi]), *np.searchsorted(dK, [lo, hi]))
+            got.append(_cell(bK, dK, lv, prefix, table))
+            assert got[-1] == tuple(int(w) for w in want)
+        differed += got[0] != got[1]
+    assert differed > 50  # the same prefix at the next level is mostly elsewhere
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
