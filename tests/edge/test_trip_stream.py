@@ -9,15 +9,18 @@ import json
 import signal
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import requests
 import websockets
+from websockets.sync.client import ClientConnection
 
 from tests.conftest import Server
 from tests.edge.conftest import Events, close_code, next_of, online_here, open_ws, ws_url
 from tests.rides.conftest import (
     DROPOFF,
     PICKUP,
+    Account,
     Api,
     request_trip,
     sign_up_driver,
@@ -27,17 +30,24 @@ from tests.rides.conftest import (
 Start = Callable[..., Server]
 
 
-def test_the_rider_follows_a_whole_ride_on_the_stream(edge_server: Start) -> None:
-    srv = edge_server(stream_location_interval_s="0.2")
+def offered_ride(srv: Server) -> tuple[Api, Account, Account, ClientConnection,
+                                       dict[str, Any], dict[str, Any]]:
+    """A driver online at the pickup with their socket open, a rider's trip, and its offer
+    as the socket pushed it: (api, driver, rider, socket, trip, offer)."""
     api = Api(srv.url)
     driver, rider = sign_up_driver(api), sign_up_rider(api)
     online_here(api, driver, rider)
     ws = open_ws(srv, driver)
     trip = request_trip(api, rider)
+    return api, driver, rider, ws, trip, next_of(ws, "offer")["offer"]
+
+
+def test_the_rider_follows_a_whole_ride_on_the_stream(edge_server: Start) -> None:
+    srv = edge_server(stream_location_interval_s="0.2")
+    api, driver, rider, ws, trip, offer = offered_ride(srv)
     events = Events(srv, trip["id"], rider.token)
     first = events.until("trip")
     assert first["id"] == trip["id"] and first["state"] == "requested"
-    offer = next_of(ws, "offer")["offer"]
     assert api.post(f"/v1/offers/{offer['id']}/accept", driver.token).status == 200
     assigned = events.until("trip", lambda t: t["state"] == "driver_assigned")
     assert assigned == api.get(f"/v1/trips/{trip['id']}", rider.token).body | {
@@ -81,12 +91,7 @@ def test_only_the_trips_parties_may_open_its_stream(edge_server: Start) -> None:
 
 def test_the_driver_follows_the_trip_and_sees_the_riders_cancel(edge_server: Start) -> None:
     srv = edge_server(stream_location_interval_s="0.2")
-    api = Api(srv.url)
-    driver, rider = sign_up_driver(api), sign_up_rider(api)
-    online_here(api, driver, rider)
-    ws = open_ws(srv, driver)
-    trip = request_trip(api, rider)
-    offer = next_of(ws, "offer")["offer"]
+    api, driver, rider, ws, trip, offer = offered_ride(srv)
     assert api.post(f"/v1/offers/{offer['id']}/accept", driver.token).status == 200
     events = Events(srv, trip["id"], driver.token)
     assigned = events.until("trip")
@@ -95,7 +100,7 @@ def test_the_driver_follows_the_trip_and_sees_the_riders_cancel(edge_server: Sta
     ws.send(json.dumps({"type": "location", "lat": PICKUP["lat"] + 0.001, "lng": PICKUP["lng"]}))
     assert next_of(ws, "ack")
     assert api.post(f"/v1/trips/{trip['id']}/cancel", rider.token).status == 200
-    names = []
+    names: list[str] = []
     while not names or names[-1] != "close":
         name, data = events.next()
         names.append(name)
@@ -122,12 +127,7 @@ def test_revoking_the_riders_tokens_ends_the_stream(edge_server: Start) -> None:
 
 def test_shutdown_closes_with_1001_and_a_reconnect_catches_up(edge_server: Start) -> None:
     srv = edge_server(offer_timeout_s="120")
-    api = Api(srv.url)
-    driver, rider = sign_up_driver(api), sign_up_rider(api)
-    online_here(api, driver, rider)
-    ws = open_ws(srv, driver)
-    trip = request_trip(api, rider)
-    offer = next_of(ws, "offer")["offer"]
+    api, driver, rider, ws, trip, offer = offered_ride(srv)
     events = Events(srv, trip["id"], rider.token)
     events.until("trip")
     srv.proc.send_signal(signal.SIGTERM)
