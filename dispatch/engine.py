@@ -13,9 +13,11 @@ after it has committed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
+
+from numpy.typing import NDArray
 
 from geoindex import GeoIndex, Neighbor
 from ridehail.kernel.channel import Channel
@@ -135,6 +137,12 @@ class Engine:
     def update_locations(self, rows: list[tuple[str, float, float, float | None]]
                          ) -> tuple[int, list[dict[str, Any]]]:
         return self.drivers.update_locations(rows)
+
+    def update_location_columns(self, ids: list[str], lats: Sequence[float] | NDArray[Any],
+                                lngs: Sequence[float] | NDArray[Any],
+                                ts: float | Sequence[float | None] | None
+                                ) -> tuple[int, list[dict[str, Any]]]:
+        return self.drivers.update_location_columns(ids, lats, lngs, ts)
 
     def apply_driver_event(self, driver_id: str, status: str, vehicle_class: str | None,
                            trip_id: str | None) -> None:

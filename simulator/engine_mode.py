@@ -147,11 +147,10 @@ class EngineSimulation:
             online &= np.isin(f.phase, BUSY)
         idx = np.flatnonzero(online)
         lats, lngs = f.positions(t)
-        if idx.size:
+        if idx.size:  # one fleet gateway's batch, as columns
             ids = f.ids
-            rows = list(zip([ids[i] for i in idx.tolist()], lats[idx].tolist(),
-                            lngs[idx].tolist(), itertools.repeat(t), strict=False))
-            self.engine.update_locations(rows)  # type: ignore[arg-type]
+            self.engine.update_location_columns([ids[i] for i in idx.tolist()], lats[idx],
+                                                lngs[idx], t)
         self.index.publish()
         busy = int(np.isin(f.phase, BUSY).sum())
         self.metrics.tick(t, cfg.tick_s, int((f.phase != Phase.offline).sum()), busy)
