@@ -22,14 +22,17 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from array import array
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from ridehail.kernel.channel import Channel
 from ridehail.kernel.logging import get_logger
 
 from .feed import decode
-from .ports import Point
 
 log = get_logger(__name__)
 
@@ -115,17 +118,25 @@ class RedisDemandEvents:
 # --- trip traces -----------------------------------------------------------------------------
 
 class LocalTraces:
-    """Embedded mode: the traces in this process's memory."""
+    """Embedded mode: the traces in this process's memory, a flat array of doubles per trip
+    (three per point), so a trip's trace is one object however long the ride."""
 
     def __init__(self) -> None:
-        self._points: dict[str, list[Point]] = {}
+        self._points: dict[str, array[float]] = {}
 
-    def add(self, points: dict[str, list[Point]]) -> None:
-        for trip_id, pts in points.items():
-            self._points.setdefault(trip_id, []).extend(pts)
+    def add(self, trip_ids: list[str], points: NDArray[np.float64]) -> None:
+        traces = self._points
+        for trip_id, point in zip(trip_ids, points.tolist(), strict=True):
+            trace = traces.get(trip_id)
+            if trace is None:
+                trace = traces[trip_id] = array("d")
+            trace.extend(point)
 
-    def points(self, trip_id: str) -> list[Point]:
-        return list(self._points.get(trip_id, ()))
+    def points(self, trip_id: str) -> NDArray[np.float64]:
+        trace = self._points.get(trip_id)
+        if trace is None:
+            return np.zeros((0, 3))
+        return np.frombuffer(trace, np.float64).reshape(-1, 3).copy()
 
     def drop(self, trip_id: str) -> None:
         self._points.pop(trip_id, None)
@@ -139,24 +150,27 @@ class RedisTraces:
         self.redis = redis
         self.ttl_s = ttl_s
 
-    def add(self, points: dict[str, list[Point]]) -> None:
-        if not points:
+    def add(self, trip_ids: list[str], points: NDArray[np.float64]) -> None:
+        if not trip_ids:
             return
+        by_trip: dict[str, list[str]] = {}
+        for trip_id, (t, la, ln) in zip(trip_ids, points.tolist(), strict=True):
+            by_trip.setdefault(trip_id, []).append(f"{t!r},{la!r},{ln!r}")
         pipe = self.redis.pipeline(transaction=False)
-        for trip_id, pts in points.items():
+        for trip_id, items in by_trip.items():
             key = TRACE_KEY.format(trip_id)
-            pipe.rpush(key, *[f"{t!r},{la!r},{ln!r}" for t, la, ln in pts])
+            pipe.rpush(key, *items)
             pipe.expire(key, self.ttl_s)
         pipe.execute()
 
-    def points(self, trip_id: str) -> list[Point]:
+    def points(self, trip_id: str) -> NDArray[np.float64]:
         # Raises when Redis is down: completing then fails cleanly (503) before its commit,
         # rather than pricing a trip on a partial trace.
         raw = self.redis.lrange(TRACE_KEY.format(trip_id), 0, -1)
-        out: list[Point] = []
-        for item in raw:
+        out = np.empty((len(raw), 3))
+        for i, item in enumerate(raw):
             t, la, ln = decode(item).split(",")
-            out.append((float(t), float(la), float(ln)))
+            out[i] = float(t), float(la), float(ln)
         return out
 
     def drop(self, trip_id: str) -> None:

@@ -21,11 +21,11 @@ from geoindex import GeoIndex
 from ridehail.kernel.clock import Clock
 from ridehail.kernel.errors import Conflict
 
-from .feed import FeedRows, LocationFeed, as_list
+from .feed import FeedRows, LocationFeed
 from .locations import BadLocation, ts_refusal
 from .model import DriverBusy, DriverState, DriverStatus, DriverSummary, NotOnline
 from .offers import withdraw_offers_of_driver
-from .ports import DriverEvents, Point, TraceStore
+from .ports import DriverEvents, TraceStore
 from .unit import DispatchUnits
 
 RECONCILE_PAGE = 1000  # drivers read per transaction by the reconcile pass
@@ -275,7 +275,6 @@ class DriverDirectory:
                                  "reason": ts_refusal(float(t[i]), now, ttl, float(prev[k]))})
             keep = keep[~older]
         if not keep.shape[0]:
-            self.traces.add({})
             return 0, rejected
         ents = _pick(got, keep, n)
         available, on_trip = DriverStatus.available, DriverStatus.on_trip
@@ -291,15 +290,12 @@ class DriverDirectory:
             rejected.append({"index": int(keep[row]), "driver_id": out.ids[row],
                              "field": field_, "reason": reason})
         # The meter's trace takes the accepted points of drivers on a trip only.
-        trace_points: dict[str, list[Point]] = {}
         riding = [k for k, e in enumerate(ents) if e.status is on_trip and k not in bad]
         if riding:
-            tss, la, ln = (_pick(col, np.asarray(riding), len(ents))
-                           for col in (out.ts, out.lats, out.lngs))
-            for k, p in zip(riding, zip(as_list(tss), as_list(la), as_list(ln), strict=True),
-                            strict=True):
-                trace_points.setdefault(ents[k].trip_id, []).append(p)  # type: ignore[arg-type]
-        self.traces.add(trace_points)
+            at = np.asarray(riding)
+            self.traces.add([ents[k].trip_id for k in riding], np.column_stack(
+                [np.asarray(_pick(col, at, len(ents)), np.float64)
+                 for col in (out.ts, out.lats, out.lngs)]))
         return result.applied, rejected
 
 

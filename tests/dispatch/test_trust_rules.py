@@ -141,7 +141,8 @@ def test_a_tick_as_columns_at_one_time_feeds_the_meter_of_a_driver_on_a_trip(kit
     accepted, rejected = kit.engine.update_location_columns(
         ["1", "2"], np.array([PICKUP[0] + 900 * M, PICKUP[0]]), np.array([PICKUP[1]] * 2), now)
     assert (accepted, rejected) == (2, [])
-    assert kit.engine.drivers.traces.points(trip.id) == [(now, PICKUP[0] + 900 * M, PICKUP[1])]
+    assert kit.engine.drivers.traces.points(trip.id).tolist() == [[now, PICKUP[0] + 900 * M,
+                                                                 PICKUP[1]]]
 
 
 def test_the_zig_zag_back_dated_attack_is_refused_and_billed_at_the_quote(kit: Kit) -> None:
