@@ -130,7 +130,7 @@ class LocalTraces:
             trace = traces.get(trip_id)
             if trace is None:
                 trace = traces[trip_id] = array("d")
-            trace.extend(point)
+            trace.fromlist(point)
 
     def points(self, trip_id: str) -> NDArray[np.float64]:
         trace = self._points.get(trip_id)

@@ -9,6 +9,7 @@ memory, the index's availability flag and the other processes (driver events) ag
 from __future__ import annotations
 
 import contextlib
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from .ports import DriverEvents, TraceStore
 from .unit import DispatchUnits
 
 RECONCILE_PAGE = 1000  # drivers read per transaction by the reconcile pass
+_STATUS = operator.attrgetter("status")
+_CLASS = operator.attrgetter("vehicle_class")
+_STATUS_CODE = {status: code for code, status in enumerate(DriverStatus)}  # for whole columns
 
 
 @dataclass
@@ -247,14 +251,14 @@ class DriverDirectory:
             return 0, rejected
         now = self.clock.now()
         entries = self.entries
-        got = [entries.get(d) for d in ids]
-        unknown = {d for d, e in zip(ids, got, strict=True) if e is None}
+        unknown = set(ids).difference(entries)
         if unknown:  # drivers this process does not know yet: one read for all of them
             self._load(sorted(unknown))
-            got = [entries.get(d) for d in ids]
+        got = list(map(entries.get, ids))
         t, stamped = _times(ts, n, now)
         ttl = self.index.ttl_s
-        known = np.fromiter((e is not None for e in got), np.bool_, n)
+        known = np.fromiter((e is not None for e in got), np.bool_, n) if unknown \
+            else np.ones(n, np.bool_)
         ok = known & ~(t < now - ttl)
         if not ok.all():
             for i in np.flatnonzero(~ok).tolist():
@@ -277,23 +281,22 @@ class DriverDirectory:
         if not keep.shape[0]:
             return 0, rejected
         ents = _pick(got, keep, n)
-        available, on_trip = DriverStatus.available, DriverStatus.on_trip
+        status = np.fromiter(map(_STATUS_CODE.__getitem__, map(_STATUS, ents)), np.int8,
+                             len(ents))
         out = FeedRows(ids=_pick(ids, keep, n), lats=_pick(lats, keep, n),
                        lngs=_pick(lngs, keep, n),
-                       available=np.fromiter((e.status is available for e in ents), np.bool_,
-                                             len(ents)),
-                       classes=[e.vehicle_class for e in ents], ts=t[keep])
+                       available=status == _STATUS_CODE[DriverStatus.available],
+                       classes=list(map(_CLASS, ents)), ts=t[keep])
         result = self.feed.publish(out)
-        bad = set()
         for row, field_, reason in result.rejected:
-            bad.add(row)
             rejected.append({"index": int(keep[row]), "driver_id": out.ids[row],
                              "field": field_, "reason": reason})
         # The meter's trace takes the accepted points of drivers on a trip only.
-        riding = [k for k, e in enumerate(ents) if e.status is on_trip and k not in bad]
-        if riding:
-            at = np.asarray(riding)
-            self.traces.add([ents[k].trip_id for k in riding], np.column_stack(
+        riding = status == _STATUS_CODE[DriverStatus.on_trip]
+        riding[[row for row, _f, _r in result.rejected]] = False
+        at = np.flatnonzero(riding)
+        if at.shape[0]:
+            self.traces.add([ents[k].trip_id for k in at.tolist()], np.column_stack(
                 [np.asarray(_pick(col, at, len(ents)), np.float64)
                  for col in (out.ts, out.lats, out.lngs)]))
         return result.applied, rejected
