@@ -378,3 +378,13 @@ def test_a_unit_opened_again_rolls_back_on_its_new_undo_log(uow_factory: Units) 
         assert uow.trips.get(dropped.id) is None
         with pytest.raises(AttributeError):
             uow.no_such_repository  # noqa: B018 - the attribute access is the test
+
+
+def test_a_row_read_shares_no_list_with_the_stored_row(uow_factory: Units) -> None:
+    trip = make_trip(rejected_drivers=["d1"])
+    store(uow_factory, ("trips", trip))
+    with uow_factory(readonly=True) as uow:
+        got = uow.trips.get(trip.id)
+        got.rejected_drivers.append("d2")
+        got.pickup_lat = 0.0
+        assert uow.trips.get(trip.id) == trip
