@@ -85,12 +85,16 @@ class InProcessFeed:
                 ) -> NDArray[np.float64]:
         last = self.last_ts
         n = len(ids)
-        if len(set(ids)) < n:  # a driver twice in one batch: its rows advance in turn
+        batch = dict(zip(ids, tss.tolist(), strict=True))
+        if len(batch) < n:  # a driver twice in one batch: its rows advance in turn
             return self._advance_in_turn(ids, tss, stamped)
         prev = np.fromiter(map(last.get, ids, itertools.repeat(math.nan)), np.float64, n)
         moves = np.isnan(prev) | (tss >= prev)
-        last.update(zip(itertools.compress(ids, moves.tolist()), tss[moves].tolist(),
-                        strict=True))
+        if moves.all():  # the usual tick: every row is newer than its driver's last
+            last.update(batch)
+        else:
+            last.update(zip(itertools.compress(ids, moves.tolist()), tss[moves].tolist(),
+                            strict=True))
         prev[stamped & ~moves] = math.nan  # the server's own stamp: accepted, the last stays
         return prev
 
