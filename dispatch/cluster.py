@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -116,31 +115,6 @@ class RedisDemandEvents:
 
 
 # --- trip traces -----------------------------------------------------------------------------
-
-class LocalTraces:
-    """Embedded mode: the traces in this process's memory, a flat array of doubles per trip
-    (three per point), so a trip's trace is one object however long the ride."""
-
-    def __init__(self) -> None:
-        self._points: dict[str, array[float]] = {}
-
-    def add(self, trip_ids: list[str], points: NDArray[np.float64]) -> None:
-        traces = self._points
-        for trip_id, point in zip(trip_ids, points.tolist(), strict=True):
-            trace = traces.get(trip_id)
-            if trace is None:
-                trace = traces[trip_id] = array("d")
-            trace.fromlist(point)
-
-    def points(self, trip_id: str) -> NDArray[np.float64]:
-        trace = self._points.get(trip_id)
-        if trace is None:
-            return np.zeros((0, 3))
-        return np.frombuffer(trace, np.float64).reshape(-1, 3).copy()
-
-    def drop(self, trip_id: str) -> None:
-        self._points.pop(trip_id, None)
-
 
 class RedisTraces:
     """Scaled mode: a Redis list per trip, so whichever process completes the trip prices the

@@ -31,7 +31,7 @@ from trips.surge import SurgePricer
 
 from .batching import Batcher
 from .clock import Timers
-from .cluster import LocalEvents, LocalTraces
+from .cluster import LocalEvents
 from .drivers import DriverDirectory, DriverEntry
 from .eta import EtaModel, StraightLineEta
 from .feed import InProcessFeed, LocationFeed
@@ -40,6 +40,7 @@ from .matcher import DispatchConfig, Matcher
 from .model import DriverState, Offer
 from .ports import DemandEvents, DriverEvents, Hooks, TraceStore
 from .supply import Supply
+from .trace_pages import LocalTraces
 from .unit import DispatchUnits
 
 __all__ = ["DispatchConfig", "DriverEntry", "Engine", "Hooks"]
