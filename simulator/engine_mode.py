@@ -27,7 +27,7 @@ from trips.surge import SurgePricer
 
 from .clock import SimClock
 from .demand import TripRequest
-from .fleet import BUSY, Fleet, Phase
+from .fleet import BUSY, Fleet, Phase, busy
 from .metrics import ConservationError, Metrics, TripFacts, conservation_violations
 from .report import SimulationResult
 from .riders import Riders
@@ -150,16 +150,15 @@ class EngineSimulation:
         online = f.phase != Phase.offline
         if t > cfg.duration_s:
             # The demand window is over: only the drivers still on a trip matter (fares).
-            online &= np.isin(f.phase, BUSY)
+            online &= busy(f.phase)
         idx = np.flatnonzero(online)
         lats, lngs = f.positions(t)
         if idx.size:  # one fleet gateway's batch, as columns
-            ids = f.ids
-            self.engine.update_location_columns([ids[i] for i in idx.tolist()], lats[idx],
+            self.engine.update_location_columns(f.id_array[idx].tolist(), lats[idx],
                                                 lngs[idx], t)
         self.index.publish()
-        busy = int(np.isin(f.phase, BUSY).sum())
-        self.metrics.tick(t, cfg.tick_s, int((f.phase != Phase.offline).sum()), busy)
+        self.metrics.tick(t, cfg.tick_s, int((f.phase != Phase.offline).sum()),
+                          int(busy(f.phase).sum()))
         if t <= cfg.duration_s and t % SUPPLY_SAMPLE_S < cfg.tick_s:
             idle = np.flatnonzero(f.phase == Phase.idle)
             self.metrics.supply_sample(lats[idle], lngs[idle])
