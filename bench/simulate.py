@@ -34,8 +34,8 @@ from simulator.scenario import SimConfig, prepare  # noqa: E402
 DEMAND = data_dir() / "nyc" / "yellow_taxi_2016-01_sample.csv"
 # Where the wall time goes: the engine's use cases and the index, by their cumulative time.
 AREAS = {
-    "location_ingest (DriverDirectory.update_locations)": ("dispatch/drivers.py",
-                                                           "update_locations"),
+    "location_ingest (DriverDirectory.update_location_columns)": (
+        "dispatch/drivers.py", "update_location_columns"),
     "index_publish (GeoIndex.publish)": ("geoindex/index.py", "publish"),
     "request_trip (incl. candidate search)": ("dispatch/engine.py", "request_trip"),
     "candidates (index search)": ("dispatch/matcher.py", "candidates"),

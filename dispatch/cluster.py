@@ -25,11 +25,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from ridehail.kernel.channel import Channel
 from ridehail.kernel.logging import get_logger
 
 from .feed import decode
-from .ports import Point
 
 log = get_logger(__name__)
 
@@ -114,23 +116,6 @@ class RedisDemandEvents:
 
 # --- trip traces -----------------------------------------------------------------------------
 
-class LocalTraces:
-    """Embedded mode: the traces in this process's memory."""
-
-    def __init__(self) -> None:
-        self._points: dict[str, list[Point]] = {}
-
-    def add(self, points: dict[str, list[Point]]) -> None:
-        for trip_id, pts in points.items():
-            self._points.setdefault(trip_id, []).extend(pts)
-
-    def points(self, trip_id: str) -> list[Point]:
-        return list(self._points.get(trip_id, ()))
-
-    def drop(self, trip_id: str) -> None:
-        self._points.pop(trip_id, None)
-
-
 class RedisTraces:
     """Scaled mode: a Redis list per trip, so whichever process completes the trip prices the
     whole trace."""
@@ -139,24 +124,27 @@ class RedisTraces:
         self.redis = redis
         self.ttl_s = ttl_s
 
-    def add(self, points: dict[str, list[Point]]) -> None:
-        if not points:
+    def add(self, trip_ids: list[str], points: NDArray[np.float64]) -> None:
+        if not trip_ids:
             return
+        by_trip: dict[str, list[str]] = {}
+        for trip_id, (t, la, ln) in zip(trip_ids, points.tolist(), strict=True):
+            by_trip.setdefault(trip_id, []).append(f"{t!r},{la!r},{ln!r}")
         pipe = self.redis.pipeline(transaction=False)
-        for trip_id, pts in points.items():
+        for trip_id, items in by_trip.items():
             key = TRACE_KEY.format(trip_id)
-            pipe.rpush(key, *[f"{t!r},{la!r},{ln!r}" for t, la, ln in pts])
+            pipe.rpush(key, *items)
             pipe.expire(key, self.ttl_s)
         pipe.execute()
 
-    def points(self, trip_id: str) -> list[Point]:
+    def points(self, trip_id: str) -> NDArray[np.float64]:
         # Raises when Redis is down: completing then fails cleanly (503) before its commit,
         # rather than pricing a trip on a partial trace.
         raw = self.redis.lrange(TRACE_KEY.format(trip_id), 0, -1)
-        out: list[Point] = []
-        for item in raw:
+        out = np.empty((len(raw), 3))
+        for i, item in enumerate(raw):
             t, la, ln = decode(item).split(",")
-            out.append((float(t), float(la), float(ln)))
+            out[i] = float(t), float(la), float(ln)
         return out
 
     def drop(self, trip_id: str) -> None:

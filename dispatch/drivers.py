@@ -9,8 +9,14 @@ memory, the index's availability flag and the other processes (driver events) ag
 from __future__ import annotations
 
 import contextlib
+import operator
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from geoindex import GeoIndex
 from ridehail.kernel.clock import Clock
@@ -20,10 +26,13 @@ from .feed import FeedRows, LocationFeed
 from .locations import BadLocation, ts_refusal
 from .model import DriverBusy, DriverState, DriverStatus, DriverSummary, NotOnline
 from .offers import withdraw_offers_of_driver
-from .ports import DriverEvents, Point, TraceStore
+from .ports import DriverEvents, TraceStore
 from .unit import DispatchUnits
 
 RECONCILE_PAGE = 1000  # drivers read per transaction by the reconcile pass
+_STATUS = operator.attrgetter("status")
+_CLASS = operator.attrgetter("vehicle_class")
+_STATUS_CODE = {status: code for code, status in enumerate(DriverStatus)}  # for whole columns
 
 
 @dataclass
@@ -221,76 +230,98 @@ class DriverDirectory:
 
     def update_locations(self, rows: list[tuple[str, float, float, float | None]]
                          ) -> tuple[int, list[dict[str, object]]]:
-        """A fleet gateway's batch: the valid rows of online drivers are applied, the others
-        are reported with a reason."""
-        out = FeedRows()
-        trace_points: dict[str, list[Point]] = {}
+        """A fleet gateway's batch as rows of (driver, lat, lng, ts or None): the valid rows of
+        online drivers are applied, the others are reported with a reason."""
+        if not rows:
+            return 0, []
+        ids, lats, lngs, tss = zip(*rows, strict=True)
+        return self.update_location_columns(list(ids), list(lats), list(lngs), list(tss))
+
+    def update_location_columns(self, ids: list[str], lats: Sequence[float] | NDArray[Any],
+                                lngs: Sequence[float] | NDArray[Any],
+                                ts: float | Sequence[float | None] | None
+                                ) -> tuple[int, list[dict[str, object]]]:
+        """The same batch as columns (a simulated fleet's tick): one time for every row (None:
+        now) or one per row. The rules are applied to whole columns, so a row costs a few
+        dictionary lookups rather than a loop of appends; rows refused come back in row
+        order within each rule (offline or too old, then out of order, then a bad field)."""
+        n = len(ids)
         rejected: list[dict[str, object]] = []
+        if n == 0:
+            return 0, rejected
         now = self.clock.now()
-        # Drivers this process does not know yet are read in one batch, not one read each.
         entries = self.entries
-        unknown = {row[0] for row in rows if row[0] not in entries}
-        if unknown:
+        unknown = set(ids).difference(entries)
+        if unknown:  # drivers this process does not know yet: one read for all of them
             self._load(sorted(unknown))
-        # The hot loops of every fleet tick (thousands of rows): plain appends, no method calls
-        # per row but the rule's, and that only for a row it refuses.
+        got = list(map(entries.get, ids))
+        t, stamped = _times(ts, n, now)
         ttl = self.index.ttl_s
-        cutoff = now - ttl
-        cand: list[int] = []
-        cand_ids: list[str] = []
-        cand_ts: list[float] = []
-        cand_stamped: list[bool] = []
-        for i, (driver_id, _lat, _lng, ts) in enumerate(rows):
-            if driver_id not in entries:
-                rejected.append({"index": i, "driver_id": driver_id, "reason": "offline"})
-                continue
-            t = now if ts is None else ts
-            if t < cutoff:
-                rejected.append({"index": i, "driver_id": driver_id, "field": "ts",
-                                 "reason": ts_refusal(t, now, ttl, None)})
-                continue
-            cand.append(i)
-            cand_ids.append(driver_id)
-            cand_ts.append(t)
-            cand_stamped.append(ts is None)
-        # The order against each driver's last accepted time, advanced atomically by the feed.
-        previous = self.feed.advance(cand_ids, cand_ts, cand_stamped) if cand else []
-        ids, lats, lngs, avail, classes, tss = (out.ids, out.lats, out.lngs, out.available,
-                                                out.classes, out.ts)
-        origin: list[int] = []  # out's row -> the request's row
-        trips: list[str | None] = []
-        available, on_trip = DriverStatus.available, DriverStatus.on_trip
-        for i, driver_id, t, prev in zip(cand, cand_ids, cand_ts, previous, strict=True):
-            if prev is not None and t < prev:
-                rejected.append({"index": i, "driver_id": driver_id, "field": "ts",
-                                 "reason": ts_refusal(t, now, ttl, prev)})
-                continue
-            given = rows[i]
-            entry = entries[driver_id]
-            status = entry.status
-            ids.append(driver_id)
-            lats.append(given[1])
-            lngs.append(given[2])
-            avail.append(status is available)
-            classes.append(entry.vehicle_class)
-            tss.append(t)
-            origin.append(i)
-            trips.append(entry.trip_id if status is on_trip else None)
-        accepted = 0
-        bad: set[int] = set()
-        if len(out):
-            result = self.feed.publish(out)
-            accepted = result.applied
-            for row, field_, reason in result.rejected:
-                bad.add(row)
-                rejected.append({"index": origin[row], "driver_id": out.ids[row],
-                                 "field": field_, "reason": reason})
-        # The meter's trace takes the accepted points only.
-        for row, trip_id in enumerate(trips):
-            if trip_id is not None and row not in bad:
-                trace_points.setdefault(trip_id, []).append((tss[row], lats[row], lngs[row]))
-        self.traces.add(trace_points)
-        return accepted, rejected
+        known = np.fromiter((e is not None for e in got), np.bool_, n) if unknown \
+            else np.ones(n, np.bool_)
+        ok = known & ~(t < now - ttl)
+        if not ok.all():
+            for i in np.flatnonzero(~ok).tolist():
+                if not known[i]:
+                    rejected.append({"index": i, "driver_id": ids[i], "reason": "offline"})
+                else:
+                    rejected.append({"index": i, "driver_id": ids[i], "field": "ts",
+                                     "reason": ts_refusal(float(t[i]), now, ttl, None)})
+        keep = np.flatnonzero(ok)
+        if keep.shape[0]:
+            # The order against each driver's last accepted time, advanced atomically by the
+            # feed; a row older than its driver's last is refused.
+            prev = self.feed.advance(_pick(ids, keep, n), t[keep], stamped[keep])
+            older = t[keep] < prev  # NaN (no last time) is never newer
+            for k in np.flatnonzero(older).tolist():
+                i = int(keep[k])
+                rejected.append({"index": i, "driver_id": ids[i], "field": "ts",
+                                 "reason": ts_refusal(float(t[i]), now, ttl, float(prev[k]))})
+            keep = keep[~older]
+        if not keep.shape[0]:
+            return 0, rejected
+        ents = _pick(got, keep, n)
+        status = np.fromiter(map(_STATUS_CODE.__getitem__, map(_STATUS, ents)), np.int8,
+                             len(ents))
+        out = FeedRows(ids=_pick(ids, keep, n), lats=_pick(lats, keep, n),
+                       lngs=_pick(lngs, keep, n),
+                       available=status == _STATUS_CODE[DriverStatus.available],
+                       classes=list(map(_CLASS, ents)), ts=t[keep])
+        result = self.feed.publish(out)
+        for row, field_, reason in result.rejected:
+            rejected.append({"index": int(keep[row]), "driver_id": out.ids[row],
+                             "field": field_, "reason": reason})
+        # The meter's trace takes the accepted points of drivers on a trip only.
+        riding = status == _STATUS_CODE[DriverStatus.on_trip]
+        riding[[row for row, _f, _r in result.rejected]] = False
+        at = np.flatnonzero(riding)
+        if at.shape[0]:
+            self.traces.add([ents[k].trip_id for k in at.tolist()], np.column_stack(
+                [np.asarray(_pick(col, at, len(ents)), np.float64)
+                 for col in (out.ts, out.lats, out.lngs)]))
+        return result.applied, rejected
+
+
+def _times(ts: float | Sequence[float | None] | None, n: int, now: float
+           ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """The rows' times, and which of them the server stamped (`now`: the row gave none)."""
+    if ts is None or isinstance(ts, int | float):
+        return np.full(n, now if ts is None else float(ts)), np.full(n, ts is None)
+    given = list(ts)
+    if len(given) != n:
+        raise ValueError(f"ts: length {len(given)} does not match the driver ids ({n})")
+    stamped = np.fromiter((v is None for v in given), np.bool_, n)
+    return np.array([now if v is None else v for v in given], np.float64), stamped
+
+
+def _pick(column: Any, rows: NDArray[np.intp], n: int) -> Any:
+    """`column`'s values at `rows` (indices into its n rows, in order): the column itself when
+    that is all of them, an array's selection, or a list."""
+    if rows.shape[0] == n:
+        return column
+    if isinstance(column, np.ndarray):
+        return column[rows]
+    return [column[i] for i in rows.tolist()]
 
 
 def changed_concurrently(driver_id: str) -> DriverBusy:

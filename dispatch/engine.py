@@ -13,9 +13,11 @@ after it has committed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
+
+from numpy.typing import NDArray
 
 from geoindex import GeoIndex, Neighbor
 from ridehail.kernel.channel import Channel
@@ -29,7 +31,7 @@ from trips.surge import SurgePricer
 
 from .batching import Batcher
 from .clock import Timers
-from .cluster import LocalEvents, LocalTraces
+from .cluster import LocalEvents
 from .drivers import DriverDirectory, DriverEntry
 from .eta import EtaModel, StraightLineEta
 from .feed import InProcessFeed, LocationFeed
@@ -38,6 +40,7 @@ from .matcher import DispatchConfig, Matcher
 from .model import DriverState, Offer
 from .ports import DemandEvents, DriverEvents, Hooks, TraceStore
 from .supply import Supply
+from .trace_pages import LocalTraces
 from .unit import DispatchUnits
 
 __all__ = ["DispatchConfig", "DriverEntry", "Engine", "Hooks"]
@@ -135,6 +138,12 @@ class Engine:
     def update_locations(self, rows: list[tuple[str, float, float, float | None]]
                          ) -> tuple[int, list[dict[str, Any]]]:
         return self.drivers.update_locations(rows)
+
+    def update_location_columns(self, ids: list[str], lats: Sequence[float] | NDArray[Any],
+                                lngs: Sequence[float] | NDArray[Any],
+                                ts: float | Sequence[float | None] | None
+                                ) -> tuple[int, list[dict[str, Any]]]:
+        return self.drivers.update_location_columns(ids, lats, lngs, ts)
 
     def apply_driver_event(self, driver_id: str, status: str, vehicle_class: str | None,
                            trip_id: str | None) -> None:

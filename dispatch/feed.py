@@ -15,14 +15,16 @@ visibility lag is stream latency + at most one publish interval (`bench/cluster.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from geoindex import GeoIndex
 from ridehail.kernel.logging import get_logger
@@ -37,23 +39,16 @@ CHUNK_ROWS = 1000  # rows per stream entry: one entry is decoded in one go by ev
 
 @dataclass
 class FeedRows:
-    """Resolved location updates: who, where, and what the poster knew of the driver."""
+    """Resolved location updates as columns: who, where, and what the poster knew of the
+    driver. The coordinates are as given (a float array, or a list whose odd values the index
+    refuses by name); `available` and `ts` are arrays."""
 
-    ids: list[str] = field(default_factory=list)
-    lats: list[float] = field(default_factory=list)
-    lngs: list[float] = field(default_factory=list)
-    available: list[bool] = field(default_factory=list)
-    classes: list[str] = field(default_factory=list)
-    ts: list[float] = field(default_factory=list)
-
-    def add(self, driver_id: str, lat: float, lng: float, available: bool, vclass: str,
-            ts: float) -> None:
-        self.ids.append(driver_id)
-        self.lats.append(lat)
-        self.lngs.append(lng)
-        self.available.append(available)
-        self.classes.append(vclass)
-        self.ts.append(ts)
+    ids: list[str]
+    lats: Sequence[Any] | NDArray[Any]
+    lngs: Sequence[Any] | NDArray[Any]
+    available: NDArray[np.bool_]
+    classes: list[str]
+    ts: NDArray[np.float64]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,10 +63,10 @@ class FeedResult:
 class LocationFeed(Protocol):
     def publish(self, rows: FeedRows) -> FeedResult: ...
 
-    def advance(self, ids: list[str], tss: list[float], stamped: list[bool]
-                ) -> list[float | None]:
+    def advance(self, ids: list[str], tss: NDArray[np.float64], stamped: NDArray[np.bool_]
+                ) -> NDArray[np.float64]:
         """Per row, in order and atomically across the processes that share the feed: the
-        driver's last accepted location time before this row (None: none yet), and move it to
+        driver's last accepted location time before this row (NaN: none yet), and move it to
         the row's time when the row is not older (`dispatch.locations.ts_refusal` refuses the
         older ones). A `stamped` row (the server gave it `now`) is never older: it counts as
         max(its time, the last)."""
@@ -85,37 +80,52 @@ class InProcessFeed:
         self.index = index
         self.last_ts: dict[str, float] = {}
 
-    def advance(self, ids: list[str], tss: list[float], stamped: list[bool]
-                ) -> list[float | None]:
+    def advance(self, ids: list[str], tss: NDArray[np.float64], stamped: NDArray[np.bool_]
+                ) -> NDArray[np.float64]:
         last = self.last_ts
-        out: list[float | None] = []
-        for driver_id, ts, now in zip(ids, tss, stamped, strict=True):
-            prev = last.get(driver_id)
-            out.append(prev)
-            if prev is None or ts >= prev:
+        n = len(ids)
+        batch = dict(zip(ids, tss.tolist(), strict=True))
+        if len(batch) < n:  # a driver twice in one batch: its rows advance in turn
+            return self._advance_in_turn(ids, tss, stamped)
+        prev = np.fromiter(map(last.get, ids, itertools.repeat(math.nan)), np.float64, n)
+        moves = np.isnan(prev) | (tss >= prev)
+        if moves.all():  # the usual tick: every row is newer than its driver's last
+            last.update(batch)
+        else:
+            last.update(zip(itertools.compress(ids, moves.tolist()), tss[moves].tolist(),
+                            strict=True))
+        prev[stamped & ~moves] = math.nan  # the server's own stamp: accepted, the last stays
+        return prev
+
+    def _advance_in_turn(self, ids: list[str], tss: NDArray[np.float64],
+                         stamped: NDArray[np.bool_]) -> NDArray[np.float64]:
+        last = self.last_ts
+        out = np.empty(len(ids))
+        for r, (driver_id, ts, now) in enumerate(zip(ids, tss.tolist(), stamped.tolist(),
+                                                     strict=True)):
+            prev = last.get(driver_id, math.nan)
+            moves = math.isnan(prev) or ts >= prev
+            if moves:
                 last[driver_id] = ts
-            elif now:
-                out[-1] = None  # the server's own stamp: accepted, the last stays
+            out[r] = math.nan if now and not moves else prev
         return out
 
     def publish(self, rows: FeedRows) -> FeedResult:
         if len(rows) == 1:  # the single-driver path keeps upsert's own validation errors
             self.index.upsert(rows.ids[0], rows.lats[0], rows.lngs[0],
-                              available=rows.available[0], vehicle_class=rows.classes[0],
-                              ts=rows.ts[0])
+                              available=bool(rows.available[0]), vehicle_class=rows.classes[0],
+                              ts=float(rows.ts[0]))
             return FeedResult(1, [])
         lats: Any = rows.lats
         lngs: Any = rows.lngs
-        ts: Any = rows.ts
         try:
             # Arrays skip the index's per-value conversion of Python lists (a fleet tick is
             # thousands of rows); anything odd stays a list and is checked row by row.
-            lats, lngs, ts = (np.asarray(v, dtype=np.float64) for v in (lats, lngs, ts))
+            lats, lngs = (np.asarray(v, dtype=np.float64) for v in (lats, lngs))
         except (TypeError, ValueError):
-            lats, lngs, ts = rows.lats, rows.lngs, rows.ts
-        result = self.index.upsert_many(rows.ids, lats, lngs,
-                                        available=np.asarray(rows.available, dtype=bool),
-                                        vehicle_class=rows.classes, ts=ts)
+            lats, lngs = rows.lats, rows.lngs
+        result = self.index.upsert_many(rows.ids, lats, lngs, available=rows.available,
+                                        vehicle_class=rows.classes, ts=rows.ts)
         return FeedResult(result.applied, [(int(r[0]), r.field, r.reason)
                                            for r in result.rejected])
 
@@ -168,15 +178,15 @@ class RedisStreamFeed:
         self.maxlen = maxlen
         self._advance = redis.register_script(ADVANCE_LUA)
 
-    def advance(self, ids: list[str], tss: list[float], stamped: list[bool]
-                ) -> list[float | None]:
+    def advance(self, ids: list[str], tss: NDArray[np.float64], stamped: NDArray[np.bool_]
+                ) -> NDArray[np.float64]:
         if not ids:
-            return []
+            return np.zeros(0)
         args: list[Any] = []
-        for driver_id, ts, now in zip(ids, tss, stamped, strict=True):
+        for driver_id, ts, now in zip(ids, tss.tolist(), stamped.tolist(), strict=True):
             args += [driver_id, repr(float(ts)), "1" if now else "0"]
         got = self._advance(keys=[LAST_TS_KEY], args=args)
-        return [float(decode(v)) if decode(v) else None for v in got]
+        return np.array([float(decode(v)) if decode(v) else math.nan for v in got])
 
     def publish(self, rows: FeedRows) -> FeedResult:
         rejected = rejections(rows)

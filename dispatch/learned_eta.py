@@ -71,9 +71,13 @@ class Trees:
 
     def predict(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         out = np.empty(x.shape[0])
-        _walk(np.ascontiguousarray(x, dtype=np.float64), self.feature, self.threshold,
-              self.left, self.right, self.value, self.roots, self.baseline, out)
+        _walk(np.ascontiguousarray(x, dtype=np.float64), *self.arrays(), out)  # type: ignore[call-arg]
         return out
+
+    def arrays(self) -> tuple[Any, ...]:
+        """What `_walk` reads, in its order."""
+        return (self.feature, self.threshold, self.left, self.right, self.value, self.roots,
+                self.baseline)
 
 
 @njit(cache=True, nogil=True)
@@ -86,6 +90,15 @@ def _walk(x, feature, threshold, left, right, value, roots, baseline, out):  # t
                 node = left[node] if x[i, feature[node]] <= threshold[node] else right[node]
             s += value[node]
         out[i] = s
+
+
+@njit(cache=True, nogil=True)
+def _walk_both(x, pace, detour, out):  # type: ignore[no-untyped-def]
+    """`_walk` of the pace trees into out[0] and, with a detour tuple, its trees into out[1]:
+    one call instead of two (a drive's two predictions cost more in calls than in trees)."""
+    _walk(x, *pace, out[0])  # type: ignore[call-arg]
+    if detour is not None:
+        _walk(x, *detour, out[1])  # type: ignore[call-arg]
 
 
 @dataclass(frozen=True)
@@ -116,7 +129,8 @@ def features(plat: NDArray[np.float64], plng: NDArray[np.float64], dlat: NDArray
     """The feature matrix (columns as `FEATURES`) and the straight-line metres. `local_s`:
     local wall-clock time as seconds since 1970-01-01 (as the demand readers keep it)."""
     n = len(plat)
-    t = np.ascontiguousarray(np.broadcast_to(np.asarray(local_s, dtype=np.float64), (n,)))
+    t = np.full(n, float(local_s)) if np.ndim(local_s) == 0 else \
+        np.ascontiguousarray(np.broadcast_to(np.asarray(local_s, dtype=np.float64), (n,)))
     ppace, pdet = areas.encode(plat, plng)
     if n > 1 and dlat[0] == dlat[-1] and (dlat == dlat[0]).all() and (dlng == dlng[0]).all():
         dpace, ddet = areas.encode(dlat[:1], dlng[:1])  # one pickup, many drivers
@@ -168,6 +182,7 @@ class LearnedEta:
         self.areas = areas
         self.meta = meta
         self.timezone = ZoneInfo(meta["timezone"])
+        self._pace, self._detour = pace.arrays(), detour.arrays()
         # The meter asks again for the route its trip's quote was priced on: same answer.
         self.travel = lru_cache(maxsize=4096)(self._travel)  # type: ignore[method-assign]
 
@@ -188,8 +203,10 @@ class LearnedEta:
         a, b = np.asarray(plat, dtype=np.float64), np.asarray(plng, dtype=np.float64)
         c, e = np.asarray(dlat, dtype=np.float64), np.asarray(dlng, dtype=np.float64)
         x, d = features(a, b, c, e, local_s, self.areas)
-        seconds = np.exp(self.pace.predict(x)) * d
-        metres = np.exp(self.detour.predict(x)) * d if distance else d
+        raw = np.empty((2, len(d)))
+        _walk_both(x, self._pace, self._detour if distance else None, raw)
+        seconds = np.exp(raw[0]) * d
+        metres = np.exp(raw[1]) * d if distance else d
         return seconds, metres
 
     def travel(self, from_lat: float, from_lng: float, to_lat: float, to_lng: float,

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
 Point = tuple[float, float, float]  # (ts, lat, lng)
 
 
@@ -25,11 +28,14 @@ class DemandEvents(Protocol):
 
 
 class TraceStore(Protocol):
-    """The on-trip driver's positions per trip, for the meter."""
+    """The on-trip driver's positions per trip, for the meter, as (n, 3) float arrays of
+    (ts, lat, lng) rows: a trip's few hundred points are no Python objects of their own."""
 
-    def add(self, points: dict[str, list[Point]]) -> None: ...
+    def add(self, trip_ids: list[str], points: NDArray[np.float64]) -> None:
+        """Row i of `points` is a position of trip `trip_ids[i]`, in arrival order."""
+        ...
 
-    def points(self, trip_id: str) -> list[Point]: ...
+    def points(self, trip_id: str) -> NDArray[np.float64]: ...
 
     def drop(self, trip_id: str) -> None: ...
 

@@ -283,7 +283,7 @@ class GeoIndex:
         try:
             # Fast path: every class already has a code (the usual fleet tick).
             codes = self._class_codes
-            return np.fromiter((codes[v] for v in vals), np.int16, n)
+            return np.fromiter(map(codes.__getitem__, vals), np.int16, n)
         except (KeyError, TypeError):
             pass  # a new class, None or a bad value: the checked loop below sorts it out
         col = np.empty(n, np.int16)

@@ -51,6 +51,12 @@ class Phase(IntEnum):
 BUSY = (Phase.to_pickup, Phase.waiting, Phase.on_trip)
 
 
+def busy(phase: NDArray[np.int8]) -> NDArray[np.bool_]:
+    """Which drivers are `BUSY`: the phases from to_pickup on (a comparison, not a set test:
+    the tick asks twice for 10,000 drivers)."""
+    return phase >= Phase.to_pickup
+
+
 @dataclass
 class FleetConfig:
     drivers: int
@@ -93,6 +99,7 @@ class Fleet:
         if len(self.ids) != n:
             raise ValueError("ids: one per driver")
         self.slot = {d: i for i, d in enumerate(self.ids)}
+        self.id_array = np.array(self.ids, dtype=object)  # the same strings, picked by slot
         z = np.zeros(n)
         self.lat0, self.lng0, self.lat1, self.lng1 = z.copy(), z.copy(), z.copy(), z.copy()
         self.t0, self.t1 = z.copy(), z.copy()

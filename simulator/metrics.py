@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import h3
 import numpy as np
 
 TERMINAL = frozenset({"completed", "cancelled", "no_driver_found"})
 CELL_RES = 7  # the surge resolution: ~5 km2 hexagons, readable on a city map
+
+
+@lru_cache(maxsize=65536)
+def _cell(lat: float, lng: float) -> str:
+    """The map's cell of a point; cached, as an idle driver is sampled where it stood."""
+    return h3.latlng_to_cell(lat, lng, CELL_RES)  # type: ignore[no-any-return]
 
 
 class ConservationError(AssertionError):
@@ -69,15 +76,14 @@ class Metrics:
     def supply_sample(self, lats: np.ndarray, lngs: np.ndarray) -> None:
         """Idle drivers' positions at one moment; the map shows the mean per cell."""
         self._supply_samples += 1
-        for lat, lng in zip(lats.tolist(), lngs.tolist(), strict=True):
-            self._supply_sum[h3.latlng_to_cell(lat, lng, CELL_RES)] += 1
+        self._supply_sum.update(map(_cell, lats.tolist(), lngs.tolist()))
 
     def pickup_eta(self, predicted_s: float, actual_s: float) -> None:
         if actual_s > 0:
             self._pickup_eta.append((predicted_s, actual_s))
 
     def request(self, lat: float, lng: float) -> None:
-        self.cell_demand[h3.latlng_to_cell(lat, lng, CELL_RES)] += 1
+        self.cell_demand[_cell(lat, lng)] += 1
 
     # --- results ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from fractions import Fraction
 from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ridehail.kernel.formats import format_minor
 from ridehail.kernel.geo import haversine_m, haversine_many
@@ -160,7 +161,8 @@ def _decimal(value: Fraction) -> Decimal:
     return Decimal(value.numerator) / Decimal(value.denominator)
 
 
-def measure_trace(tariff: Tariff, trace: Sequence[TracePoint]) -> TripMeasure:
+def measure_trace(tariff: Tariff, trace: Sequence[TracePoint] | NDArray[np.float64]
+                  ) -> TripMeasure:
     """Measure a driven trip from the driver's (ts, lat, lng) points, segment by segment."""
     if len(trace) == 0:
         raise ValueError("trace: needs at least one point")
@@ -170,7 +172,8 @@ def measure_trace(tariff: Tariff, trace: Sequence[TracePoint]) -> TripMeasure:
     return _measure_trace_checked(tariff, trace)
 
 
-def _measure_trace_vectorised(tariff: Tariff, trace: Sequence[TracePoint]) -> TripMeasure | None:
+def _measure_trace_vectorised(tariff: Tariff, trace: Sequence[TracePoint] | NDArray[np.float64]
+                              ) -> TripMeasure | None:
     """The same measure with numpy, for well-formed traces (a trip's few hundred points would
     otherwise cost a Python loop each); None sends anything doubtful to the checked loop, whose
     errors name the bad point. Distances and times only: no money passes through here."""
@@ -200,7 +203,8 @@ def _measure_trace_vectorised(tariff: Tariff, trace: Sequence[TracePoint]) -> Tr
     return TripMeasure(total_d, total_t, charged_d, charged_t, int(jump.sum()))
 
 
-def _measure_trace_checked(tariff: Tariff, trace: Sequence[TracePoint]) -> TripMeasure:
+def _measure_trace_checked(tariff: Tariff, trace: Sequence[TracePoint] | NDArray[np.float64]
+                           ) -> TripMeasure:
     threshold = float(tariff.threshold_speed_mps)
     max_speed = float(tariff.max_speed_mps)
     total_d = total_t = charged_d = charged_t = 0.0
@@ -338,7 +342,7 @@ def estimate_fare(
 
 def final_fare(
     tariff: Tariff,
-    trace: Sequence[TracePoint],
+    trace: Sequence[TracePoint] | NDArray[np.float64],
     *,
     surge: Exact = 1,
     surcharges: Mapping[str, int] | None = None,

@@ -26,6 +26,9 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
+import numpy as np
+from numpy.typing import NDArray
+
 from .fares import FareBreakdown, Tariff, estimate_fare, final_fare
 from .model import Trip
 from .money import round_half_up
@@ -74,27 +77,32 @@ def quote(tariff: Tariff, pickup: tuple[float, float], dropoff: tuple[float, flo
                          route_distance_m=route[1], surge=surge)
 
 
-def metered_trace(trip: Trip, points: Sequence[Point], now: float) -> list[Point]:
-    """The trace the meter prices: the pickup at the start, the points sent during the ride
-    (in arrival order, none older than the one before), and the last position at `now` (the
-    dropoff when the driver sent nothing on the way)."""
+def metered_trace(trip: Trip, points: Sequence[Point] | NDArray[np.float64], now: float
+                  ) -> NDArray[np.float64]:
+    """The trace the meter prices, as (ts, lat, lng) rows: the pickup at the start, the points
+    sent during the ride (in arrival order, none older than the one before), and the last
+    position at `now` (the dropoff when the driver sent nothing on the way)."""
     start = trip.started_at or now
-    trace = [(start, trip.pickup_lat, trip.pickup_lng)]
-    for p in points:
-        if trace[-1][0] <= p[0] <= now:
-            trace.append(p)
-    if len(trace) == 1:
-        trace.append((now, trip.dropoff_lat, trip.dropoff_lng))
-    elif trace[-1][0] < now:
-        trace.append((now, trace[-1][1], trace[-1][2]))
-    return trace
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    ts = pts[:, 0]
+    # A point is taken when it is not after `now` and not older than the last one taken (or
+    # the start): the last one taken is the latest of the earlier points not after `now`.
+    upto = np.where(ts <= now, ts, -np.inf)
+    before = np.maximum.accumulate(np.concatenate(([start], upto[:-1]))) if len(ts) else upto
+    taken = pts[(ts <= now) & (ts >= before)]
+    head = np.array([[start, trip.pickup_lat, trip.pickup_lng]])
+    if not taken.shape[0]:
+        return np.vstack((head, [[now, trip.dropoff_lat, trip.dropoff_lng]]))
+    if taken[-1, 0] < now:
+        return np.vstack((head, taken, [[now, taken[-1, 1], taken[-1, 2]]]))
+    return np.vstack((head, taken))
 
 
 def _above(value: float, reference: float, fraction: Decimal) -> bool:
     return Fraction(value) > Fraction(reference) * (1 + Fraction(fraction))
 
 
-def meter(tariff: Tariff, trip: Trip, points: Sequence[Point], now: float,
+def meter(tariff: Tariff, trip: Trip, points: Sequence[Point] | NDArray[np.float64], now: float,
           policy: UpfrontPolicy | None = None, route: Route | None = None) -> Fare:
     """The fare of a trip completing at `now`: the rule in the module docstring, applied to
     the upfront quote and the driver's trace. `route` is the one the quote was priced on (the

@@ -38,10 +38,12 @@ def feed() -> Iterator[tuple[Any, RedisStreamFeed]]:
 
 
 def rows_of(*rows: tuple[str, Any, Any, bool, str, Any]) -> FeedRows:
-    out = FeedRows()
-    for row in rows:
-        out.add(*row)
-    return out
+    """Rows as the directory hands them to the feed: the coordinates as given (a list, whose
+    odd values are refused by name), availability and times as arrays."""
+    ids, lats, lngs, available, classes, ts = zip(*rows, strict=True)
+    return FeedRows(ids=list(ids), lats=list(lats), lngs=list(lngs),
+                    available=np.array(available, dtype=bool), classes=list(classes),
+                    ts=np.array(ts, dtype=np.float64))
 
 
 def entries(redis: Any, stream: str) -> list[dict[bytes, bytes]]:

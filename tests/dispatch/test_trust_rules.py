@@ -9,6 +9,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from dispatch.engine import DispatchConfig, Engine
@@ -104,6 +105,44 @@ def test_a_location_older_than_the_ttl_is_refused(kit: Kit) -> None:
     assert info.value.field == "ts" and "TTL" in info.value.message
     _, rejected = kit.engine.update_locations([("1", *PICKUP, kit.clock.now() - TTL - 1)])
     assert rejected[0]["field"] == "ts"
+
+
+def test_a_batch_as_columns_gets_the_rules_of_the_same_batch_as_rows() -> None:
+    """The simulator's tick sends columns: every refusal of the rows path, in the same order,
+    and the same drivers in the index."""
+    kits = make_kit(), make_kit()
+    for k in kits:
+        for d in ("1", "2", "3"):
+            k.engine.go_online(d, "standard")
+        k.engine.update_location("3", *PICKUP, ts=k.clock.now())
+    now = kits[0].clock.now()
+    rows = [("1", PICKUP[0], PICKUP[1], None), ("9", *PICKUP, now),
+            ("2", *PICKUP, now - TTL - 1), ("3", PICKUP[0] + M, PICKUP[1], now - 1),
+            ("2", PICKUP[0], 200.0, now)]
+    by_rows = kits[0].engine.update_locations(rows)
+    ids, lats, lngs, tss = (list(c) for c in zip(*rows, strict=True))
+    by_columns = kits[1].engine.update_location_columns(ids, np.array(lats), np.array(lngs),
+                                                        tss)
+    assert by_columns == by_rows
+    assert by_rows[0] == 1 and [r["index"] for r in by_rows[1]] == [1, 2, 3, 4]
+    assert [r.get("field") for r in by_rows[1]] == [None, "ts", "ts", "lng"]
+    snaps = [k.engine.index.publish() for k in kits]
+    assert [s.total for s in snaps] == [2, 2]
+
+
+def test_a_tick_as_columns_at_one_time_feeds_the_meter_of_a_driver_on_a_trip(kit: Kit) -> None:
+    dropoff = (PICKUP[0] + 2000 * M, PICKUP[1])
+    trip = kit.assigned(dropoff)
+    kit.engine.go_online("2", "standard")
+    kit.engine.arrive(trip.id, "1")
+    kit.engine.start(trip.id, "1")
+    kit.clock._now += 60.0
+    now = kit.clock.now()
+    accepted, rejected = kit.engine.update_location_columns(
+        ["1", "2"], np.array([PICKUP[0] + 900 * M, PICKUP[0]]), np.array([PICKUP[1]] * 2), now)
+    assert (accepted, rejected) == (2, [])
+    assert kit.engine.drivers.traces.points(trip.id).tolist() == [[now, PICKUP[0] + 900 * M,
+                                                                 PICKUP[1]]]
 
 
 def test_the_zig_zag_back_dated_attack_is_refused_and_billed_at_the_quote(kit: Kit) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
 from pathlib import Path
@@ -162,3 +163,20 @@ def test_the_rebalance_target_is_a_recently_unserved_pickup() -> None:
     assert fleet.reposition_target(0, 0.0, []) is None  # nothing unserved: stay
     r = sc.plan.requests[0]
     assert fleet.reposition_target(0, 0.0, [r]) == (r.pickup_lat, r.pickup_lng)
+
+
+def test_a_run_pauses_the_garbage_collector_and_gives_it_back() -> None:
+    cfg = SimConfig(drivers=10, duration_s=120, demand_rate=300, seed=1)
+    sim = EngineSimulation(prepare(cfg), build_sim_engine)
+    during: list[bool] = []
+    sim.clock.call_at(60.0, lambda: during.append(gc.isenabled()))
+    assert gc.isenabled()
+    sim.run()
+    assert during == [False]
+    assert gc.isenabled()
+    gc.disable()  # a caller that had it off keeps it off
+    try:
+        EngineSimulation(prepare(cfg), build_sim_engine).run()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

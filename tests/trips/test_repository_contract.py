@@ -361,3 +361,30 @@ def test_an_uncommitted_unit_leaves_nothing(uow_factory: Units) -> None:
         assert uow.provider_charges.count() == 0
         assert uow.ratings.get(kept.id, "rider") is None
         assert uow.rating_aggregates.get(agg.account_id) == agg
+
+
+def test_a_unit_opened_again_rolls_back_on_its_new_undo_log(uow_factory: Units) -> None:
+    # Memory units make their repositories on first use, on the unit's current undo log.
+    unit = uow_factory()
+    kept, dropped = make_trip(), make_trip()
+    with unit as uow:
+        uow.trips.add(kept)
+        uow.commit()
+    with pytest.raises(RuntimeError), unit as uow:
+        uow.trips.add(dropped)
+        raise RuntimeError("the use case failed half way")
+    with uow_factory(readonly=True) as uow:
+        assert uow.trips.get(kept.id) == kept
+        assert uow.trips.get(dropped.id) is None
+        with pytest.raises(AttributeError):
+            uow.no_such_repository  # noqa: B018 - the attribute access is the test
+
+
+def test_a_row_read_shares_no_list_with_the_stored_row(uow_factory: Units) -> None:
+    trip = make_trip(rejected_drivers=["d1"])
+    store(uow_factory, ("trips", trip))
+    with uow_factory(readonly=True) as uow:
+        got = uow.trips.get(trip.id)
+        got.rejected_drivers.append("d2")
+        got.pickup_lat = 0.0
+        assert uow.trips.get(trip.id) == trip

@@ -3,6 +3,7 @@ a trip, how a trip is priced, and who may rate it."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ridehail.units import UnitFactory, memory_uow_factory
@@ -89,10 +90,35 @@ def test_the_meter_brackets_the_trace_with_the_pickup_and_the_last_position() ->
     points = [(T0 - 30, 0.0, 0.0), (T0 + 10, 40.76, -73.985), (T0 + 500, 1.0, 1.0)]
     trace = metered_trace(t, points, T0 + 60)
     # A point from before the start or after `now` is not the ride's.
-    assert trace == [(T0, PICKUP[0], PICKUP[1]), (T0 + 10, 40.76, -73.985),
-                     (T0 + 60, 40.76, -73.985)]
+    assert trace.tolist() == [[T0, PICKUP[0], PICKUP[1]], [T0 + 10, 40.76, -73.985],
+                              [T0 + 60, 40.76, -73.985]]
     # Nothing sent on the way: the ride is priced to the dropoff.
-    assert metered_trace(t, [], T0 + 60)[-1] == (T0 + 60, DROPOFF[0], DROPOFF[1])
+    assert metered_trace(t, [], T0 + 60).tolist() == [[T0, PICKUP[0], PICKUP[1]],
+                                                       [T0 + 60, DROPOFF[0], DROPOFF[1]]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_meter_takes_the_points_the_one_by_one_rule_takes(seed: int) -> None:
+    """The trace is filtered on whole columns; each point against the last one taken, in
+    arrival order, takes the same points: out of order, before the start, after `now`."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 40))
+    ts = T0 + rng.uniform(-60, 400, n)
+    ts[rng.random(n) < 0.3] = T0 + 10.0  # repeats of one instant are taken
+    points = [(float(a), float(b), float(c)) for a, b, c in zip(
+        ts, PICKUP[0] + rng.normal(0, 1e-3, n), PICKUP[1] + rng.normal(0, 1e-3, n),
+        strict=True)]
+    now = T0 + 300.0
+    expected = [(T0, *PICKUP)]
+    for p in points:
+        if expected[-1][0] <= p[0] <= now:
+            expected.append(p)
+    if len(expected) == 1:
+        expected.append((now, *DROPOFF))
+    elif expected[-1][0] < now:
+        expected.append((now, expected[-1][1], expected[-1][2]))
+    got = metered_trace(trip(started_at=T0), points, now)
+    assert [tuple(p) for p in got.tolist()] == expected
 
 
 def test_the_quote_locks_the_surge_and_the_meter_uses_the_trips() -> None:
