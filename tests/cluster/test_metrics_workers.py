@@ -54,10 +54,20 @@ def children(pid: int) -> set[int]:
     return out
 
 
+def all_stopped(pid: int) -> bool:
+    """Every thread of `pid` is stopped (state T in /proc): SIGSTOP takes effect a moment
+    after kill() returns, and a thread still running then (its acceptor) can take a
+    connection and freeze with it unanswered."""
+    states = [(task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+              for task in Path(f"/proc/{pid}/task").iterdir()]
+    return all(state in ("T", "t") for state in states)
+
+
 @contextmanager
 def stopped(pid: int) -> Iterator[None]:
     os.kill(pid, signal.SIGSTOP)
     try:
+        wait_until(lambda: all_stopped(pid), 10, f"process {pid} stopped", interval=0.002)
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
