@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response, current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 
 from accounts.auth import AUTH_FAILURES, current_principal
 from accounts.model import normalize_email
@@ -144,10 +144,16 @@ def _check_anywhere(limiter: Limiter, name: str, limit: str, key: Callable[[], s
         who = key()
         for item in items:
             if not limiter.limiter.hit(item, "ridehail", name, who):
-                reset = limiter.limiter.get_window_stats(item, "ridehail", name, who).reset_time
-                raise _rate_limited(message, str(item), max(1, math.ceil(reset - time.time())))
+                raise _exhausted(limiter, item, name, who, message)
 
     return check
+
+
+def _exhausted(limiter: Limiter, item: RateLimitItem, scope: str, who: str,
+               message: str) -> Problem:
+    """The 429 for `who` past `item` in `scope`, with Retry-After until its window ends."""
+    reset = limiter.limiter.get_window_stats(item, "ridehail", scope, who).reset_time
+    return _rate_limited(message, str(item), max(1, math.ceil(reset - time.time())))
 
 
 class _AuthFailures:
@@ -164,10 +170,8 @@ class _AuthFailures:
         who = client_ip()
         for item in self.items:
             if not self.limiter.limiter.test(item, "ridehail", self.SCOPE, who):
-                reset = self.limiter.limiter.get_window_stats(
-                    item, "ridehail", self.SCOPE, who).reset_time
-                raise _rate_limited("too many refused tokens from this address", str(item),
-                                    max(1, math.ceil(reset - time.time())))
+                raise _exhausted(self.limiter, item, self.SCOPE, who,
+                                 "too many refused tokens from this address")
 
     def failed(self) -> None:
         who = client_ip()
