@@ -22,7 +22,7 @@ from geoindex import GeoIndex
 from ridehail.kernel.clock import Clock
 from ridehail.kernel.errors import Conflict
 
-from .feed import FeedRows, LocationFeed
+from .feed import FeedRows, LocationFeed, pick
 from .locations import BadLocation, ts_refusal
 from .model import DriverBusy, DriverState, DriverStatus, DriverSummary, NotOnline
 from .offers import withdraw_offers_of_driver
@@ -271,7 +271,7 @@ class DriverDirectory:
         if keep.shape[0]:
             # The order against each driver's last accepted time, advanced atomically by the
             # feed; a row older than its driver's last is refused.
-            prev = self.feed.advance(_pick(ids, keep, n), t[keep], stamped[keep])
+            prev = self.feed.advance(pick(ids, keep, n), t[keep], stamped[keep])
             older = t[keep] < prev  # NaN (no last time) is never newer
             for k in np.flatnonzero(older).tolist():
                 i = int(keep[k])
@@ -280,11 +280,11 @@ class DriverDirectory:
             keep = keep[~older]
         if not keep.shape[0]:
             return 0, rejected
-        ents = _pick(got, keep, n)
+        ents = pick(got, keep, n)
         status = np.fromiter(map(_STATUS_CODE.__getitem__, map(_STATUS, ents)), np.int8,
                              len(ents))
-        out = FeedRows(ids=_pick(ids, keep, n), lats=_pick(lats, keep, n),
-                       lngs=_pick(lngs, keep, n),
+        out = FeedRows(ids=pick(ids, keep, n), lats=pick(lats, keep, n),
+                       lngs=pick(lngs, keep, n),
                        available=status == _STATUS_CODE[DriverStatus.available],
                        classes=list(map(_CLASS, ents)), ts=t[keep])
         result = self.feed.publish(out)
@@ -297,7 +297,7 @@ class DriverDirectory:
         at = np.flatnonzero(riding)
         if at.shape[0]:
             self.traces.add([ents[k].trip_id for k in at.tolist()], np.column_stack(
-                [np.asarray(_pick(col, at, len(ents)), np.float64)
+                [np.asarray(pick(col, at, len(ents)), np.float64)
                  for col in (out.ts, out.lats, out.lngs)]))
         return result.applied, rejected
 
@@ -312,16 +312,6 @@ def _times(ts: float | Sequence[float | None] | None, n: int, now: float
         raise ValueError(f"ts: length {len(given)} does not match the driver ids ({n})")
     stamped = np.fromiter((v is None for v in given), np.bool_, n)
     return np.array([now if v is None else v for v in given], np.float64), stamped
-
-
-def _pick(column: Any, rows: NDArray[np.intp], n: int) -> Any:
-    """`column`'s values at `rows` (indices into its n rows, in order): the column itself when
-    that is all of them, an array's selection, or a list."""
-    if rows.shape[0] == n:
-        return column
-    if isinstance(column, np.ndarray):
-        return column[rows]
-    return [column[i] for i in rows.tolist()]
 
 
 def changed_concurrently(driver_id: str) -> DriverBusy:

@@ -54,6 +54,16 @@ class FeedRows:
         return len(self.ids)
 
 
+def pick(column: Any, rows: NDArray[np.intp], n: int) -> Any:
+    """`column`'s values at `rows` (indices into its n rows, in order): the column itself when
+    that is all of them, an array's selection, or a list."""
+    if rows.shape[0] == n:
+        return column
+    if isinstance(column, np.ndarray):
+        return column[rows]
+    return [column[i] for i in rows.tolist()]
+
+
 @dataclass
 class FeedResult:
     applied: int
@@ -194,13 +204,12 @@ class RedisStreamFeed:
             raise ValueError(rejected[0][2])
         keep = np.ones(len(rows), dtype=bool)
         keep[[i for i, _field, _reason in rejected]] = False
-        kept = np.flatnonzero(keep)
+        kept, n = np.flatnonzero(keep), len(rows)
         if kept.size:
-            lats, lngs, ts = (np.asarray(c, dtype=np.float64)[kept]
+            lats, lngs, ts = (np.asarray(pick(c, kept, n), dtype=np.float64)
                               for c in (rows.lats, rows.lngs, rows.ts))
-            available = np.asarray(rows.available, dtype=bool)[kept]
-            ids = [rows.ids[i] for i in kept.tolist()] if rejected else rows.ids
-            classes = [rows.classes[i] for i in kept.tolist()] if rejected else rows.classes
+            available = pick(rows.available, kept, n)
+            ids, classes = pick(rows.ids, kept, n), pick(rows.classes, kept, n)
             pipe = self.redis.pipeline(transaction=False)
             for start in range(0, len(ids), CHUNK_ROWS):
                 part = slice(start, start + CHUNK_ROWS)
