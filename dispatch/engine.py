@@ -36,6 +36,7 @@ from .drivers import DriverDirectory, DriverEntry
 from .eta import EtaModel, StraightLineEta
 from .feed import InProcessFeed, LocationFeed
 from .lifecycle import TripLifecycle
+from .live_eta import LiveEta
 from .matcher import DispatchConfig, Matcher
 from .model import DriverState, Offer
 from .ports import DemandEvents, DriverEvents, Hooks, TraceStore
@@ -103,7 +104,16 @@ class Engine:
         self.lifecycle = TripLifecycle(
             uow_factory, self.drivers, self.matcher, clock=self.clock, tariff=tariff,
             traces=self.drivers.traces, hooks=self.hooks, upfront=upfront,
-            cancellation=cancellation, charge=charge or (lambda trip_id: None))
+            cancellation=cancellation, charge=charge or (lambda trip_id: None),
+            ride_done=self._ride_done)
+
+    def _ride_done(self, trip: Trip) -> None:
+        """A completed ride teaches the live travel-time correction, when there is one."""
+        if isinstance(self.eta, LiveEta) and trip.started_at is not None \
+                and trip.completed_at is not None:
+            self.eta.observe_ride((trip.pickup_lat, trip.pickup_lng),
+                                  (trip.dropoff_lat, trip.dropoff_lng), trip.started_at,
+                                  trip.completed_at)
 
     @property
     def directory(self) -> dict[str, DriverEntry]:

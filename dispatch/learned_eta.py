@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from ridehail.kernel.geo import EARTH_RADIUS_M
+from ridehail.kernel.geo import EARTH_RADIUS_M, haversine_m
 
 FORMAT = "ridehail-eta"
 FORMAT_VERSION = 1
@@ -170,6 +170,25 @@ def _fill(plat, plng, dlat, dlng, t, ppace, dpace, pdet, ddet, radius, floor_m, 
         x[i, 11] = dlng[i]
         x[i, 12] = math.sin(bearing)
         x[i, 13] = math.cos(bearing)
+
+
+def unlearnable(plat: float, plng: float, dlat: float | None, dlng: float | None,
+                duration: float | None, distance_km: float | None) -> str | None:
+    """Why a ride cannot teach travel times (the fit's refusals after the reader's, and the
+    live correction's): no dropoff or duration, an implausible duration, speed or road distance
+    (`simulator.eta_fit`'s docstring lists them); None when it can."""
+    if dlat is None or dlng is None:
+        return "no_dropoff"
+    if duration is None:
+        return "no_duration"
+    if not 30 <= duration <= 4 * 3600:
+        return "implausible_duration"
+    d = haversine_m(plat, plng, dlat, dlng)
+    if not 0.3 <= d / duration <= 30:
+        return "implausible_speed"
+    if distance_km and d > 500 and not 0.9 <= distance_km * 1000 / d <= 6:
+        return "implausible_distance"
+    return None
 
 
 class LearnedEta:

@@ -32,7 +32,8 @@ class TripLifecycle:
                  clock: Clock, tariff: Tariff, traces: TraceStore, hooks: Hooks,
                  upfront: UpfrontPolicy | None = None,
                  cancellation: CancellationPolicy | None = None,
-                 charge: Callable[[str], None] = lambda trip_id: None) -> None:
+                 charge: Callable[[str], None] = lambda trip_id: None,
+                 ride_done: Callable[[Trip], None] = lambda trip: None) -> None:
         self.units = units
         self.drivers = drivers
         self.matcher = matcher
@@ -45,6 +46,8 @@ class TripLifecycle:
         # Enqueues the charge of a cancellation fee (after its commit), as completing a trip
         # enqueues its fare's.
         self.charge = charge
+        # Told each completed ride after its commit (the live travel-time correction learns).
+        self.ride_done = ride_done
 
     # --- the driver's steps ------------------------------------------------------------------
 
@@ -85,9 +88,9 @@ class TripLifecycle:
             elif step == "complete":
                 if trip.state != TripState.in_progress:
                     raise IllegalTransition(trip.id, trip.state, TripState.completed)
-                route = self.matcher.route((trip.pickup_lat, trip.pickup_lng),
-                                           (trip.dropoff_lat, trip.dropoff_lng),
-                                           trip.requested_at)
+                route = trip.quoted_route() or self.matcher.route(
+                    (trip.pickup_lat, trip.pickup_lng), (trip.dropoff_lat, trip.dropoff_lng),
+                    trip.requested_at)
                 fare = meter(self.tariff, trip, self.traces.points(trip.id), now,
                              self.upfront, route)
                 trip.complete(now, distance_m=fare.metered.distance_m, fare_final=fare.total,
@@ -114,6 +117,7 @@ class TripLifecycle:
             self.drivers.set_status(driver_id, DriverStatus.available, None)
             self.hooks.trip_completed(trip.id)
             self.hooks.trip_finished(trip.id, TripState.completed.value)
+            self.ride_done(trip)
         return trip
 
     # --- cancellations -----------------------------------------------------------------------

@@ -106,6 +106,7 @@ class Matcher:
             pickup_lat=pickup[0], pickup_lng=pickup[1],
             dropoff_lat=dropoff[0], dropoff_lng=dropoff[1], requested_at=now,
             currency=fare.currency, fare_estimate=fare.total, surge=str(surge),
+            quote_duration_s=fare.duration_s, quote_distance_m=fare.distance_m,
         )
         with self.units() as uow:
             failed = blocking_payment(uow, rider_id)
@@ -139,8 +140,7 @@ class Matcher:
 
     def route(self, pickup: tuple[float, float], dropoff: tuple[float, float],
               requested_at: float) -> tuple[float, float]:
-        """(seconds, road metres) the upfront fare is priced on; the meter asks again with the
-        trip's request time and gets the same answer."""
+        """(seconds, road metres) the upfront fare is priced on (the trip keeps it)."""
         return self.eta.travel(pickup[0], pickup[1], dropoff[0], dropoff[1], requested_at)
 
     def get_trip(self, trip_id: str) -> Trip:

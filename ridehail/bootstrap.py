@@ -14,6 +14,7 @@ from dispatch.clock import SystemClock, ThreadTimers
 from dispatch.engine import DispatchConfig, Engine, Hooks
 from dispatch.eta import EtaModel, StraightLineEta
 from dispatch.learned_eta import load as load_eta
+from dispatch.live_eta import LiveCorrection, LiveEta
 from dispatch.publisher import IndexPublisher
 from geoindex import GeoIndex
 from geoindex.warmup import warm_up
@@ -120,6 +121,14 @@ def road_eta(settings: Settings, fallback: EtaModel) -> EtaModel:
     return Router(network, fallback=fallback)
 
 
+def live_eta(settings: Settings, model: EtaModel) -> EtaModel:
+    """`model` corrected by the rides this process completes (RIDEHAIL_ETA_LIVE_HALF_LIFE_S;
+    0: `model` as it is)."""
+    if not settings.eta_live_half_life_s:
+        return model
+    return LiveEta(model, LiveCorrection(half_life_s=settings.eta_live_half_life_s))
+
+
 def payment_hooks(celery: Any) -> Hooks:
     """Completing a trip enqueues its charge (the hook runs after the trip's commit)."""
     from trips.tasks import enqueue_charge
@@ -165,7 +174,8 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
         uow_factory, index, new_id=ids.new_id, clock=clock, timers=timers, config=config,
         service_area=ServiceArea.from_geojson(settings.service_area),
         surge=SurgePricer(clock=clock.now), hooks=hooks, charge=charge,
-        eta=road_eta(settings, eta_model(settings)), **trip_rules(settings), **shared,
+        eta=live_eta(settings, road_eta(settings, eta_model(settings))), **trip_rules(settings),
+        **shared,
     )
     background: list[Any] = []
     if start:

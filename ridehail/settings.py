@@ -58,6 +58,9 @@ class Settings:
     # `ridehail eta fit`, or "straight-line"; unset, the shipped NYC model for the default
     # (NYC) service area and the straight line for any other (`eta_model_path`).
     eta_model: str | None = None
+    # The live correction of travel times by the rides this process completes
+    # (dispatch/live_eta.py): its half-life in seconds; 0 turns it off.
+    eta_live_half_life_s: float = 8 * 3600.0
     # An OpenStreetMap extract of the service area: pickup ETAs and the upfront fare's duration
     # and distance follow its roads (roads/), the travel-time model off them. Also the default
     # of `ridehail simulate --roads`.
@@ -294,6 +297,9 @@ class Settings:
             except ModelFileError as exc:
                 raise SettingsError(f"RIDEHAIL_ETA_MODEL: {exc} (or '{STRAIGHT_LINE}')"
                                     ) from None
+        if not 0 <= self.eta_live_half_life_s <= 30 * 86400:
+            raise SettingsError("RIDEHAIL_ETA_LIVE_HALF_LIFE_S: must be in [0, 2592000] seconds"
+                                " (0: no live correction)")
         if self.index_backend not in ("h3", "quadtree"):
             raise SettingsError("RIDEHAIL_INDEX_BACKEND: must be 'h3' or 'quadtree'")
         top = 15 if self.index_backend == "h3" else 26

@@ -37,8 +37,8 @@ from dispatch.learned_eta import (
     _cell,
     features,
     save,
+    unlearnable,
 )
-from ridehail.kernel.geo import haversine_m
 
 from .city import City, data_dir, load_city
 from .demand import DemandError, detect_format, load_demand
@@ -128,7 +128,7 @@ def read_trips(paths: Sequence[str | os.PathLike[str]], city: City | None = None
             rejected[why] = rejected.get(why, 0) + n
         kept = 0
         for r in data.records:
-            reason = _refusal(r.pickup_lat, r.pickup_lng, r.dropoff_lat, r.dropoff_lng,
+            reason = unlearnable(r.pickup_lat, r.pickup_lng, r.dropoff_lat, r.dropoff_lng,
                               r.duration_s, r.distance_km)
             if reason is not None:
                 rejected[reason] = rejected.get(reason, 0) + 1
@@ -152,22 +152,6 @@ def read_trips(paths: Sequence[str | os.PathLike[str]], city: City | None = None
     arrays = {k: np.array(v, dtype=np.float64) for k, v in cols.items()}
     return TripTable(**arrays, timezone=zones.pop(), sources=sources, rejected=rejected,
                      rows_read=rows_read)
-
-
-def _refusal(plat: float, plng: float, dlat: float | None, dlng: float | None,
-             duration: float | None, distance_km: float | None) -> str | None:
-    if dlat is None or dlng is None:
-        return "no_dropoff"
-    if duration is None:
-        return "no_duration"
-    if not 30 <= duration <= 4 * 3600:
-        return "implausible_duration"
-    d = haversine_m(plat, plng, dlat, dlng)
-    if not 0.3 <= d / duration <= 30:
-        return "implausible_speed"
-    if distance_km and d > 500 and not 0.9 <= distance_km * 1000 / d <= 6:
-        return "implausible_distance"
-    return None
 
 
 # --- the fit -------------------------------------------------------------------------------------

@@ -95,6 +95,16 @@ class Trip:
     fare_rule: str | None = None
     pickup_pin: str | None = None  # the rider's pickup PIN, when the setting turns PINs on
     pin_attempts: int = 0  # wrong PINs entered at start
+    # The route the upfront fare was priced on (the travel-time model's at request time): the
+    # meter judges "longer than quoted" against it, whatever the model answers later.
+    quote_duration_s: float | None = None
+    quote_distance_m: float | None = None
+
+    def quoted_route(self) -> tuple[float, float] | None:
+        """(seconds, road metres) of the quote, None for a trip stored before they were kept."""
+        if self.quote_duration_s is None or self.quote_distance_m is None:
+            return None
+        return self.quote_duration_s, self.quote_distance_m
 
     def _move(self, target: TripState) -> None:
         if target not in TRANSITIONS[self.state]:

@@ -47,6 +47,9 @@ trips = Table(
     Column("fare_rule", String(24)),
     Column("pickup_pin", String(8)),
     Column("pin_attempts", Integer, nullable=False, server_default="0"),
+    # Migration 0008: the route the upfront fare was priced on.
+    Column("quote_duration_s", Float),
+    Column("quote_distance_m", Float),
     # The invariants, enforced by the database itself across every API process:
     # a driver has at most one live trip; a rider has at most one open trip.
     Index(

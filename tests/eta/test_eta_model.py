@@ -24,6 +24,7 @@ from dispatch.learned_eta import (
     read_meta,
     save,
 )
+from dispatch.live_eta import LiveEta
 from ridehail.bootstrap import build_engine, eta_model
 from ridehail.cli import main
 from ridehail.kernel.geo import haversine_m
@@ -137,7 +138,8 @@ def test_the_api_falls_back_to_the_straight_line_without_a_model(tmp_path: Path)
     # The default (NYC) service area gets the shipped model, and the API's engine uses it...
     assert isinstance(eta_model(Settings.from_env({})), LearnedEta)
     engine, _, _ = build_engine(Settings.from_env({}), memory_uow_factory(), start=False)
-    assert isinstance(engine.eta, LearnedEta) and engine.matcher.eta is engine.eta
+    assert isinstance(engine.eta, LiveEta) and engine.matcher.eta is engine.eta
+    assert isinstance(engine.eta.model, LearnedEta)
     assert Settings.from_env({}).eta_model_path() == SHIPPED["nyc"]
     # ...another city, or the explicit choice, the straight line.
     area = tmp_path / "elsewhere.geojson"

@@ -1,0 +1,99 @@
+"""Travel times corrected by what rides take now: a travel-time model (dispatch/eta.py) times a
+factor learned from the rides this process completed, so a slow week (snow, a closed bridge,
+a holiday's empty streets) stops being predicted from the weeks the model was fitted on.
+
+The factor is exp(mean log(actual / predicted)) over recently completed rides, each weighted
+by exp(-age / `half_life_s` x ln 2), shrunk toward 1 as if `prior_rides` more rides had
+matched the model exactly (a few rides move it little; an old correction fades back to the
+model). Measured on the yellow-cab sample's last week (bench/eta.py), the week after the
+January 2016 blizzard: the fitted model predicts 0.88 of what rides took; corrected, 0.99.
+
+Who can move it, and how far: a ride's duration is what its driver reports (start and
+complete), so each ride's log ratio is clipped to +-ln 2, a ride the fit would refuse
+(`learned_eta.unlearnable`: implausible duration or speed) is not counted, and the factor is
+bounded to [1/`max_factor`, `max_factor`]. A few drivers dawdling on purpose shift it by a
+few percent at most among a city's rides; the bound caps what a whole fleet could do.
+
+In the scaled mode each process learns from the rides it completes (a sample of the city's);
+the upfront fare does not depend on which process answers later: the trip keeps the route it
+was priced on (`Trip.quote_duration_s`, `quote_distance_m`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+
+from .eta import EtaModel
+from .learned_eta import unlearnable
+
+RIDE_CLIP = math.log(2.0)  # one ride's log ratio counts at most this far from 0
+
+
+class LiveCorrection:
+    """The decayed sums behind the factor; thread-safe (one lock, O(1) per ride and read)."""
+
+    def __init__(self, half_life_s: float = 6 * 3600.0, prior_rides: float = 20.0,
+                 max_factor: float = 1.5) -> None:
+        if not (half_life_s > 0 and prior_rides >= 0 and max_factor >= 1):
+            raise ValueError("half_life_s must be > 0, prior_rides >= 0 and max_factor >= 1")
+        self.rate = math.log(2.0) / half_life_s
+        self.prior = prior_rides
+        self.bound = math.log(max_factor)
+        self._lock = threading.Lock()
+        self._sum = 0.0  # sum of w x log ratio, as of self._at
+        self._weight = 0.0  # sum of w, as of self._at
+        self._at = -math.inf
+        self.rides = 0
+
+    def observe(self, predicted_s: float, actual_s: float, at: float) -> None:
+        """A ride the model predicted `predicted_s` for took `actual_s`, ending at `at`."""
+        if not (predicted_s > 0 and actual_s > 0 and math.isfinite(predicted_s + actual_s)):
+            return
+        r = min(max(math.log(actual_s / predicted_s), -RIDE_CLIP), RIDE_CLIP)
+        with self._lock:
+            if at >= self._at:
+                k = math.exp(-self.rate * (at - self._at)) if self._weight else 0.0
+                self._sum, self._weight, self._at = self._sum * k + r, self._weight * k + 1, at
+            else:  # reported late: weighted at its own age
+                w = math.exp(-self.rate * (self._at - at))
+                self._sum, self._weight = self._sum + w * r, self._weight + w
+            self.rides += 1
+
+    def factor(self, now: float) -> float:
+        """What to multiply the model's seconds by at `now`."""
+        with self._lock:
+            s, w, at = self._sum, self._weight, self._at
+        if not w:
+            return 1.0
+        k = math.exp(-self.rate * max(0.0, now - at))
+        return math.exp(min(max(s * k / (w * k + self.prior), -self.bound), self.bound))
+
+
+class LiveEta:
+    """An `EtaModel`: `model`'s seconds x the live factor at the departure time; its road
+    metres unchanged. `observe_ride` is what teaches it."""
+
+    def __init__(self, model: EtaModel, correction: LiveCorrection | None = None) -> None:
+        self.model = model
+        self.correction = correction or LiveCorrection()
+
+    def travel(self, from_lat: float, from_lng: float, to_lat: float, to_lng: float,
+               when: float) -> tuple[float, float]:
+        s, m = self.model.travel(from_lat, from_lng, to_lat, to_lng, when)
+        return s * self.correction.factor(when), m
+
+    def pickup_etas(self, from_lats: Sequence[float], from_lngs: Sequence[float],
+                    to_lat: float, to_lng: float, when: float) -> list[float]:
+        f = self.correction.factor(when)
+        return [s * f for s in self.model.pickup_etas(from_lats, from_lngs, to_lat, to_lng, when)]
+
+    def observe_ride(self, pickup: tuple[float, float], dropoff: tuple[float, float],
+                     started_at: float, completed_at: float) -> None:
+        """A completed ride: the model's own (uncorrected) time for it against what it took."""
+        actual = completed_at - started_at
+        if unlearnable(*pickup, *dropoff, actual, None) is not None:
+            return
+        predicted, _m = self.model.travel(*pickup, *dropoff, started_at)
+        self.correction.observe(predicted, actual, completed_at)
