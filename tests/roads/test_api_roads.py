@@ -11,6 +11,7 @@ import pytest
 import shapely
 
 from dispatch.eta import StraightLineEta
+from dispatch.live_eta import LiveEta
 from ridehail.settings import SettingsError
 from roads import Router, load_road_network
 from tests.conftest import app_factory, make_settings
@@ -39,7 +40,8 @@ def test_nearby_etas_follow_the_roads(tmp_path: Path) -> None:
 
     with app_factory(settings_for, start_background=False) as make:
         app = make()
-        assert isinstance(app.extensions["dispatch"].eta, Router)
+        eta_model = app.extensions["dispatch"].eta  # the router, under the live correction
+        assert isinstance(eta_model, LiveEta) and isinstance(eta_model.model, Router)
         api = Api(app.test_client())
         rider, driver = sign_up_rider(api), sign_up_driver(api)
         go_online(api, driver, *driver_at)
