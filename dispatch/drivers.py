@@ -35,7 +35,7 @@ _CLASS = operator.attrgetter("vehicle_class")
 _STATUS_CODE = {status: code for code, status in enumerate(DriverStatus)}  # for whole columns
 
 
-@dataclass
+@dataclass(slots=True)
 class DriverEntry:
     """What location ingest needs to know about a driver, without a database round trip."""
 
