@@ -1,9 +1,10 @@
 """Available drivers per H3 cell, kept by the writer at publish time (surge's supply).
 
-Only the drivers a publish touches are recounted: a driver's cell is recomputed when its
-position changed since it was last placed, and the counts move from its old cell to its new
-one. The cell is H3's ``latlng_to_cell`` at the surge resolution, as surge places a request,
-never the parent of a finer cell (H3 is not exactly nested: about 5% of points differ).
+Only the drivers a publish touches are recounted: an available driver's cell is recomputed
+when its position changed since it was last placed, and the counts move from its old cell to
+its new one. A busy driver moves every tick but is not counted, so its cell is left alone.
+The cell is H3's ``latlng_to_cell`` at the surge resolution, as surge places a request, never
+the parent of a finer cell (H3 is not exactly nested: about 5% of points differ).
 A snapshot holds its own counts, so readers never see a half-applied publish.
 """
 
@@ -60,9 +61,12 @@ class CellSupply:
                avail: NDArray[np.uint8]) -> None:
         """Recount the given (dirty) slots from the writer's columns."""
         self._grow(n_slots)
-        live = slots[alive[slots] != 0]
-        at = self._at[live]
-        moved = live[(at[:, 0] != lat[live]) | (at[:, 1] != lng[live])]
+        # Only an available driver is counted, so only its cell is needed: a busy driver's cell
+        # waits until it is available again (its `_at` is then stale, so it is recomputed).
+        counts_it = (alive[slots] != 0) & (avail[slots] != 0)
+        counted = slots[counts_it]
+        at = self._at[counted]
+        moved = counted[(at[:, 0] != lat[counted]) | (at[:, 1] != lng[counted])]
         if moved.shape[0]:
             res, f = self.resolution, h3i.latlng_to_cell
             cells = np.fromiter((f(a, b, res) for a, b in zip(
@@ -71,7 +75,8 @@ class CellSupply:
             self._cell[moved] = self._codes(cells)
             self._at[moved, 0] = lat[moved]
             self._at[moved, 1] = lng[moved]
-        new = np.where((alive[slots] != 0) & (avail[slots] != 0), self._cell[slots], -1)
+        new = np.full(slots.shape[0], -1, np.int32)
+        new[counts_it] = self._cell[counted]
         old = self._counted[slots]
         size = len(self._cells)
         counts = np.zeros(size, np.int64)
