@@ -166,14 +166,14 @@ class Engine:
 
     def request_trip(self, rider_id: str, pickup: tuple[float, float],
                      dropoff: tuple[float, float], vehicle_class: str = "standard") -> Trip:
-        """Open the trip (`Matcher.open_trip` says whether this rider may), then match it: at
-        once (greedy), or with the next batch window (batched)."""
-        trip = self.matcher.open_trip(rider_id, pickup, dropoff, vehicle_class)
+        """Open the trip (`Matcher.open_trip` says whether this rider may) and match it: at
+        once, in the same transaction (greedy, `Matcher.request`), or with the next batch
+        window (batched)."""
         if self.config.policy == "batched":
+            trip = self.matcher.open_trip(rider_id, pickup, dropoff, vehicle_class)
             self.batcher.enqueue(trip.id)
             return trip
-        _offer, seen = self.matcher.dispatch_and_read(trip.id)
-        return seen or self.matcher.get_trip(trip.id)
+        return self.matcher.request(rider_id, pickup, dropoff, vehicle_class)
 
     def get_trip(self, trip_id: str) -> Trip:
         return self.matcher.get_trip(trip_id)
