@@ -13,6 +13,7 @@ after it has committed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -38,7 +39,7 @@ from .feed import InProcessFeed, LocationFeed
 from .lifecycle import TripLifecycle
 from .matcher import DispatchConfig, Matcher
 from .model import DriverState, Offer
-from .ports import DemandEvents, DriverEvents, Hooks, TraceStore
+from .ports import Announcing, DemandEvents, DriverEvents, Hooks, TraceStore
 from .supply import Supply
 from .trace_pages import LocalTraces
 from .unit import DispatchUnits
@@ -70,6 +71,7 @@ class Engine:
         upfront: UpfrontPolicy | None = None,
         cancellation: CancellationPolicy | None = None,
         charge: Callable[[str], None] | None = None,
+        announcing: Announcing | None = None,
     ) -> None:
         self.index = index
         self.clock: Clock = clock or SystemClock()
@@ -98,7 +100,7 @@ class Engine:
             channel=self.channel, trip_channel=self.trip_channel,
             eta=self.eta, config=self.config,
             service_area=service_area, tariff=tariff, supply=self.supply, hooks=self.hooks,
-            driver_rating=self.driver_rating)
+            driver_rating=self.driver_rating, announcing=announcing or contextlib.nullcontext)
         self.batcher = Batcher(uow_factory, self.matcher, self.clock, timers, self.config)
         self.lifecycle = TripLifecycle(
             uow_factory, self.drivers, self.matcher, clock=self.clock, tariff=tariff,

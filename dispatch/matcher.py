@@ -5,6 +5,7 @@ accepted at most once, by its driver, before its deadline."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from .model import (
     RiderBusy,
 )
 from .offers import save_record
-from .ports import Hooks
+from .ports import Announcing, Hooks
 from .supply import Supply
 from .unit import DispatchUnit, DispatchUnits
 
@@ -75,7 +76,8 @@ class Matcher:
                  new_id: Callable[[], str], clock: Clock, timers: Timers,
                  channel: Channel, trip_channel: Channel, eta: EtaModel, config: DispatchConfig,
                  service_area: ServiceArea | None, tariff: Tariff, supply: Supply,
-                 hooks: Hooks, driver_rating: dict[str, float]) -> None:
+                 hooks: Hooks, driver_rating: dict[str, float],
+                 announcing: Announcing = contextlib.nullcontext) -> None:
         self.units = units
         self.index = index
         self.drivers = drivers
@@ -91,6 +93,7 @@ class Matcher:
         self.supply = supply
         self.hooks = hooks
         self.driver_rating = driver_rating
+        self.announcing = announcing
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -130,8 +133,9 @@ class Matcher:
             self._open(trip)
             _offer, seen = self.dispatch_and_read(trip.id, lost=lost)
             return seen or self.get_trip(trip.id)
-        self._demand(trip)
-        self._dispatched(trip, offer, started)
+        with self.announcing():  # the demand, the driver's status, the wake-up: one send
+            self._demand(trip)
+            self._dispatched(trip, offer, started)
         return trip
 
     def _new_trip(self, rider_id: str, pickup: tuple[float, float],
