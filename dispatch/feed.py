@@ -151,24 +151,33 @@ def _bad_field(lat: float, lng: float, ts: float) -> tuple[str, str] | None:
 
 
 # Per row: the previous last time (or "" for none), and the new one when the row is not older.
-# One script per batch, so the check-and-set holds across every API process.
+# One script per batch, so the check-and-set holds across every API process. The batch comes
+# as three strings (ids and times one a line, a '1' or '0' per row for stamped) and the answer
+# goes back as one, a line per row: as 3 arguments per row and an array back, redis-py's
+# packing and parsing of them were most of the ingest's Redis time in the API process (py-spy
+# --gil of bench/cluster.py's ingest: advance was 40% of the request threads' GIL time).
 ADVANCE_LUA = """
 local out = {}
-for i = 1, #ARGV, 3 do
-  local id, ts, stamped = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1'
+local times = string.gmatch(ARGV[2], '[^\\n]+')
+local stamps = ARGV[3]
+local i = 0
+for id in string.gmatch(ARGV[1], '[^\\n]+') do
+  i = i + 1
+  local raw = times()
+  local ts, stamped = tonumber(raw), string.sub(stamps, i, i) == '1'
   local prev = redis.call('HGET', KEYS[1], id)
   local p = nil
   if prev then p = tonumber(prev) end  -- a missing field is false in Lua, not nil
   if p == nil or ts >= p then
-    redis.call('HSET', KEYS[1], id, ARGV[i + 1])
-    out[#out + 1] = prev or ''
+    redis.call('HSET', KEYS[1], id, raw)
+    out[i] = prev or ''
   elseif stamped then
-    out[#out + 1] = ''
+    out[i] = ''
   else
-    out[#out + 1] = prev
+    out[i] = prev
   end
 end
-return out
+return table.concat(out, '\\n')
 """
 LAST_TS_KEY = "ridehail:location-ts"
 
@@ -181,22 +190,22 @@ class RedisStreamFeed:
     """
 
     def __init__(self, redis: Any, origin: str, *, stream: str = LOCATIONS_STREAM,
-                 maxlen: int = 100_000) -> None:
+                 maxlen: int = 100_000, last_ts_key: str = LAST_TS_KEY) -> None:
         self.redis = redis
         self.origin = origin
         self.stream = stream
         self.maxlen = maxlen
+        self.last_ts_key = last_ts_key
         self._advance = redis.register_script(ADVANCE_LUA)
 
     def advance(self, ids: list[str], tss: NDArray[np.float64], stamped: NDArray[np.bool_]
                 ) -> NDArray[np.float64]:
         if not ids:
             return np.zeros(0)
-        args: list[Any] = []
-        for driver_id, ts, now in zip(ids, tss.tolist(), stamped.tolist(), strict=True):
-            args += [driver_id, repr(float(ts)), "1" if now else "0"]
-        got = self._advance(keys=[LAST_TS_KEY], args=args)
-        return np.array([float(decode(v)) if decode(v) else math.nan for v in got])
+        args = ["\n".join(ids), "\n".join(map(repr, tss.astype(np.float64).tolist())),
+                np.where(stamped, b"1", b"0").tobytes()]
+        got = decode(self._advance(keys=[self.last_ts_key], args=args)).split("\n")
+        return np.array([float(v) if v else math.nan for v in got])
 
     def publish(self, rows: FeedRows) -> FeedResult:
         rejected = rejections(rows)
