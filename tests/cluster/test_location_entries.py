@@ -137,6 +137,7 @@ def test_the_order_rule_on_redis_is_the_embedded_modes(feed: tuple[Any, RedisStr
             got = shared.advance(ids, tss, stamped)
             want = local.advance(ids, tss, stamped)
             np.testing.assert_array_equal(got, want)
-        assert {k.decode(): float(v) for k, v in redis.hgetall(key).items()} == local.last_ts
+        assert {k.decode(): float(np.frombuffer(v)[0]) for k, v in redis.hgetall(key).items()
+                } == local.last_ts
     finally:
         redis.delete(key)
