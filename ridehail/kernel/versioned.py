@@ -134,6 +134,11 @@ class SqlVersioned(Generic[T]):
             stmt = stmt.limit(limit)
         return [self.codec.from_row(r) for r in self.conn.execute(stmt)]
 
+    def may_break_unique(self, obj: T) -> bool:
+        """May writing `obj` back violate a unique index of the table (then the update runs in
+        a savepoint)? `updates_unique`, unless the table knows better of this row."""
+        return self.updates_unique
+
     def save(self, obj: T) -> None:
         """Write `obj` if nobody changed it since we read it; bump its version."""
         seen = obj.version  # type: ignore[attr-defined]
@@ -143,7 +148,8 @@ class SqlVersioned(Generic[T]):
         row["w_seen"] = seen
         # Without a savepoint an IntegrityError (not expected of such a table) is still a
         # Conflict, but the transaction is spent (PostgreSQL aborts it): the caller gives up.
-        scope = self.conn.begin_nested() if self.updates_unique else contextlib.nullcontext()
+        scope = self.conn.begin_nested() if self.may_break_unique(obj) \
+            else contextlib.nullcontext()
         try:
             with scope:
                 result = self.conn.execute(self.statements.update, row)
