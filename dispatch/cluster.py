@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,48 @@ TRIPS_CHANNEL = "ridehail:trips"
 TRACE_KEY = "ridehail:trace:{}"
 TRACE_TTL_S = 6 * 3600  # longer than any trip; a trace nobody completes goes away by itself
 
+
+
+# --- one round trip per use case ------------------------------------------------------------
+
+class BatchedRedis:
+    """The Redis client the announcers write through (driver events, surge demand, the
+    channels' wake-ups). Inside `batch()` a thread's commands are queued and go to Redis in
+    one round trip when the batch ends: a trip request announces three things after its
+    commit (its demand, the driver's new status, the offer's wake-up) and waits for Redis
+    once. Outside a batch (other threads, other use cases) every command goes at once.
+
+    A queued command's answer is not seen: only announcements go through here, and they are
+    best effort (a failed batch is logged, as each announcer logs its own failure; the
+    reconcile repairs driver events, wake-ups are re-read)."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self._local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        pipe = getattr(self._local, "pipe", None)
+        return getattr(self.redis if pipe is None else pipe, name)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        if getattr(self._local, "pipe", None) is not None:
+            yield  # nested: the outer batch sends
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        self._local.pipe = pipe
+        try:
+            yield
+        finally:
+            self._local.pipe = None
+            try:
+                answers = pipe.execute(raise_on_error=False) if len(pipe) else []
+            except Exception as exc:  # noqa: BLE001 - what was committed stays committed
+                log.warning("announcements not sent", error=repr(exc))
+            else:
+                for answer in answers:
+                    if isinstance(answer, Exception):
+                        log.warning("announcement refused", error=repr(answer))
 
 
 # --- driver events ---------------------------------------------------------------------------

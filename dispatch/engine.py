@@ -13,6 +13,7 @@ after it has committed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -39,7 +40,7 @@ from .lifecycle import TripLifecycle
 from .live_eta import LiveEta
 from .matcher import DispatchConfig, Matcher
 from .model import DriverState, Offer
-from .ports import DemandEvents, DriverEvents, Hooks, TraceStore
+from .ports import Announcing, DemandEvents, DriverEvents, Hooks, TraceStore
 from .supply import Supply
 from .trace_pages import LocalTraces
 from .unit import DispatchUnits
@@ -71,6 +72,7 @@ class Engine:
         upfront: UpfrontPolicy | None = None,
         cancellation: CancellationPolicy | None = None,
         charge: Callable[[str], None] | None = None,
+        announcing: Announcing | None = None,
     ) -> None:
         self.index = index
         self.clock: Clock = clock or SystemClock()
@@ -99,7 +101,7 @@ class Engine:
             channel=self.channel, trip_channel=self.trip_channel,
             eta=self.eta, config=self.config,
             service_area=service_area, tariff=tariff, supply=self.supply, hooks=self.hooks,
-            driver_rating=self.driver_rating)
+            driver_rating=self.driver_rating, announcing=announcing or contextlib.nullcontext)
         self.batcher = Batcher(uow_factory, self.matcher, self.clock, timers, self.config)
         self.lifecycle = TripLifecycle(
             uow_factory, self.drivers, self.matcher, clock=self.clock, tariff=tariff,
@@ -176,14 +178,14 @@ class Engine:
 
     def request_trip(self, rider_id: str, pickup: tuple[float, float],
                      dropoff: tuple[float, float], vehicle_class: str = "standard") -> Trip:
-        """Open the trip (`Matcher.open_trip` says whether this rider may), then match it: at
-        once (greedy), or with the next batch window (batched)."""
-        trip = self.matcher.open_trip(rider_id, pickup, dropoff, vehicle_class)
+        """Open the trip (`Matcher.open_trip` says whether this rider may) and match it: at
+        once, in the same transaction (greedy, `Matcher.request`), or with the next batch
+        window (batched)."""
         if self.config.policy == "batched":
+            trip = self.matcher.open_trip(rider_id, pickup, dropoff, vehicle_class)
             self.batcher.enqueue(trip.id)
             return trip
-        _offer, seen = self.matcher.dispatch_and_read(trip.id)
-        return seen or self.matcher.get_trip(trip.id)
+        return self.matcher.request(rider_id, pickup, dropoff, vehicle_class)
 
     def get_trip(self, trip_id: str) -> Trip:
         return self.matcher.get_trip(trip_id)

@@ -150,27 +150,39 @@ def _bad_field(lat: float, lng: float, ts: float) -> tuple[str, str] | None:
     return None
 
 
-# Per row: the previous last time (or "" for none), and the new one when the row is not older.
-# One script per batch, so the check-and-set holds across every API process.
+# Per row: the previous last time (NaN for none), and the new one when the row is not older.
+# One script per batch, so the check-and-set holds across every API process. The batch comes
+# as three strings (the ids one a line, the times as float64 bytes, a '1' or '0' per row for
+# stamped), the hash keeps each driver's time as its 8 bytes, and the answer is one string of
+# float64 bytes: as 3 arguments per row and an array of decimal strings back, redis-py's packing
+# and parsing and Python's float formatting were most of the ingest's time in the API process
+# (py-spy --gil of bench/cluster.py's ingest: advance was 40% of the request threads' GIL).
 ADVANCE_LUA = """
 local out = {}
-for i = 1, #ARGV, 3 do
-  local id, ts, stamped = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1'
+local tss, stamps, none = ARGV[2], ARGV[3], ARGV[4]
+local i = 0
+for id in string.gmatch(ARGV[1], '[^\\n]+') do
+  i = i + 1
+  local raw = string.sub(tss, i * 8 - 7, i * 8)
+  local ts = struct.unpack('<d', raw)
   local prev = redis.call('HGET', KEYS[1], id)
   local p = nil
-  if prev then p = tonumber(prev) end  -- a missing field is false in Lua, not nil
+  if prev then p = struct.unpack('<d', prev) end  -- a missing field is false in Lua, not nil
   if p == nil or ts >= p then
-    redis.call('HSET', KEYS[1], id, ARGV[i + 1])
-    out[#out + 1] = prev or ''
-  elseif stamped then
-    out[#out + 1] = ''
+    redis.call('HSET', KEYS[1], id, raw)
+    out[i] = prev or none
+  elseif string.sub(stamps, i, i) == '1' then
+    out[i] = none
   else
-    out[#out + 1] = prev
+    out[i] = prev
   end
 end
-return out
+return table.concat(out)
 """
-LAST_TS_KEY = "ridehail:location-ts"
+# The hash of last times, float64 bytes per driver (the decimal strings of the version before
+# were kept under "ridehail:location-ts"): every API process of a city runs the same version.
+LAST_TS_KEY = "ridehail:location-ts:f64"
+_NONE = np.float64(math.nan).tobytes()
 
 
 class RedisStreamFeed:
@@ -181,22 +193,22 @@ class RedisStreamFeed:
     """
 
     def __init__(self, redis: Any, origin: str, *, stream: str = LOCATIONS_STREAM,
-                 maxlen: int = 100_000) -> None:
+                 maxlen: int = 100_000, last_ts_key: str = LAST_TS_KEY) -> None:
         self.redis = redis
         self.origin = origin
         self.stream = stream
         self.maxlen = maxlen
+        self.last_ts_key = last_ts_key
         self._advance = redis.register_script(ADVANCE_LUA)
 
     def advance(self, ids: list[str], tss: NDArray[np.float64], stamped: NDArray[np.bool_]
                 ) -> NDArray[np.float64]:
         if not ids:
             return np.zeros(0)
-        args: list[Any] = []
-        for driver_id, ts, now in zip(ids, tss.tolist(), stamped.tolist(), strict=True):
-            args += [driver_id, repr(float(ts)), "1" if now else "0"]
-        got = self._advance(keys=[LAST_TS_KEY], args=args)
-        return np.array([float(decode(v)) if decode(v) else math.nan for v in got])
+        args = ["\n".join(ids), np.ascontiguousarray(tss, dtype="<f8").tobytes(),
+                np.where(stamped, b"1", b"0").tobytes(), _NONE]
+        got = self._advance(keys=[self.last_ts_key], args=args)
+        return np.frombuffer(got, dtype="<f8").astype(np.float64)
 
     def publish(self, rows: FeedRows) -> FeedResult:
         rejected = rejections(rows)

@@ -161,11 +161,12 @@ class TripLifecycle:
             except Conflict:
                 raise StaleState(f"trip {trip_id} changed concurrently; retry") from None
             uow.commit()
-        if freed is not None:
-            self.drivers.set_status(freed, DriverStatus.available, None)
+        with self.matcher.announcing():  # the driver's status and the trip's wake-up: one send
+            if freed is not None:
+                self.drivers.set_status(freed, DriverStatus.available, None)
+            self.matcher.trip_changed(trip)
         if fee:
             self.charge(trip_id)
-        self.matcher.trip_changed(trip)
         self.hooks.trip_finished(trip_id, TripState.cancelled.value)
         return trip
 

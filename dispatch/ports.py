@@ -4,6 +4,7 @@ twins, the scaled mode the Redis ones (`dispatch/cluster.py`, wired in `ridehail
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -11,6 +12,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 Point = tuple[float, float, float]  # (ts, lat, lng)
+
+# What a use case opens around its announcements after a commit (driver events, demand,
+# wake-ups): the scaled mode sends them to Redis in one round trip when it closes
+# (`dispatch.cluster.BatchedRedis.batch`); the embedded mode has nothing to send.
+Announcing = Callable[[], AbstractContextManager[None]]
 
 
 class DriverEvents(Protocol):

@@ -161,7 +161,7 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
     parts = scaled_parts(settings) if settings.scaled else None
     shared: dict[str, Any] = {} if parts is None else {
         "feed": parts.feed, "events": parts.events, "traces": parts.traces,
-        "demand": parts.demand,
+        "demand": parts.demand, "announcing": parts.announcing.batch,
         "channel": parts.offers, "trip_channel": parts.trips}
     revocations = Channel("revocations") if parts is None else parts.revocations
     charge = None

@@ -21,6 +21,7 @@ from dispatch.cluster import (
     DRIVER_EVENTS_STREAM,
     OFFERS_CHANNEL,
     TRIPS_CHANNEL,
+    BatchedRedis,
     RedisChannels,
     RedisDemandEvents,
     RedisDriverEvents,
@@ -43,6 +44,7 @@ class ScaledParts:
     traces: RedisTraces
     channels: RedisChannels
     demand: RedisDemandEvents
+    announcing: BatchedRedis
 
     @property
     def offers(self) -> Channel:
@@ -75,11 +77,13 @@ def scaled_parts(settings: Settings) -> ScaledParts:
     redis = redis_client(settings.redis_url)
     # Who published an entry: a process skips its own driver events and wake-ups.
     origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    # Announcements after a commit share one round trip per use case (Engine's `announcing`).
+    announcing = BatchedRedis(redis)
     parts = ScaledParts(redis, RedisStreamFeed(redis, origin),
-                        RedisDriverEvents(redis, origin), RedisTraces(redis),
-                        RedisChannels(redis, origin,
+                        RedisDriverEvents(announcing, origin), RedisTraces(redis),
+                        RedisChannels(announcing, origin,
                                       (OFFERS_CHANNEL, TRIPS_CHANNEL, REVOCATIONS_CHANNEL)),
-                        RedisDemandEvents(redis, origin))
+                        RedisDemandEvents(announcing, origin), announcing)
     return parts
 
 

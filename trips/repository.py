@@ -32,6 +32,13 @@ class SqlTripRepository(SqlVersioned[Trip]):
     def add(self, trip: Trip) -> None:
         self.insert(trip)
 
+    def may_break_unique(self, trip: Trip) -> bool:
+        # Both unique rules are partial indexes over open states (a driver's live trip, a
+        # rider's open trip): a trip that is not open any more (cancelled, completed,
+        # no_driver_found) is in neither, and is written back without a savepoint (two
+        # round trips of every cancel and completion).
+        return trip.state in OPEN
+
     def open_for_rider(self, rider_id: str) -> Trip | None:
         found = self.find(trips.c.rider_id == int(rider_id), trips.c.state.in_(OPEN_STATES))
         return found[0] if found else None

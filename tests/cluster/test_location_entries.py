@@ -112,3 +112,32 @@ def test_an_entry_of_another_version_is_refused_not_misread(
     torn = {**new, b"c": b"standard\nxl"}
     with pytest.raises(ValueError, match="different lengths"):
         decode_entry(torn)
+
+
+def test_the_order_rule_on_redis_is_the_embedded_modes(feed: tuple[Any, RedisStreamFeed]
+                                                      ) -> None:
+    # `advance` decides which rows are older than their driver's last accepted time, across
+    # processes in one Lua script: the same answers as the in-process feed's, for batches with
+    # new drivers, older and newer rows, a driver twice in one batch and server-stamped rows.
+    from dispatch.feed import InProcessFeed
+
+    redis, _ = feed
+    key = f"test:location-ts:{uuid.uuid4().hex}"
+    shared = RedisStreamFeed(redis, "a", stream=f"test:unused:{uuid.uuid4().hex}",
+                             last_ts_key=key)
+    local = InProcessFeed(GeoIndex(backend="quadtree", ttl_s=60.0, clock=lambda: NOW))
+    rnd = np.random.default_rng(3)
+    drivers = [str(4_000_000 + i) for i in range(40)]
+    try:
+        for _ in range(30):
+            n = int(rnd.integers(1, 60))
+            ids = [drivers[i] for i in rnd.integers(0, len(drivers), n)]
+            tss = NOW + rnd.integers(0, 40, n) + rnd.random(n).round(3)
+            stamped = rnd.random(n) < 0.2
+            got = shared.advance(ids, tss, stamped)
+            want = local.advance(ids, tss, stamped)
+            np.testing.assert_array_equal(got, want)
+        assert {k.decode(): float(np.frombuffer(v)[0]) for k, v in redis.hgetall(key).items()
+                } == local.last_ts
+    finally:
+        redis.delete(key)

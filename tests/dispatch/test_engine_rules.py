@@ -17,6 +17,7 @@ from dispatch.model import (
     DriverState,
     DriverStatus,
     NotOnline,
+    Offer,
     OfferClosed,
     OfferNotFound,
     OfferState,
@@ -98,6 +99,50 @@ def test_a_request_is_offered_to_the_nearest_available_driver(kit: Kit) -> None:
     assert kit.engine.pending_offers("1") == []
     kit.pending_offer("2")
     assert kit.status("2") == DriverStatus.offered and kit.status("1") == DriverStatus.available
+
+
+def test_a_request_commits_its_trip_already_offered(kit: Kit) -> None:
+    # No unit of work ever commits the trip unmatched, so a cancel (in any process) cannot
+    # come between the trip and its offer and leave a pending offer on a cancelled trip.
+    kit.driver("1", 100)
+    seen: list[tuple[str, int]] = []
+    factory = kit.engine.matcher.units
+
+    def units(readonly: bool = False):  # noqa: ANN202 - the wiring's factory
+        uow = factory(readonly)
+        commit = uow.commit
+
+        def checked() -> None:
+            commit()
+            with kit.units(readonly=True) as view:
+                for trip in view.trips.values():
+                    seen.append((trip.state.value, len(view.offers.for_trip(trip.id))))
+        uow.commit = checked
+        return uow
+    kit.engine.matcher.units = units
+    kit.engine.request_trip("50", PICKUP, DROPOFF)
+    assert seen == [("requested", 1)]
+
+
+def test_a_claim_that_lost_after_writing_is_rolled_back_and_the_request_still_opens(
+        kit: Kit) -> None:
+    # Driver 2's state says available but a pending offer of theirs is stored (another
+    # process's claim, half seen): the offer's insert loses after the driver's write. The
+    # unit is rolled back, trip and all, and the request takes the two steps.
+    kit.driver("1", 300)
+    kit.driver("2", 100)
+    with kit.units() as uow:
+        uow.offers.add(Offer("900", "901", "2", kit.clock.now(), kit.clock.now() + 15, 0,
+                             100.0, 20.0))
+        uow.commit()
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    assert trip.state == TripState.requested
+    assert kit.engine.get_trip(trip.id).rider_id == "50"
+    assert kit.pending_offer("1") and kit.status("1") == DriverStatus.offered
+    assert kit.status("2") == DriverStatus.available  # the lost claim was rolled back
+    with kit.units(readonly=True) as uow:
+        assert [o.driver_id for o in uow.offers.for_trip(trip.id)] == ["1"]
+        assert uow.records.get(trip.id) is not None
 
 
 def test_accepting_assigns_the_driver_and_claims_them(kit: Kit) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ridehail.kernel.errors import Conflict
 from ridehail.kernel.ids import new_id
 from tests.conftest import units_on
 from tests.repository_races import Race, interleaved, overlapping, overlapping_writes
@@ -140,3 +141,26 @@ UNIQUE: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any, int], None]]] 
 @pytest.mark.parametrize("rule", UNIQUE)
 def test_two_open_units_break_a_uniqueness_rule_on_postgresql(pg_units: Any, rule: str) -> None:
     overlapping_writes(pg_units, *UNIQUE[rule])
+
+
+def test_an_open_trip_that_breaks_a_unique_rule_leaves_the_unit_usable(pg_units: Any) -> None:
+    # An open trip's update may break a unique rule, so it runs in a savepoint: the Conflict
+    # leaves the transaction usable (a closed trip's, which cannot, runs without one).
+    with pg_units() as uow:
+        driver, a, b = _two_requested_trips(uow)
+        first = uow.trips.get(a)
+        first.assign(driver, T0)
+        uow.trips.save(first)
+        uow.commit()
+    with pg_units() as uow:
+        second = uow.trips.get(b)
+        second.assign(driver, T0 + 1)
+        with pytest.raises(Conflict):
+            uow.trips.save(second)
+        second = uow.trips.get(b)  # PostgreSQL would refuse this in an aborted transaction
+        second.cancel("rider", T0 + 2)
+        uow.trips.save(second)
+        uow.commit()
+    with pg_units(readonly=True) as uow:
+        assert uow.trips.get(b).state.value == "cancelled"
+        assert uow.trips.get(a).driver_id == driver
