@@ -202,8 +202,6 @@ class LearnedEta:
         self.meta = meta
         self.timezone = ZoneInfo(meta["timezone"])
         self._pace, self._detour = pace.arrays(), detour.arrays()
-        # The meter asks again for the route its trip's quote was priced on: same answer.
-        self.travel = lru_cache(maxsize=4096)(self._travel)  # type: ignore[method-assign]
 
     @property
     def residual_sigma(self) -> float:
@@ -230,10 +228,6 @@ class LearnedEta:
 
     def travel(self, from_lat: float, from_lng: float, to_lat: float, to_lng: float,
                when: float) -> tuple[float, float]:
-        return self._travel(from_lat, from_lng, to_lat, to_lng, when)  # replaced by a cache
-
-    def _travel(self, from_lat: float, from_lng: float, to_lat: float, to_lng: float,
-                when: float) -> tuple[float, float]:
         s, m = self.predict([from_lat], [from_lng], [to_lat], [to_lng], self.local_s(when))
         return float(s[0]), float(m[0])
 
