@@ -30,6 +30,14 @@ from tests.rides.conftest import (
 Start = Callable[..., Server]
 
 
+def requested_ride(srv: Server) -> tuple[Api, Account, Account, dict[str, Any]]:
+    """A driver online at the pickup and a rider's trip there: (api, driver, rider, trip)."""
+    api = Api(srv.url)
+    driver, rider = sign_up_driver(api), sign_up_rider(api)
+    online_here(api, driver, rider)
+    return api, driver, rider, request_trip(api, rider)
+
+
 def offered_ride(srv: Server) -> tuple[Api, Account, Account, ClientConnection,
                                        dict[str, Any], dict[str, Any]]:
     """A driver online at the pickup with their socket open, a rider's trip, and its offer
@@ -71,11 +79,8 @@ def test_the_rider_follows_a_whole_ride_on_the_stream(edge_server: Start) -> Non
 
 def test_only_the_trips_parties_may_open_its_stream(edge_server: Start) -> None:
     srv = edge_server()
-    api = Api(srv.url)
-    driver, rider = sign_up_driver(api), sign_up_rider(api)
+    api, driver, _rider, trip = requested_ride(srv)
     stranger, other_driver = sign_up_rider(api), sign_up_driver(api)
-    online_here(api, driver, rider)
-    trip = request_trip(api, rider)
     url = f"{srv.url}/v1/trips/{trip['id']}/events"
     for token, status in ((stranger.token, 404), (other_driver.token, 404), (None, 401),
                           ("not-a-token", 401)):
@@ -114,10 +119,7 @@ def test_the_driver_follows_the_trip_and_sees_the_riders_cancel(edge_server: Sta
 
 def test_revoking_the_riders_tokens_ends_the_stream(edge_server: Start) -> None:
     srv = edge_server()
-    api = Api(srv.url)
-    driver, rider = sign_up_driver(api), sign_up_rider(api)
-    online_here(api, driver, rider)
-    trip = request_trip(api, rider)
+    api, _driver, rider, trip = requested_ride(srv)
     events = Events(srv, trip["id"], rider.token)
     events.until("trip")
     assert api.delete("/v1/sessions", rider.token).status == 204
