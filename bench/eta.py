@@ -150,10 +150,10 @@ def evaluate(model: EtaModel, trips: TripTable, fares: dict[int, tuple[str, floa
     """The model's figures, the same model's with the live correction, the straight line's."""
     out: dict[str, Any] = {"test_trips": len(trips)}
     live, corrector = live_routes(model, trips)
+    has = np.isfinite(trips.road_m)
     for name, r in (("model", routes(model, trips)), ("model_live", live),
                     ("straight_line", routes(StraightLineEta(), trips))):
         out[name] = errors(r[:, 0], trips.duration_s)
-        has = np.isfinite(trips.road_m)
         if has.any():
             out[name]["distance_median_abs_pct_error"] = round(float(np.median(
                 np.abs(r[has, 1] - trips.road_m[has]) / trips.road_m[has] * 100)), 1)
