@@ -115,7 +115,8 @@ class Engine:
                 and trip.completed_at is not None:
             self.eta.observe_ride((trip.pickup_lat, trip.pickup_lng),
                                   (trip.dropoff_lat, trip.dropoff_lng), trip.started_at,
-                                  trip.completed_at)
+                                  trip.completed_at,
+                                  (f"driver:{trip.driver_id}", f"rider:{trip.rider_id}"))
 
     @property
     def directory(self) -> dict[str, DriverEntry]:

@@ -9,10 +9,17 @@ model). Measured on the yellow-cab sample's last week (bench/eta.py), the week a
 January 2016 blizzard: the fitted model predicts 0.88 of what rides took; corrected, 0.99.
 
 Who can move it, and how far: a ride's duration is what its driver reports (start and
-complete), so each ride's log ratio is clipped to +-ln 2, a ride the fit would refuse
-(`learned_eta.unlearnable`: implausible duration or speed) is not counted, and the factor is
-bounded to [1/`max_factor`, `max_factor`]. A few drivers dawdling on purpose shift it by a
-few percent at most among a city's rides; the bound caps what a whole fleet could do.
+complete), and a rider and a driver working together can fake rides, so:
+- each ride's log ratio is clipped to +-ln 2;
+- a ride the fit would refuse (`learned_eta.unlearnable`: implausible duration or speed) is
+  not counted;
+- each party to a ride (its driver, its rider) counts for at most `per_party_rides` rides at a
+  time, decayed like the rest: a party's further rides count only as the party's earlier ones
+  fade. Faking rides therefore needs many accounts on both sides, not many rides;
+- the factor is bounded to [1/`max_factor`, `max_factor`].
+With the defaults (a cap of 3, a prior of 20), reaching the bound with rides clipped at 2x
+takes about 0.47 x (20 + the city's other recent rides) colluding drivers, each with a rider of
+its own: 10 on an empty night, 480 against 1,000 honest recent rides.
 
 In the scaled mode each process learns from the rides it completes (a sample of the city's);
 the upfront fare does not depend on which process answers later: the trip keeps the route it
@@ -23,43 +30,90 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from .eta import EtaModel
 from .learned_eta import unlearnable
 
 RIDE_CLIP = math.log(2.0)  # one ride's log ratio counts at most this far from 0
+FADED = 1e-3  # a party whose decayed weight is below this is forgotten
 
 
 class LiveCorrection:
     """The decayed sums behind the factor; thread-safe (one lock, O(1) per ride and read)."""
 
     def __init__(self, half_life_s: float = 6 * 3600.0, prior_rides: float = 20.0,
-                 max_factor: float = 1.5) -> None:
-        if not (half_life_s > 0 and prior_rides >= 0 and max_factor >= 1):
-            raise ValueError("half_life_s must be > 0, prior_rides >= 0 and max_factor >= 1")
+                 max_factor: float = 1.5, per_party_rides: float = 3.0) -> None:
+        if not (half_life_s > 0 and prior_rides >= 0 and max_factor >= 1
+                and per_party_rides > 0):
+            raise ValueError("half_life_s must be > 0, prior_rides >= 0, max_factor >= 1 and "
+                             "per_party_rides > 0")
         self.rate = math.log(2.0) / half_life_s
         self.prior = prior_rides
         self.bound = math.log(max_factor)
+        self.per_party = per_party_rides
         self._lock = threading.Lock()
         self._sum = 0.0  # sum of w x log ratio, as of self._at
         self._weight = 0.0  # sum of w, as of self._at
         self._at = -math.inf
-        self.rides = 0
+        self._parties: dict[str, tuple[float, float]] = {}  # party -> (its weight, as of when)
+        self._prune_above = 1024  # forget faded parties when there are more than this
+        self.rides = 0  # rides counted, in full or in part
+        self.capped = 0  # rides not counted at all: a party had used its share
 
-    def observe(self, predicted_s: float, actual_s: float, at: float) -> None:
-        """A ride the model predicted `predicted_s` for took `actual_s`, ending at `at`."""
+    def observe(self, predicted_s: float, actual_s: float, at: float,
+                parties: Iterable[str] = ()) -> None:
+        """A ride the model predicted `predicted_s` for took `actual_s`, ending at `at`;
+        `parties` are who vouch for it (its driver's and rider's keys)."""
         if not (predicted_s > 0 and actual_s > 0 and math.isfinite(predicted_s + actual_s)):
             return
         r = min(max(math.log(actual_s / predicted_s), -RIDE_CLIP), RIDE_CLIP)
         with self._lock:
+            w = self._share(parties, at)
+            if w <= 0.0:
+                self.capped += 1
+                return
             if at >= self._at:
                 k = math.exp(-self.rate * (at - self._at)) if self._weight else 0.0
-                self._sum, self._weight, self._at = self._sum * k + r, self._weight * k + 1, at
+                self._sum, self._weight, self._at = (self._sum * k + w * r,
+                                                     self._weight * k + w, at)
             else:  # reported late: weighted at its own age
-                w = math.exp(-self.rate * (self._at - at))
+                w *= math.exp(-self.rate * (self._at - at))
                 self._sum, self._weight = self._sum + w * r, self._weight + w
             self.rides += 1
+
+    def _share(self, parties: Iterable[str], at: float) -> float:
+        """The weight (0 to 1) a ride at `at` may have: what its parties have left of their
+        `per_party` rides; each party is charged it. Under the lock."""
+        now: list[tuple[str, float, float]] = []
+        w = 1.0
+        for key in parties:
+            used, when = self._parties.get(key, (0.0, at))
+            t = max(at, when)
+            used *= math.exp(-self.rate * (t - when))
+            now.append((key, used, t))
+            w = min(w, self.per_party - used)
+        if w <= 0.0:
+            return 0.0
+        for key, used, t in now:
+            self._parties[key] = (used + w, t)
+        if len(self._parties) > self._prune_above:
+            self._forget_faded(at)
+        return w
+
+    def used(self, party: str, at: float) -> float:
+        """How many rides' worth of `party`'s share is in use at `at`."""
+        with self._lock:
+            used, when = self._parties.get(party, (0.0, at))
+        return used * math.exp(-self.rate * max(0.0, at - when))
+
+    def _forget_faded(self, at: float) -> None:
+        """Drop the parties whose weight has faded (amortised: the next pass waits until the
+        table has doubled)."""
+        rate = self.rate
+        self._parties = {k: (u, t) for k, (u, t) in self._parties.items()
+                         if u * math.exp(-rate * max(0.0, at - t)) >= FADED}
+        self._prune_above = max(1024, 2 * len(self._parties))
 
     def factor(self, now: float) -> float:
         """What to multiply the model's seconds by at `now`."""
@@ -90,10 +144,12 @@ class LiveEta:
         return [s * f for s in self.model.pickup_etas(from_lats, from_lngs, to_lat, to_lng, when)]
 
     def observe_ride(self, pickup: tuple[float, float], dropoff: tuple[float, float],
-                     started_at: float, completed_at: float) -> None:
-        """A completed ride: the model's own (uncorrected) time for it against what it took."""
+                     started_at: float, completed_at: float, parties: Iterable[str] = ()
+                     ) -> None:
+        """A completed ride: the model's own (uncorrected) time for it against what it took;
+        `parties` as in `LiveCorrection.observe`."""
         actual = completed_at - started_at
         if unlearnable(*pickup, *dropoff, actual, None) is not None:
             return
         predicted, _m = self.model.travel(*pickup, *dropoff, started_at)
-        self.correction.observe(predicted, actual, completed_at)
+        self.correction.observe(predicted, actual, completed_at, parties)

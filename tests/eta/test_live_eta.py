@@ -135,3 +135,61 @@ def test_a_completed_ride_teaches_the_engine_and_the_meter_keeps_the_quoted_rout
     done = kit.engine.complete(trip.id, "1")
     assert done.fare_rule == "metered_longer"
     assert live.correction.rides == 51  # the ride itself taught it too
+    # ... charged to its driver's and its rider's shares (one ride each)
+    now = kit.clock.now()
+    assert live.correction.used("driver:1", now) == pytest.approx(1.0)
+    assert live.correction.used("rider:50", now) == pytest.approx(1.0)
+
+
+def test_one_driver_or_one_rider_counts_for_at_most_its_share_of_rides() -> None:
+    c = LiveCorrection(half_life_s=6 * HOUR, prior_rides=20, per_party_rides=3)
+    for i in range(100):  # one driver fakes 100 rides at the 2x clip, each with a new rider
+        c.observe(100.0, 1000.0, float(i), ("driver:mallory", f"rider:{i}"))
+    # As 3 rides: exp(3 ln2 / 23) = 1.095; without the cap, 100 rides reach the 1.5 bound.
+    assert c.factor(100.0) == pytest.approx(math.exp(3 * math.log(2) / 23), rel=2e-3)
+    assert c.used("driver:mallory", 100.0) == pytest.approx(3.0, rel=1e-3)
+    for i in range(100):  # one rider with 100 drivers: the same
+        c.observe(100.0, 1000.0, 100.0 + i, (f"driver:{i}", "rider:mallory"))
+    assert c.factor(200.0) == pytest.approx(math.exp(6 * math.log(2) / 26), rel=2e-3)
+    before = c.factor(200.0)
+    c.observe(100.0, 1000.0, 200.0, ("driver:alice", "rider:bob"))  # other parties still count
+    assert c.factor(200.0) > before
+    # As a party's rides fade, it may count again (a share, not a lifetime quota).
+    later = 200.0 + 6 * HOUR
+    assert c.used("driver:mallory", later) == pytest.approx(1.5, rel=1e-2)
+    c.observe(100.0, 1000.0, later, ("driver:mallory", "rider:zed"))
+    assert c.used("driver:mallory", later) == pytest.approx(2.5, rel=1e-2)
+
+
+def test_the_parties_table_forgets_faded_parties() -> None:
+    c = LiveCorrection(half_life_s=60.0, prior_rides=0)
+    for i in range(20_000):  # a new driver and rider every 10 minutes: each faded long before
+        c.observe(100.0, 100.0, 600.0 * i, (f"driver:{i}", f"rider:{i}"))
+    assert c.rides == 20_000
+    assert len(c._parties) <= 2048
+
+
+def test_concurrent_rides_of_one_party_never_exceed_its_share() -> None:
+    n, per, rounds = 8, 1_500, 6  # a lost race shows in about half the rounds: six of them
+
+    def ride(c: LiveCorrection, start: threading.Barrier, k: int) -> None:
+        start.wait()
+        for i in range(per):
+            c.observe(100.0, 150.0, 1000.0, ("driver:shared", f"rider:{k}:{i}"))
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(rounds):
+            c = LiveCorrection(prior_rides=0, per_party_rides=3)
+            start = threading.Barrier(n)
+            threads = [threading.Thread(target=ride, args=(c, start, k)) for k in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            # Check-then-charge of the share outside one lock would let more than 3 rides in.
+            assert c.rides == 3 and c.capped == n * per - 3
+            assert c.used("driver:shared", 1000.0) == pytest.approx(3.0)
+    finally:
+        sys.setswitchinterval(old)
