@@ -6,6 +6,10 @@ embedded mode:
   process applies it to its directory and to its index's availability flag;
 - surge demand: each accepted trip request is announced on `ridehail:demand`, and every process
   counts the others' in its surge pricer;
+- completed rides: each ride a process completes is announced on `ridehail:rides`, and every
+  process teaches it to its live travel-time correction (dispatch/live_eta.py), so each one
+  learns from the whole city's rides and a driver's or rider's share is counted across all
+  processes, not once per process;
 - trip traces: the on-trip driver's locations, a Redis list per trip (`RPUSH`/`LRANGE`, with
   an expiry), so whichever process completes the trip prices the whole trace;
 - the channels: an offer made by one process wakes the long-polls and WebSockets of its driver
@@ -37,6 +41,7 @@ log = get_logger(__name__)
 
 DRIVER_EVENTS_STREAM = "ridehail:driver-events"
 DEMAND_STREAM = "ridehail:demand"
+RIDES_STREAM = "ridehail:rides"
 OFFERS_CHANNEL = "ridehail:offers"
 TRIPS_CHANNEL = "ridehail:trips"
 TRACE_KEY = "ridehail:trace:{}"
@@ -47,9 +52,9 @@ TRACE_TTL_S = 6 * 3600  # longer than any trip; a trace nobody completes goes aw
 # --- one round trip per use case ------------------------------------------------------------
 
 class BatchedRedis:
-    """The Redis client the announcers write through (driver events, surge demand, the
-    channels' wake-ups). Inside `batch()` a thread's commands are queued and go to Redis in
-    one round trip when the batch ends: a trip request announces three things after its
+    """The Redis client the announcers write through (driver events, surge demand, completed
+    rides, the channels' wake-ups). Inside `batch()` a thread's commands are queued and go to
+    Redis in one round trip when the batch ends: a trip request announces three things after its
     commit (its demand, the driver's new status, the offer's wake-up) and waits for Redis
     once. Outside a batch (other threads, other use cases) every command goes at once.
 
@@ -153,6 +158,44 @@ class RedisDemandEvents:
             if decode(fields[b"o"]) == self.origin:
                 return  # counted locally before it was announced
             apply(float(fields[b"la"]), float(fields[b"ln"]), float(fields[b"t"]))
+        return handle
+
+
+# --- completed rides (the live travel-time correction) --------------------------------------
+
+class RedisRideEvents:
+    """Scaled mode: each completed ride the live correction learned from goes onto
+    `ridehail:rides` (the model's time, the ride's, when it ended, its parties), which every
+    process tails into its own correction. A new process reads the last few half-lives."""
+
+    def __init__(self, redis: Any, origin: str, *, stream: str = RIDES_STREAM,
+                 maxlen: int = 200_000) -> None:
+        self.redis = redis
+        self.origin = origin
+        self.stream = stream
+        self.maxlen = maxlen
+
+    def announce(self, predicted_s: float, actual_s: float, at: float,
+                 parties: tuple[str, ...]) -> None:
+        try:
+            self.redis.xadd(self.stream, {"o": self.origin, "p": repr(predicted_s),
+                                          "a": repr(actual_s), "t": repr(at),
+                                          "w": json.dumps(parties)},
+                            maxlen=self.maxlen, approximate=True)
+        except Exception as exc:  # noqa: BLE001 - a correction is an estimate; the ride is done
+            log.warning("completed ride not announced", error=repr(exc))
+
+    def handler(self, apply: Callable[[float, float, float, tuple[str, ...]], None]
+                ) -> Callable[[dict[bytes, bytes]], None]:
+        """The tailer callback: learn the rides other processes completed."""
+        def handle(fields: dict[bytes, bytes]) -> None:
+            if decode(fields[b"o"]) == self.origin:
+                return  # learned locally before it was announced
+            parties = json.loads(fields[b"w"])
+            if not (isinstance(parties, list) and all(isinstance(x, str) for x in parties)):
+                raise ValueError(f"ride entry: parties must be a list of strings: {parties!r}")
+            apply(float(fields[b"p"]), float(fields[b"a"]), float(fields[b"t"]),
+                  tuple(parties))
         return handle
 
 

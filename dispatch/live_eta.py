@@ -21,8 +21,10 @@ With the defaults (a cap of 3, a prior of 20), reaching the bound with rides cli
 takes about 0.47 x (20 + the city's other recent rides) colluding drivers, each with a rider of
 its own: 10 on an empty night, 480 against 1,000 honest recent rides.
 
-In the scaled mode each process learns from the rides it completes (a sample of the city's);
-the upfront fare does not depend on which process answers later: the trip keeps the route it
+In the scaled mode each process announces the rides it learns from (`announce`,
+dispatch/cluster.py:RedisRideEvents) and learns the others' too, so every process sees the
+city's rides and counts each party's share across them; the upfront fare does not depend on
+which process answers later: the trip keeps the route it
 was priced on (`Trip.quote_duration_s`, `quote_distance_m`).
 """
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from .eta import EtaModel
 from .learned_eta import unlearnable
@@ -129,9 +131,13 @@ class LiveEta:
     """An `EtaModel`: `model`'s seconds x the live factor at the departure time; its road
     metres unchanged. `observe_ride` is what teaches it."""
 
-    def __init__(self, model: EtaModel, correction: LiveCorrection | None = None) -> None:
+    def __init__(self, model: EtaModel, correction: LiveCorrection | None = None,
+                 announce: Callable[[float, float, float, tuple[str, ...]], None] | None = None
+                 ) -> None:
         self.model = model
         self.correction = correction or LiveCorrection()
+        # Scaled mode: tell the other processes (predicted, actual, ended at, parties).
+        self.announce = announce
 
     def travel(self, from_lat: float, from_lng: float, to_lat: float, to_lng: float,
                when: float) -> tuple[float, float]:
@@ -144,12 +150,14 @@ class LiveEta:
         return [s * f for s in self.model.pickup_etas(from_lats, from_lngs, to_lat, to_lng, when)]
 
     def observe_ride(self, pickup: tuple[float, float], dropoff: tuple[float, float],
-                     started_at: float, completed_at: float, parties: Iterable[str] = ()
+                     started_at: float, completed_at: float, parties: tuple[str, ...] = ()
                      ) -> None:
         """A completed ride: the model's own (uncorrected) time for it against what it took;
-        `parties` as in `LiveCorrection.observe`."""
+        `parties` as in `LiveCorrection.observe`. Announced when there is an `announce`."""
         actual = completed_at - started_at
         if unlearnable(*pickup, *dropoff, actual, None) is not None:
             return
         predicted, _m = self.model.travel(*pickup, *dropoff, started_at)
         self.correction.observe(predicted, actual, completed_at, parties)
+        if self.announce is not None:
+            self.announce(predicted, actual, completed_at, parties)

@@ -121,12 +121,13 @@ def road_eta(settings: Settings, fallback: EtaModel) -> EtaModel:
     return Router(network, fallback=fallback)
 
 
-def live_eta(settings: Settings, model: EtaModel) -> EtaModel:
-    """`model` corrected by the rides this process completes (RIDEHAIL_ETA_LIVE_HALF_LIFE_S;
-    0: `model` as it is)."""
+def live_eta(settings: Settings, model: EtaModel, announce: Any = None) -> EtaModel:
+    """`model` corrected by the rides this process completes and, in the scaled mode, those
+    the others announce (RIDEHAIL_ETA_LIVE_HALF_LIFE_S; 0: `model` as it is)."""
     if not settings.eta_live_half_life_s:
         return model
-    return LiveEta(model, LiveCorrection(half_life_s=settings.eta_live_half_life_s))
+    return LiveEta(model, LiveCorrection(half_life_s=settings.eta_live_half_life_s),
+                   announce=announce)
 
 
 def payment_hooks(celery: Any) -> Hooks:
@@ -174,7 +175,9 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
         uow_factory, index, new_id=ids.new_id, clock=clock, timers=timers, config=config,
         service_area=ServiceArea.from_geojson(settings.service_area),
         surge=SurgePricer(clock=clock.now), hooks=hooks, charge=charge,
-        eta=live_eta(settings, road_eta(settings, eta_model(settings))), **trip_rules(settings),
+        eta=live_eta(settings, road_eta(settings, eta_model(settings)),
+                     announce=None if parts is None else parts.rides.announce),
+        **trip_rules(settings),
         **shared,
     )
     background: list[Any] = []

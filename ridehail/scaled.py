@@ -1,5 +1,6 @@
 """The scaled mode's shared parts for one API process: the Redis location feed and its tailer,
-driver events and their tailer, surge demand and its tailer, Redis trip traces, and the
+driver events and their tailer, surge demand and its tailer, completed rides (the live
+travel-time correction) and their tailer, Redis trip traces, and the
 channels relayed through Redis pub/sub (a driver's offers, a trip's changes, revoked tokens).
 
 `build_engine` calls `scaled_parts` before it builds the engine and `start_scaled` once the
@@ -9,6 +10,7 @@ restores its drivers from the database, so no change made in between is missed.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -20,15 +22,18 @@ from dispatch.cluster import (
     DEMAND_STREAM,
     DRIVER_EVENTS_STREAM,
     OFFERS_CHANNEL,
+    RIDES_STREAM,
     TRIPS_CHANNEL,
     BatchedRedis,
     RedisChannels,
     RedisDemandEvents,
     RedisDriverEvents,
+    RedisRideEvents,
     RedisTraces,
 )
 from dispatch.engine import Engine
 from dispatch.feed import LOCATIONS_STREAM, RedisStreamFeed, StreamTailer, apply_location_entry
+from dispatch.live_eta import LiveEta
 
 from .kernel.channel import Channel
 from .settings import Settings
@@ -45,6 +50,7 @@ class ScaledParts:
     channels: RedisChannels
     demand: RedisDemandEvents
     announcing: BatchedRedis
+    rides: RedisRideEvents
 
     @property
     def offers(self) -> Channel:
@@ -83,7 +89,8 @@ def scaled_parts(settings: Settings) -> ScaledParts:
                         RedisDriverEvents(announcing, origin), RedisTraces(redis),
                         RedisChannels(announcing, origin,
                                       (OFFERS_CHANNEL, TRIPS_CHANNEL, REVOCATIONS_CHANNEL)),
-                        RedisDemandEvents(announcing, origin), announcing)
+                        RedisDemandEvents(announcing, origin), announcing,
+                        RedisRideEvents(announcing, origin))
     return parts
 
 
@@ -101,6 +108,14 @@ def start_scaled(parts: ScaledParts, engine: Engine) -> Any:
     demand = StreamTailer(parts.redis, DEMAND_STREAM,
                           parts.demand.handler(engine.supply.record_remote),
                           name="demand-tailer", since=time.time() - window_s)
-    for part in (events, locations, demand, parts.channels):
+    tailers: list[Any] = [events, locations, demand]
+    if isinstance(engine.eta, LiveEta):
+        # The rides of the last few half-lives (older ones weigh under 1/16 by now).
+        correction = engine.eta.correction
+        since = time.time() - 4 * math.log(2.0) / correction.rate
+        tailers.append(StreamTailer(parts.redis, RIDES_STREAM,
+                                    parts.rides.handler(correction.observe),
+                                    name="rides-tailer", since=since))
+    for part in (*tailers, parts.channels):
         part.start()
-    return Stoppable(locations, events, demand, parts.channels)
+    return Stoppable(*tailers, parts.channels)
