@@ -24,7 +24,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -42,6 +41,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.machine import describe  # noqa: E402
 
 DRIVERS = 2000
 BATCH = 500
@@ -372,6 +373,7 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, help="py-spy profiles of the server per phase")
     args = ap.parse_args()
     q = args.quick
+    machine = describe()  # bench/machine.py: before the servers start
     b = Bench(q, args.profile)
     started = time.perf_counter()
     try:
@@ -414,7 +416,7 @@ def main() -> None:
                                "threads), SQLite, embedded mode, loopback",
                      "client": "requests in threads (set-up, batches, nearby, offers); "
                                "aiohttp in a process of its own (single pings); same machine",
-                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}},
+                     "machine": machine},
         "location_batches": batch, "location_pings": ping, "nearby": near,
         "request_to_offer": offer, "wall_s": time.perf_counter() - started,
         "summary": summary,

@@ -40,6 +40,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.nearby_ids import opaque_ids  # noqa: E402
 
@@ -246,6 +247,7 @@ def main() -> None:
     base_db = os.environ.get("RIDEHAIL_DATABASE_URL",
                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     quick = args.quick
+    machine = describe()  # bench/machine.py: before anything starts
     n_drivers = 2000 if quick else 10_000
     phase_s = 3.0 if quick else 8.0
     bg_rate = 5000.0
@@ -325,9 +327,10 @@ def main() -> None:
             "ingest_scaling_2": (round(per["2"]["locations_per_s"] / per["1"]["locations_per_s"], 3)
                                  if "1" in per and "2" in per else None),
             "targets": {"request_to_offer_p99_ms_3": 50.0, "ingest_scaling_2": 1.6},
+            "machine_python_mops": machine["python_mops"],
         }
         results["setup"] = {"drivers": n_drivers, "batch_rows": 500, "phase_s": phase_s,
-                            "cores": os.cpu_count(), "quick": quick,
+                            "cores": os.cpu_count(), "quick": quick, "machine": machine,
                             "note": "client and servers share the cores"}
     finally:
         procs.stop()

@@ -67,7 +67,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import platform
 import random
 import resource
 import signal
@@ -87,6 +86,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe  # noqa: E402
 from tests.conftest import free_port, wait_http  # noqa: E402
 
 TARGETS: dict[str, float] = {
@@ -989,6 +989,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     busy_before = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
     started = time.perf_counter()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
+    machine = describe(load_at_start)  # bench/machine.py
     nofile = raise_nofile(f"bench (pid {os.getpid()})")
     n_clients = args.clients
     server: Server | None = None
@@ -1115,7 +1116,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "put online with PUT /v1/drivers/me/status"),
             "seed_s": round(seed_s, 1), "nofile_limit": nofile,
             "loadavg_at_start": load_at_start, "busy_cores_before_start": busy_before,
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "machine": machine,
         },
         "ramp": {"per_client": [r.get("marks") for r in ok], "held_at_ready": ready_counts,
                  **hold_meta.get("ramp", {})},

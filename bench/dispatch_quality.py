@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe  # noqa: E402
 from ridehail.bootstrap import build_sim_engine  # noqa: E402
 from simulator.city import data_dir  # noqa: E402
 from simulator.engine_mode import EngineSimulation  # noqa: E402
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel")
     args = ap.parse_args(argv)
     load = [round(x, 2) for x in os.getloadavg()]  # the machine is shared: say how busy it was
+    machine = describe(load)  # and how fast it is (bench/machine.py)
     duration = 300.0 if args.quick else 3600.0
     rate = args.rate if args.rate is not None else 1000.0 if args.quick else 2000.0
     sizes = args.drivers or ([15] if args.quick else [250, 400, 700])
@@ -167,8 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows = [run_one(j) for j in jobs]
     doc = {
         "benchmark": "dispatch_quality",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average_at_start": load},
+        "machine": machine,
         "config": {"city": "NYC boroughs", "demand": DEMAND.name, "rate_per_hour": rate,
                    "duration_s": duration, "seed": args.seed, "drivers": sizes,
                    "eta_model": args.eta_model or "the city's shipped model", "mode": "engine",

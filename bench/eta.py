@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from decimal import Decimal
@@ -43,6 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe  # noqa: E402
 from dispatch.eta import EtaModel, StraightLineEta  # noqa: E402
 from dispatch.learned_eta import SHIPPED, load  # noqa: E402
 from dispatch.live_eta import LiveCorrection, LiveEta  # noqa: E402
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help=f"the reduced run: the first {QUICK_ROWS} rows of each city")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args(argv)
-    load_avg = [round(x, 2) for x in os.getloadavg()]
+    machine = describe()  # bench/machine.py: the load, and the machine's speed
     if args.csv:
         model = load(SHIPPED["nyc"])
         trips = read_trips([args.csv])
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         chicago, _, _ = city(CHICAGO, limit)
         doc = {"summary": summary_of(nyc), "nyc": nyc, "chicago": chicago,
                "timing": timing(nyc_model, 300 if args.quick else 3000)}
-    doc["machine"] = {"load_average_at_start": load_avg, "cpus": os.cpu_count(),
+    doc["machine"] = {**machine,
                       "note": "a shared 2-core machine: the timing is a ratio in one run"}
     text = json.dumps(doc, indent=2)
     print(text)

@@ -15,7 +15,6 @@ import gc
 import json
 import math
 import os
-import platform
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 # As simulator.city.data_dir finds it: $RIDEHAIL_DATA_DIR, else the repository's data/.
 DATA = Path(os.environ.get("RIDEHAIL_DATA_DIR") or ROOT / "data") / "nyc"
 
+from bench.machine import describe  # noqa: E402
 from geoindex import EARTH_RADIUS_M, GeoIndex  # noqa: E402
 
 R = EARTH_RADIUS_M
@@ -419,7 +419,7 @@ def main() -> None:
         "workload": {"drivers": args.drivers, "tick_updates": tick, "queries": args.queries,
                      "k": K, "radius_m": RADIUS, "pickup_points": len(pickups),
                      "pickup_rows_rejected": rejected, "move_m_per_tick": 40,
-                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}},
+                     "machine": describe()},
     }
     ours = {}
     for be in args.backends.split(","):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe  # noqa: E402
 from dispatch.eta import StraightLineEta  # noqa: E402
 from ridehail.bootstrap import build_sim_engine  # noqa: E402
 from ridehail.kernel.geo import haversine_m  # noqa: E402
@@ -130,6 +130,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     load = [round(x, 2) for x in os.getloadavg()]  # the machine is shared: say how busy it was
+    machine = describe(load)  # and how fast it is (bench/machine.py)
     if args.quick:
         repeats, pairs, drivers, rate, duration = 1, 50, 20, 200.0, 600.0
     else:
@@ -140,8 +141,7 @@ def main() -> None:
     routed = sim_run(True, drivers, rate, duration, args.seed)
     doc = {
         "benchmark": "roads",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average_at_start": load},
+        "machine": machine,
         "config": {"extracts": list(EXTRACTS), "sim_city": "aguascalientes (the roads' hull)",
                    "drivers": drivers, "demand": "hotspots", "demand_rate": rate,
                    "duration_s": duration, "seed": args.seed, "timing": "process CPU time"},

@@ -15,7 +15,6 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe  # noqa: E402
 from ridehail.bootstrap import build_sim_engine  # noqa: E402
 from simulator.city import data_dir  # noqa: E402
 from simulator.engine_mode import EngineSimulation  # noqa: E402
@@ -119,6 +119,7 @@ def main() -> None:
                          "the hour's speed, dispatch at 8 m/s); default: NYC's shipped model")
     args = ap.parse_args()
     load = [round(x, 2) for x in os.getloadavg()]  # the machine is shared: say how busy it was
+    machine = describe(load)  # and how fast it is (bench/machine.py)
     if args.quick:
         drivers, rate, duration, prof_duration = 1000, 2000.0, 600.0, 300.0
     else:
@@ -146,8 +147,7 @@ def main() -> None:
     wait_change = 100.0 * (b["mean_wait_s"] - g["mean_wait_s"]) / g["mean_wait_s"]
     doc = {
         "benchmark": "simulate",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average_at_start": load},
+        "machine": machine,
         "config": {"city": "NYC boroughs", "demand": DEMAND.name, **{k: v for k, v in base.items()
                                                                     if k != "demand"},
                    "duration_s": duration, "mode": "engine", "tick_s": 4.0,
@@ -157,6 +157,7 @@ def main() -> None:
             "speedup_vs_realtime_cpu": min(g["speedup_vs_realtime_cpu"],
                                            b["speedup_vs_realtime_cpu"]),
             "target_speedup": 120.0,
+            "machine_python_mops": machine["python_mops"],
             "drivers": drivers,
             "requests": greedy["requests"],
             "greedy": g,
