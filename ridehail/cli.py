@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -100,16 +101,13 @@ def worker(concurrency: int, beat: bool, metrics_port: int | None) -> None:
 def demo(port: int | None, host: str | None, drivers: int | None) -> None:
     """API + embedded worker on SQLite + a simulated NYC fleet driving it over HTTP; the URL
     is printed when it is ready. Ctrl-C stops it."""
-    # The fleet signs up its 200 drivers and its riders from this machine's one address: the
-    # per-IP limits would stop it within a minute. The demo turns limiting off unless
-    # RIDEHAIL_RATE_LIMIT_ENABLED says otherwise, and says so.
-    limits = {} if "RIDEHAIL_RATE_LIMIT_ENABLED" in os.environ else {"rate_limit_enabled": False}
-    settings = load_settings(port=port, host=host, demo_drivers=drivers, **limits)
+    settings = load_settings(port=port, host=host, demo_drivers=drivers)
+    changes, notes = demo_defaults(settings, os.environ)
+    settings = load_settings(port=port, host=host, demo_drivers=drivers, **changes)
+    for note in notes:
+        click.echo(f"ridehail demo: {note}", err=True)
     url = f"http://{settings.host}:{settings.port}"
     fleet: list[subprocess.Popen[bytes]] = []
-    if not settings.rate_limit_enabled:
-        click.echo("ridehail demo: rate limits are off (the fleet signs up from one address; "
-                   "RIDEHAIL_RATE_LIMIT_ENABLED=true turns them on)", err=True)
 
     def ready() -> None:
         click.echo(f"\nridehail demo ready at {url}  (health: {url}/health, "
@@ -130,6 +128,29 @@ def demo(port: int | None, host: str | None, drivers: int | None) -> None:
         _serve(settings, on_ready=ready, on_stop=stop_fleet)
     finally:
         stop_fleet()
+
+
+def demo_defaults(settings: Settings, env: Mapping[str, str]
+                  ) -> tuple[dict[str, Any], list[str]]:
+    """The settings the demo changes unless the environment sets them, and a line on each:
+    - rate limits off: the fleet signs up its drivers and riders from this machine's one
+      address, and the per-IP limits would stop it within a minute;
+    - the live travel-time correction off in a time-lapse: the fleet's rides take 1/speed of
+      real time, so the correction would learn that the city is `speed` times faster and
+      lower every ETA and quote to its bound within a few dozen rides."""
+    changes: dict[str, Any] = {}
+    notes: list[str] = []
+    if "RIDEHAIL_RATE_LIMIT_ENABLED" not in env:
+        changes["rate_limit_enabled"] = False
+        notes.append("rate limits are off (the fleet signs up from one address; "
+                     "RIDEHAIL_RATE_LIMIT_ENABLED=true turns them on)")
+    if settings.demo_speed != 1 and settings.demo_drivers > 0 \
+            and "RIDEHAIL_ETA_LIVE_HALF_LIFE_S" not in env:
+        changes["eta_live_half_life_s"] = 0.0
+        notes.append(f"the live travel-time correction is off (the fleet is a "
+                     f"{settings.demo_speed:g}x time-lapse, not the city's traffic; "
+                     "RIDEHAIL_ETA_LIVE_HALF_LIFE_S turns it on)")
+    return changes, notes
 
 
 # The fleet is a separate process: a client of the API like any driver app.

@@ -107,3 +107,20 @@ def test_the_demo_speed_is_a_time_lapse_within_bounds() -> None:
     for bad in ("0", "-1", "61", "nan"):
         with pytest.raises(SettingsError, match="RIDEHAIL_DEMO_SPEED"):
             Settings.from_env(env={"RIDEHAIL_DEMO_SPEED": bad})
+
+
+def test_the_demo_turns_off_what_its_fleet_would_trip_unless_the_environment_says() -> None:
+    from ridehail.cli import demo_defaults
+
+    settings = Settings.from_env(env={})
+    changes, notes = demo_defaults(settings, {})
+    # A 6x time-lapse would teach the live correction a city 6x faster: it is off.
+    assert changes == {"rate_limit_enabled": False, "eta_live_half_life_s": 0.0}
+    assert any("correction is off" in n for n in notes)
+    changes, _ = demo_defaults(settings, {"RIDEHAIL_ETA_LIVE_HALF_LIFE_S": "3600",
+                                          "RIDEHAIL_RATE_LIMIT_ENABLED": "true"})
+    assert changes == {}
+    real_time = Settings.from_env(env={"RIDEHAIL_DEMO_SPEED": "1"})
+    assert "eta_live_half_life_s" not in demo_defaults(real_time, {})[0]
+    no_fleet = Settings.from_env(env={"RIDEHAIL_DEMO_DRIVERS": "0"})
+    assert "eta_live_half_life_s" not in demo_defaults(no_fleet, {})[0]
