@@ -1,8 +1,9 @@
 """Fares: per-city tariffs, upfront estimates and final fares with a receipt breakdown.
 
 Money is ``int`` minor units (cents). Physical quantities (metres, seconds) may be floats; they are
-turned into exact ``Fraction`` units before any price touches them, and each line of the receipt is
-rounded once (half-up), so no amount ever goes through float arithmetic.
+turned into exact rationals (integer pairs, `trips.money.ratio`) before any price touches them,
+and each line of the receipt is rounded once (half-up), so no amount ever goes through float
+arithmetic.
 
 Two meter modes:
 
@@ -26,7 +27,7 @@ from numpy.typing import NDArray
 
 from ridehail.kernel.formats import format_minor
 from ridehail.kernel.geo import haversine_m, haversine_many
-from trips.money import Exact, check_amount, exact, round_half_up
+from trips.money import Exact, check_amount, exact, ratio, round_ratio_half_up
 
 MeterMode = Literal["both", "either"]
 SpeedModel = Literal["exponential", "constant"]
@@ -281,18 +282,25 @@ def price(
     extras = tuple(
         (str(k), check_amount(v, f"surcharges[{k!r}]")) for k, v in (surcharges or {}).items()
     )
-    # Exact unit counts: Fraction(float) is exact, so nothing is rounded before the price applies.
-    d_units = Fraction(measure.charged_distance_m) / Fraction(tariff.distance_unit_m)
-    t_units = Fraction(measure.charged_duration_s) / Fraction(tariff.time_unit_s)
+    # Exact unit counts as integer pairs (a float's exact value), so nothing is rounded before
+    # the price applies: units = dn/dd metres over un/ud metres per unit = (dn ud) / (dd un).
+    # The tariff's units are > 0, so each denominator is.
+    dn, dd = ratio(measure.charged_distance_m)
+    un, ud = ratio(tariff.distance_unit_m)
+    d_num, d_den = dn * ud, dd * un
+    tn, td = ratio(measure.charged_duration_s)
+    vn, vd = ratio(tariff.time_unit_s)
+    t_num, t_den = tn * vd, td * vn
     if tariff.whole_units:
-        dropped = math.floor(d_units + t_units)
-        distance_part = tariff.distance_price * math.floor(d_units)
+        dropped = (d_num * t_den + t_num * d_den) // (d_den * t_den)  # floor of the sum
+        distance_part = tariff.distance_price * (d_num // d_den)
         time_part = tariff.time_price * dropped - distance_part
     else:
-        distance_part = round_half_up(tariff.distance_price * d_units)
-        time_part = round_half_up(tariff.time_price * t_units)
+        distance_part = round_ratio_half_up(tariff.distance_price * d_num, d_den)
+        time_part = round_ratio_half_up(tariff.time_price * t_num, t_den)
     metered = tariff.base + distance_part + time_part
-    surge_amount = round_half_up(metered * (multiplier - 1))
+    sn, sd = multiplier.numerator, multiplier.denominator
+    surge_amount = round_ratio_half_up(metered * (sn - sd), sd)
     adjustment = max(0, tariff.minimum - (metered + surge_amount))
     total = metered + surge_amount + adjustment + tariff.booking_fee + sum(a for _, a in extras)
     return FareBreakdown(

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from fractions import Fraction
 from typing import Literal
 
 import numpy as np
@@ -31,7 +30,7 @@ from numpy.typing import NDArray
 
 from .fares import FareBreakdown, Tariff, estimate_fare, final_fare
 from .model import Trip
-from .money import round_half_up
+from .money import above, below, ratio, round_ratio_half_up
 
 Point = tuple[float, float, float]  # (ts, lat, lng)
 FareRule = Literal["quote", "metered_longer", "metered_capped", "metered_shorter"]
@@ -98,10 +97,6 @@ def metered_trace(trip: Trip, points: Sequence[Point] | NDArray[np.float64], now
     return np.vstack((head, taken))
 
 
-def _above(value: float, reference: float, fraction: Decimal) -> bool:
-    return Fraction(value) > Fraction(reference) * (1 + Fraction(fraction))
-
-
 def meter(tariff: Tariff, trip: Trip, points: Sequence[Point] | NDArray[np.float64], now: float,
           policy: UpfrontPolicy | None = None, route: Route | None = None) -> Fare:
     """The fare of a trip completing at `now`: the rule in the module docstring, applied to
@@ -115,16 +110,16 @@ def meter(tariff: Tariff, trip: Trip, points: Sequence[Point] | NDArray[np.float
         quoted = replace(quoted, total=trip.fare_estimate)
     metered = final_fare(tariff, metered_trace(trip, points, now), surge=surge)
     q, m = quoted.total, metered.total
-    longer = (_above(m, q, policy.tolerance)
-              and (_above(metered.distance_m, quoted.distance_m, policy.margin)
-                   or _above(metered.duration_s, quoted.duration_s, policy.margin)))
+    longer = (above(m, q, policy.tolerance)
+              and (above(metered.distance_m, quoted.distance_m, policy.margin)
+                   or above(metered.duration_s, quoted.duration_s, policy.margin)))
     if longer:
-        ceiling = round_half_up(q * (1 + Fraction(policy.cap)))
+        cn, cd = ratio(policy.cap)
+        ceiling = round_ratio_half_up(q * (cd + cn), cd)
         if m > ceiling:
             return Fare(ceiling, "metered_capped", quoted, metered)
         return Fare(m, "metered_longer", quoted, metered)
-    shorter = m < q and Fraction(metered.distance_m) < \
-        Fraction(quoted.distance_m) * (1 - Fraction(policy.margin))
+    shorter = m < q and below(metered.distance_m, quoted.distance_m, policy.margin)
     if shorter:
         return Fare(m, "metered_shorter", quoted, metered)
     return Fare(q, "quote", quoted, metered)

@@ -5,17 +5,26 @@ from __future__ import annotations
 import ast
 import decimal
 import inspect
+import math
 import textwrap
 from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import trips.fares as fares
 import trips.money as money
-from trips.fares import NYC_YELLOW_2016, Tariff, estimate_fare, final_fare, measure_route, price
+from trips.fares import (
+    NYC_YELLOW_2016,
+    Tariff,
+    TripMeasure,
+    estimate_fare,
+    final_fare,
+    measure_route,
+    price,
+)
 from trips.money import round_half_up, split_payment
 
 SURGES = [Decimal(n) / 10 for n in range(10, 31)]  # 1.0 .. 3.0 by 0.1, as SurgePricer publishes
@@ -122,6 +131,49 @@ def test_price_matches_an_exact_reference(
     assert fare.total == metered + exact_surge(metered, surge) + 99
 
 
+def _fraction_reference(tariff: Tariff, d: float, t: float, surge: Decimal) -> tuple[int, ...]:
+    """The receipt's lines in Fraction arithmetic (how price computed them before it used
+    integer pairs): the oracle for the integer version."""
+    d_units = Fraction(d) / Fraction(tariff.distance_unit_m)
+    t_units = Fraction(t) / Fraction(tariff.time_unit_s)
+    if tariff.whole_units:
+        dropped = math.floor(d_units + t_units)
+        dist = tariff.distance_price * math.floor(d_units)
+        time = tariff.time_price * dropped - dist
+    else:
+        dist = round_half_up(tariff.distance_price * d_units)
+        time = round_half_up(tariff.time_price * t_units)
+    metered = tariff.base + dist + time
+    return dist, time, round_half_up(metered * (Fraction(surge) - 1))
+
+
+ODD_UNITS = Tariff("t", "USD", 300, 137, Decimal("1609.344") / 5, 41, Decimal("57.3"))
+
+
+@given(d=st.floats(0, 1e6), t=st.floats(0, 1e5), surge=st.sampled_from(SURGES),
+       tariff=st.sampled_from([NYC_YELLOW_2016, ODD_UNITS]))
+@example(d=321.8688, t=0.0, surge=Decimal(1), tariff=NYC_YELLOW_2016)  # one unit, exactly
+# 7 units of 1609.344 / 5 m as a float is a hair under 7: 6 whole units; in float, 7.
+@example(d=2253.0816, t=0.0, surge=Decimal(1), tariff=NYC_YELLOW_2016)
+@example(d=0.1 + 0.2, t=60.0 * 3, surge=Decimal("1.9"), tariff=ODD_UNITS)
+def test_price_of_any_float_measure_matches_fraction_arithmetic(
+        d: float, t: float, surge: Decimal, tariff: Tariff) -> None:
+    fare = price(tariff, TripMeasure(d, t, d, t), surge=surge)
+    assert (fare.distance, fare.time, fare.surge_amount) == _fraction_reference(
+        tariff, d, t, surge)
+
+
+@given(v=st.floats(0, 1e7), r=st.floats(0, 1e7),
+       f=st.sampled_from([Decimal(0), Decimal("0.1"), Decimal("0.25"), Decimal("0.333")]))
+@example(v=125.0, r=100.0, f=Decimal("0.25"))  # exactly at the line: neither above nor below
+@example(v=75.0, r=100.0, f=Decimal("0.25"))
+@example(v=0.30000000000000004, r=0.1 + 0.2, f=Decimal(0))
+@example(v=110.00000000000001, r=100.0, f=Decimal("0.1"))  # above 110; in float, not above
+def test_the_fare_rules_comparisons_are_exact(v: float, r: float, f: Decimal) -> None:
+    assert money.above(v, r, f) == (Fraction(v) > Fraction(r) * (1 + Fraction(f)))
+    assert money.below(v, r, f) == (Fraction(v) < Fraction(r) * (1 - Fraction(f)))
+
+
 MONEY_FIELDS = (
     "base",
     "distance",
@@ -191,5 +243,5 @@ def test_the_static_guard_sees_float() -> None:
 )
 def test_money_code_has_no_float_conversions_or_literals(source: str) -> None:
     """Static guard: the code that turns units into cents never calls float() or uses a float
-    literal (physical quantities are made exact with Fraction(x) before prices touch them)."""
+    literal (physical quantities are made exact, as integer pairs, before prices touch them)."""
     assert _float_uses(textwrap.dedent(source)) == []
