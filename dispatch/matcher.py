@@ -156,11 +156,14 @@ class Matcher:
     @staticmethod
     def _add_trip(uow: DispatchUnit, trip: Trip) -> None:
         """May this rider open a trip: no failed payment (402), no open trip of theirs (the
-        unique rule on a rider's open trip, uq_trips_open_rider, refuses the insert)."""
+        unique rule uq_trips_open_rider). The trip's insert checks both in its one round
+        trip (`TripRepository.open`); only a refusal reads which it was."""
+        if uow.trips.open(trip):
+            return
         failed = blocking_payment(uow, trip.rider_id)
         if failed is not None:
             raise PaymentRequired(failed.trip_id, failed.last_error)
-        try:
+        try:  # settled since the insert's check: only the open-trip rule can refuse it now
             uow.trips.add(trip)
         except Conflict:
             raise RiderBusy(f"rider {trip.rider_id} already has an open trip") from None
