@@ -109,10 +109,11 @@ class Matcher:
         """`open_trip` and the trip's first dispatch in one transaction: the trip is committed
         already offered (or ended no_driver_found), so nobody (a cancel, another process's
         dispatch) ever sees it between the two, and it costs one commit and no re-reads of the
-        trip, its offers and its record (on PostgreSQL 8 round trips instead of 15).
+        trip, its offers and its record (on PostgreSQL 7 round trips instead of 15, pinned by
+        tests/dispatch/test_request_round_trips.py).
 
-        A claim that loses its race without writing moves on to the next candidate; one that
-        wrote (`_Lost`) rolls the unit back, trip and all, and the request takes the two
+        A driver the claim finds unavailable is skipped (nothing written); a claim whose offer
+        then loses (`_Lost`) rolls the unit back, trip and all, and the request takes the two
         steps: open the trip, then `dispatch_and_read` without that driver."""
         trip = self._new_trip(rider_id, pickup, dropoff, vehicle_class)
         now = trip.requested_at
@@ -155,11 +156,14 @@ class Matcher:
     @staticmethod
     def _add_trip(uow: DispatchUnit, trip: Trip) -> None:
         """May this rider open a trip: no failed payment (402), no open trip of theirs (the
-        unique rule on a rider's open trip, uq_trips_open_rider, refuses the insert)."""
+        unique rule uq_trips_open_rider). The trip's insert checks both in its one round
+        trip (`TripRepository.open`); only a refusal reads which it was."""
+        if uow.trips.open(trip):
+            return
         failed = blocking_payment(uow, trip.rider_id)
         if failed is not None:
             raise PaymentRequired(failed.trip_id, failed.last_error)
-        try:
+        try:  # settled since the insert's check: only the open-trip rule can refuse it now
             uow.trips.add(trip)
         except Conflict:
             raise RiderBusy(f"rider {trip.rider_id} already has an open trip") from None
@@ -371,30 +375,23 @@ class Matcher:
 
     def _claim_first(self, uow: DispatchUnit, trip_id: str, ranked: Ranked,
                      record: DispatchRecord, lost: set[str], now: float) -> Offer | None:
-        """Claim the first candidate still available: the driver goes `offered` and a pending
-        offer is added, both compare-and-set. A driver claimed meanwhile is skipped (the
-        compare-and-set wrote nothing); raises _Lost when the offer lost after the driver's
-        write (a pending offer of this trip or this driver won: the unit must not commit)."""
+        """Claim the first candidate still available: the driver goes `offered` in one
+        statement (`claim`), then a pending offer is added. A driver not available is skipped
+        with the reason the claim found (nothing was written, the unit goes on); raises _Lost
+        when the offer lost after the driver's write (a pending offer of this trip or this
+        driver won: the unit must not commit)."""
         for rank, (eta_s, cand) in enumerate(ranked):
             if cand.driver_id in lost:
                 continue
-            st = uow.drivers.get(cand.driver_id)
-            if st is None or st.status != DriverStatus.available:
-                record.log("skipped", now, driver_id=cand.driver_id,
-                           reason=st.status.value if st else "unknown")
+            why_not = uow.drivers.claim(cand.driver_id, trip_id, now)
+            if why_not is not None:
+                if why_not == "claimed":  # a concurrent claim won: not this dispatch's again
+                    lost.add(cand.driver_id)
+                record.log("skipped", now, driver_id=cand.driver_id, reason=why_not)
                 continue
-            st.status = DriverStatus.offered
-            st.trip_id = trip_id
-            st.updated_at = now
             offer = Offer(self.new_id(), trip_id, cand.driver_id, now,
                           now + self.config.offer_timeout_s, rank,
                           round(cand.distance_m, 1), round(eta_s, 1))
-            try:
-                uow.drivers.save(st)
-            except Conflict:  # claimed meanwhile; nothing was written, the unit goes on
-                lost.add(cand.driver_id)
-                record.log("skipped", now, driver_id=cand.driver_id, reason="claimed")
-                continue
             try:
                 uow.offers.add(offer)
             except Conflict:

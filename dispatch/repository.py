@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, select, update
 
 from ridehail.kernel.units import MemoryStore, UndoLog
 from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
@@ -22,6 +22,24 @@ _ONLINE_PAGE = (
     .order_by(driver_states.c.driver_id)
     .limit(bindparam("limit"))
 )
+
+# A claim: the driver goes offered to a trip only if available, and its version moves on, so
+# any writer that read the row before (a status change, another claim) loses its
+# compare-and-set. On PostgreSQL the statement also reads, from its own snapshot, the status
+# the driver had: a miss says why in the same round trip. Found "available" yet not claimed
+# means a concurrent claim committed while this one waited on the row's lock.
+_AVAILABLE, _OFFERED = DriverStatus.available.value, DriverStatus.offered.value
+_CLAIM = (
+    update(driver_states)
+    .where(driver_states.c.driver_id == bindparam("w_driver"),
+           driver_states.c.status == _AVAILABLE)
+    .values(status=_OFFERED, trip_id=bindparam("w_trip"), updated_at=bindparam("w_now"),
+            version=driver_states.c.version + 1)
+)
+_STATUS = select(driver_states.c.status).where(driver_states.c.driver_id == bindparam("w_driver"))
+_claimed = _CLAIM.returning(driver_states.c.version).cte("claimed")
+_CLAIM_OR_STATUS = select(select(_claimed.c.version).scalar_subquery().label("claimed"),
+                          _STATUS.scalar_subquery().label("found"))
 
 DRIVER_CODEC: RowCodec[DriverState] = RowCodec(
     DriverState, id_columns=("driver_id", "trip_id"), decoders={"status": DriverStatus}
@@ -46,6 +64,16 @@ class SqlDriverStates(SqlVersioned[DriverState]):
     def add(self, state: DriverState) -> None:
         self.insert(state)
 
+    def claim(self, driver_id: str, trip_id: str, now: float) -> str | None:
+        params = {"w_driver": int(driver_id), "w_trip": int(trip_id), "w_now": now}
+        if self.conn.dialect.name == "postgresql":
+            row = self.conn.execute(_CLAIM_OR_STATUS, params).one()
+            claimed, found = row.claimed is not None, row.found
+        else:  # SQLite: write units hold the database lock, so nobody claims meanwhile
+            claimed = self.conn.execute(_CLAIM, params).rowcount == 1
+            found = None if claimed else self.conn.execute(_STATUS, params).scalar()
+        return None if claimed else _why_not(found)
+
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
         rows = self.conn.execute(_ONLINE_PAGE, {"after": after, "limit": limit})
         return [DriverSummary(str(r.driver_id), DriverStatus(r.status), r.vehicle_class,
@@ -59,12 +87,27 @@ class SqlDriverStates(SqlVersioned[DriverState]):
         return out
 
 
+def _why_not(found: str | None) -> str:
+    if found is None:
+        return "unknown"
+    return "claimed" if found == _AVAILABLE else found
+
+
 class MemoryDriverStates(MemoryVersioned[DriverState]):
     def __init__(self, store: MemoryStore, undo: UndoLog) -> None:
         super().__init__(store, undo, "driver_states", key="driver_id")
 
     def add(self, state: DriverState) -> None:
         self.insert(state)
+
+    def claim(self, driver_id: str, trip_id: str, now: float) -> str | None:
+        new = self.get(driver_id)  # a copy, stored in the row's place
+        if new is None or new.status != DriverStatus.available:
+            return _why_not(None if new is None else new.status.value)
+        new.status, new.trip_id, new.updated_at = DriverStatus.offered, trip_id, now
+        new.version += 1
+        self.undo.set(self.rows, driver_id, new)
+        return None
 
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
         keys = sorted(int(k) for k, s in list(self.rows.items())

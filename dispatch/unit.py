@@ -15,6 +15,13 @@ from .model import DispatchRecord, DriverState, DriverSummary, Offer
 class DriverStateRepository(Versioned[DriverState], Protocol):
     def add(self, state: DriverState) -> None: ...
 
+    def claim(self, driver_id: str, trip_id: str, now: float) -> str | None:
+        """Offer the driver `trip_id` in one statement: if their row says available, it goes
+        offered to the trip (at `now`, its version bumped, so a writer that read it before
+        gets `Conflict`). None when claimed; else why not: the status found, "claimed" (it
+        was available, and a concurrent claim won) or "unknown" (no such row)."""
+        ...
+
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
         """Online drivers with an id above `after`, by id, at most `limit`."""
         ...

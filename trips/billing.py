@@ -30,6 +30,7 @@ from .metrics import PAYMENT_ATTEMPTS, PAYMENT_FAILURES
 from .model import TripState
 from .money import split_payment
 from .payments import (
+    BLOCKING,
     ChargeResult,
     Payment,
     PaymentDeclined,
@@ -184,8 +185,9 @@ def _row(row: T | None, what: str, key: str) -> T:
 # --- riders' payment methods -------------------------------------------------------------
 
 def blocking_payment(uow: TripsUnit, rider_id: str) -> Payment | None:
-    """The rider's failed payment, if any: they cannot request a trip until it is settled."""
-    failed = uow.payments.for_rider(rider_id, "failed")
+    """The rider's failed payment, if any: they cannot request a trip until it is settled
+    (`TripRepository.open` refuses the trip; this says which payment and why)."""
+    failed = uow.payments.for_rider(rider_id, BLOCKING)
     return failed[0] if failed else None
 
 

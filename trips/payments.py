@@ -51,6 +51,11 @@ class ChargeResult:
     replayed: bool = False  # the provider answered from its idempotency record
 
 
+# A rider with a payment in this state may not request a trip until it is settled: the trip's
+# insert refuses it (`TripRepository.open`) and `billing.blocking_payment` names the payment.
+BLOCKING = "failed"
+
+
 @dataclass
 class Payment:
     """Our side: one row per trip (the trip id is the primary key)."""

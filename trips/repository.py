@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Column, Connection, bindparam, cast, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
 
+from ridehail.kernel.errors import Conflict
 from ridehail.kernel.units import MemoryStore, UndoLog
 from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
 
 from .model import LIVE, OPEN, Trip, TripState
-from .tables import LIVE_STATES, OPEN_STATES, trips
+from .payments import BLOCKING
+from .tables import LIVE_STATES, OPEN_STATES, payments, trips
 
 CODEC: RowCodec[Trip] = RowCodec(
     Trip, id_columns=("id", "rider_id", "driver_id"), decoders={"state": TripState}
@@ -25,12 +28,41 @@ def _unique(trip: Trip) -> Iterable[tuple[str, Any]]:
         yield ("open_rider", trip.rider_id)
 
 
+_OPEN: dict[str, Any] = {}
+
+
+def _open_statement(dialect: str) -> Any:
+    """`INSERT INTO trips SELECT <the row> WHERE NOT EXISTS (<a blocking payment of its
+    rider>) ON CONFLICT DO NOTHING RETURNING id`, built once per dialect. On PostgreSQL the
+    row's values are cast to their columns' types (an untyped parameter in a SELECT list is
+    text there); SQLite takes them as they are."""
+    stmt = _OPEN.get(dialect)
+    if stmt is None:
+        def value(column: Column[Any]) -> Any:
+            param = bindparam(column.name, type_=column.type)
+            return cast(param, column.type) if dialect == "postgresql" else param
+
+        columns = [c for c in trips.c if c.name in CODEC.fields]
+        blocked = exists().where(payments.c.rider_id == bindparam("rider_id"),
+                                 payments.c.state == BLOCKING)
+        row = select(*(value(c) for c in columns)).where(~blocked)
+        module = postgresql if dialect == "postgresql" else sqlite  # the two we run on
+        stmt = _OPEN[dialect] = (module.insert(trips)
+                                 .from_select([c.name for c in columns], row)
+                                 .on_conflict_do_nothing().returning(trips.c.id))
+    return stmt
+
+
 class SqlTripRepository(SqlVersioned[Trip]):
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn, trips, CODEC)
 
     def add(self, trip: Trip) -> None:
         self.insert(trip)
+
+    def open(self, trip: Trip) -> bool:
+        stmt = _open_statement(self.conn.dialect.name)
+        return self.conn.execute(stmt, self.codec.to_row(trip)).first() is not None
 
     def may_break_unique(self, trip: Trip) -> bool:
         # Both unique rules are partial indexes over open states (a driver's live trip, a
@@ -62,9 +94,20 @@ class SqlTripRepository(SqlVersioned[Trip]):
 class MemoryTripRepository(MemoryVersioned[Trip]):
     def __init__(self, store: MemoryStore, undo: UndoLog) -> None:
         super().__init__(store, undo, "trips", unique=_unique)
+        self.payments = store.table("payments")
 
     def add(self, trip: Trip) -> None:
         self.insert(trip)
+
+    def open(self, trip: Trip) -> bool:
+        if any(p.rider_id == trip.rider_id and p.state == BLOCKING
+               for p in self.payments.values()):
+            return False
+        try:
+            self.insert(trip)
+        except Conflict:
+            return False
+        return True
 
     def open_for_rider(self, rider_id: str) -> Trip | None:
         return self.lookup("open_rider", rider_id)

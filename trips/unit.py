@@ -16,6 +16,13 @@ from .payments import Payment, PaymentMethod, ProviderCharge
 class TripRepository(Versioned[Trip], Protocol):
     def add(self, trip: Trip) -> None: ...
 
+    def open(self, trip: Trip) -> bool:
+        """Insert a trip its rider requested, unless the rider may not open one: a payment
+        of theirs in the `BLOCKING` state (trips/payments.py), or another open trip (the
+        unique rule uq_trips_open_rider). Both are checked by the insert itself, one round
+        trip. False: refused, nothing written."""
+        ...
+
     def open_for_rider(self, rider_id: str) -> Trip | None: ...
 
     def live_for_driver(self, driver_id: str) -> Trip | None: ...

@@ -30,8 +30,9 @@ from ridehail.units import memory_uow_factory
 from simulator.clock import SimClock
 from trips.area import ServiceArea
 from trips.fares import NYC_YELLOW_2016
-from trips.model import PaymentRequired, TripNotFound, TripState
+from trips.model import PaymentRequired, Trip, TripNotFound, TripState
 from trips.payments import Payment
+from trips.repository import MemoryTripRepository
 
 PICKUP = (40.7580, -73.9855)  # Times Square
 DROPOFF = (40.7680, -73.9819)
@@ -241,6 +242,28 @@ def test_a_rider_whose_payment_failed_may_not_request(kit: Kit) -> None:
     with kit.units(readonly=True) as uow:
         assert uow.trips.open_for_rider("50") is None
     assert kit.status("1") == DriverStatus.available
+
+
+def test_a_payment_settled_between_the_refusal_and_its_reason_lets_the_trip_open(
+        kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The trip's insert was refused for the failed payment; before the request read which
+    # rule refused it, the rider's new method settled the payment. Nothing refuses the trip
+    # now, so it opens rather than answering that the rider has an open trip (they have not).
+    with kit.units() as uow:
+        uow.payments.add(Payment("77", "50", "1", 900, "USD", state="failed",
+                                 last_error="card declined", created_at=0.0, updated_at=0.0))
+        uow.commit()
+    kit.driver("1", 100)
+    refuse = MemoryTripRepository.open
+
+    def settled_meanwhile(repo: MemoryTripRepository, trip: Trip) -> bool:
+        opened = refuse(repo, trip)
+        kit.store.table("payments")["77"].state = "captured"
+        return opened
+    monkeypatch.setattr(MemoryTripRepository, "open", settled_meanwhile)
+    trip = kit.engine.request_trip("50", PICKUP, DROPOFF)
+    assert trip.state == TripState.requested
+    assert kit.engine.pending_offers("1")[0].trip_id == trip.id
 
 
 def test_requests_outside_the_service_area_are_refused() -> None:

@@ -91,6 +91,51 @@ def test_online_drivers_are_read_a_page_at_a_time_by_id(uow_factory: Units) -> N
         DriverStatus.en_route, "xl", states[-1].trip_id)
 
 
+def test_a_claim_offers_an_available_driver_and_says_why_not_otherwise(
+        uow_factory: Units) -> None:
+    free = DriverState(new_id(), "standard", DriverStatus.available, T0)
+    busy = DriverState(new_id(), "standard", DriverStatus.en_route, T0, trip_id=new_id())
+    store(uow_factory, ("drivers", free), ("drivers", busy))
+    trip = new_id()
+    with uow_factory() as uow:
+        assert uow.drivers.claim(free.driver_id, trip, T0 + 5) is None
+        assert uow.drivers.claim(free.driver_id, new_id(), T0 + 6) == "offered"
+        assert uow.drivers.claim(busy.driver_id, trip, T0 + 5) == "en_route"
+        assert uow.drivers.claim(new_id(), trip, T0 + 5) == "unknown"
+        uow.commit()
+    with uow_factory(readonly=True) as uow:
+        claimed = uow.drivers.get(free.driver_id)
+        assert uow.drivers.get(busy.driver_id) == busy  # a miss writes nothing
+    assert (claimed.status, claimed.trip_id, claimed.updated_at, claimed.version) == (
+        DriverStatus.offered, trip, T0 + 5, 1)
+
+
+def test_an_uncommitted_claim_leaves_the_driver_available(uow_factory: Units) -> None:
+    free = DriverState(new_id(), "standard", DriverStatus.available, T0)
+    store(uow_factory, ("drivers", free))
+    with uow_factory() as uow:
+        assert uow.drivers.claim(free.driver_id, new_id(), T0 + 5) is None
+    with uow_factory(readonly=True) as uow:
+        assert uow.drivers.get(free.driver_id) == free
+
+
+def test_a_claim_moves_the_version_on_so_an_earlier_reader_loses(uow_factory: Units) -> None:
+    # The driver's own status change read the row before the claim committed: writing it
+    # back must not overwrite the claim (it would free a driver who has a pending offer).
+    free = DriverState(new_id(), "standard", DriverStatus.available, T0)
+    store(uow_factory, ("drivers", free))
+    with uow_factory(readonly=True) as uow:
+        seen = uow.drivers.get(free.driver_id)
+    with uow_factory() as uow:
+        assert uow.drivers.claim(free.driver_id, new_id(), T0 + 5) is None
+        uow.commit()
+    seen.status = DriverStatus.offline
+    with uow_factory() as uow, pytest.raises(Conflict):
+        uow.drivers.save(seen)
+    with uow_factory(readonly=True) as uow:
+        assert uow.drivers.get(free.driver_id).status is DriverStatus.offered
+
+
 # --- offers ------------------------------------------------------------------------------------
 
 def test_offer_round_trip_and_queries(uow_factory: Units) -> None:

@@ -1,17 +1,21 @@
 """Races on the dispatch repositories (driver states, offers, dispatch records): two readers of
 one row both save; exactly one gets `Conflict`. Interleaved units on memory, SQLite and
 PostgreSQL; two threads with two open units on PostgreSQL, where one pending offer per driver
-and per trip is raced too."""
+and per trip is raced too, and a driver's one-statement claim against a concurrent claim and
+against a writer that read the row before it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dispatch.model import DispatchRecord, DriverState, DriverStatus, Offer, OfferState
+from ridehail.kernel.errors import Conflict
 from ridehail.kernel.ids import new_id
 from tests.conftest import units_on
 from tests.repository_races import Race, interleaved, overlapping, overlapping_writes
@@ -117,3 +121,63 @@ UNIQUE: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any, int], None]]] 
 @pytest.mark.parametrize("rule", UNIQUE)
 def test_two_open_units_break_a_uniqueness_rule_on_postgresql(pg_units: Any, rule: str) -> None:
     overlapping_writes(pg_units, *UNIQUE[rule])
+
+
+def _waiting_on_a_lock(units: Any, pid: int) -> bool:
+    with units(readonly=True) as uow:
+        return bool(uow.connection.exec_driver_sql(
+            f"SELECT count(*) FROM pg_locks WHERE pid = {pid} AND NOT granted").scalar())
+
+
+def test_a_claim_that_waited_on_a_concurrent_claim_finds_it_claimed(pg_units: Any) -> None:
+    # Both units saw the driver available; B's claim waits on A's row lock, and once A
+    # commits B's finds the driver no longer available: it writes nothing and says why.
+    driver = _seeded_driver(pg_units)
+    trips = [new_id(), new_id()]
+    with pg_units() as a, pg_units() as b:
+        assert a.drivers.claim(driver, trips[0], T0 + 1) is None
+        pid = b.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with ThreadPoolExecutor(1) as pool:
+            second = pool.submit(b.drivers.claim, driver, trips[1], T0 + 2)
+            deadline = time.monotonic() + 30
+            while not _waiting_on_a_lock(pg_units, pid):
+                assert time.monotonic() < deadline and not second.done(), second
+                time.sleep(0.01)
+            a.commit()
+            assert second.result(timeout=30) == "claimed"
+        b.commit()
+    with pg_units(readonly=True) as uow:
+        row = uow.drivers.get(driver)
+    assert (row.status, row.trip_id, row.version) == (DriverStatus.offered, trips[0], 1)
+
+
+def test_a_save_that_waited_on_a_claim_gets_the_conflict(pg_units: Any) -> None:
+    # The driver went offline in a unit that read the row before the claim: its save waits
+    # on the claim's row lock and then finds the version gone, instead of freeing a driver
+    # who now has an offer.
+    driver = _seeded_driver(pg_units)
+    trip = new_id()
+    with pg_units() as a, pg_units() as b:
+        seen = b.drivers.get(driver)
+        assert a.drivers.claim(driver, trip, T0 + 1) is None
+        pid = b.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        seen.status = DriverStatus.offline
+        with ThreadPoolExecutor(1) as pool:
+            saved = pool.submit(b.drivers.save, seen)
+            deadline = time.monotonic() + 30
+            while not _waiting_on_a_lock(pg_units, pid):
+                assert time.monotonic() < deadline and not saved.done(), saved
+                time.sleep(0.01)
+            a.commit()
+            with pytest.raises(Conflict):
+                saved.result(timeout=30)
+    with pg_units(readonly=True) as uow:
+        row = uow.drivers.get(driver)
+    assert (row.status, row.trip_id, row.version) == (DriverStatus.offered, trip, 1)
+
+
+def _seeded_driver(units: Any) -> str:
+    with units() as uow:
+        driver = _seed_driver(uow)
+        uow.commit()
+    return driver

@@ -150,6 +150,24 @@ def test_one_open_trip_per_rider(uow_factory: Units) -> None:
         assert uow.trips.open_for_rider(rider).id == second.id
 
 
+def test_opening_a_trip_is_refused_by_an_open_trip_or_a_failed_payment(
+        uow_factory: Units) -> None:
+    busy, blocked, settled = new_id(), new_id(), new_id()
+    store(uow_factory, ("trips", make_trip(busy)),
+          ("payments", make_payment(new_id(), blocked, state="failed", last_error="declined")),
+          ("payments", make_payment(new_id(), settled, state="captured")))
+    opened = make_trip(settled, rejected_drivers=[new_id()], pickup_pin="4821")
+    with uow_factory() as uow:
+        assert uow.trips.open(make_trip(busy)) is False
+        assert uow.trips.open(make_trip(blocked)) is False
+        assert uow.trips.open(opened) is True
+        uow.commit()
+    with uow_factory(readonly=True) as uow:
+        assert uow.trips.get(opened.id) == opened  # every column, the nulls and the JSON too
+        assert uow.trips.open_for_rider(blocked) is None
+        assert len(uow.trips.for_rider(busy)) == 1
+
+
 def test_one_live_trip_per_driver(uow_factory: Units) -> None:
     driver = new_id()
     a, b = make_trip(), make_trip()

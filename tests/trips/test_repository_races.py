@@ -103,6 +103,11 @@ def _open_trip(uow: Any, rider: str, n: int) -> None:
     uow.trips.add(_trip(rider))
 
 
+def _open_requested_trip(uow: Any, rider: str, n: int) -> None:
+    if not uow.trips.open(_trip(rider)):
+        raise Conflict(f"rider {rider} may not open a trip")
+
+
 def _two_requested_trips(uow: Any) -> tuple[str, str, str]:
     driver, a, b = new_id(), _trip(), _trip()
     uow.trips.add(a)
@@ -131,6 +136,7 @@ def _rating(uow: Any, trip_id: str, n: int) -> None:
 
 UNIQUE: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any, int], None]]] = {
     "one open trip per rider": (lambda uow: new_id(), _open_trip),
+    "one open trip per rider, opened as requested": (lambda uow: new_id(), _open_requested_trip),
     "one live trip per driver": (_two_requested_trips, _assign_same_driver),
     "one payment per trip": (lambda uow: new_id(), _payment_for),
     "one ledger line per trip and kind": (lambda uow: new_id(), _ledger_line),
