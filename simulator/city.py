@@ -22,7 +22,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from trips.area import AreaError, read_geojson_area
+from trips.area import AreaError, intersects_xy, read_geojson_area
 
 __all__ = [
     "EARTH_RADIUS_KM",
@@ -93,7 +93,7 @@ class City:
         """Whether the point is inside (or on the boundary of) the service area."""
         if not (math.isfinite(lat) and math.isfinite(lng)):
             return False
-        return bool(shapely.intersects_xy(self.geometry, lng, lat))
+        return bool(intersects_xy(self.geometry, lng, lat))
 
     def contains_many(self, lats: Any, lngs: Any) -> np.ndarray:
         """Vectorised `contains`: a boolean array, False for NaN coordinates."""
@@ -102,7 +102,7 @@ class City:
         ok = np.isfinite(lat) & np.isfinite(lng)
         out = np.zeros(np.broadcast(lat, lng).shape, dtype=bool)
         if ok.any():
-            out[ok] = shapely.intersects_xy(self.geometry, lng[ok], lat[ok])
+            out[ok] = intersects_xy(self.geometry, lng[ok], lat[ok])
         return out
 
     def sample_points(self, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,27 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 _POLYGON_TYPES = ("Polygon", "MultiPolygon")
+
+
+# GEOS's prepared geometries build their indexes lazily and are not safe to query from two
+# threads at once, and shapely lets go of the GIL while GEOS runs: request threads asking
+# whether a pickup is in the service area corrupted the heap of an API process (a malloc
+# abort under bench/cluster.py; tests/trips/test_area_threads.py reproduces it). Every query
+# of a prepared area goes through these, under one lock for the process (a query takes
+# microseconds; a geometry may be shared, as the simulator's city and its service area are).
+_PREPARED = threading.Lock()
+
+
+def contains_xy(geometry: Any, x: Any, y: Any) -> Any:
+    """`shapely.contains_xy`, safe from any thread."""
+    with _PREPARED:
+        return shapely.contains_xy(geometry, x, y)
+
+
+def intersects_xy(geometry: Any, x: Any, y: Any) -> Any:
+    """`shapely.intersects_xy`, safe from any thread."""
+    with _PREPARED:
+        return shapely.intersects_xy(geometry, x, y)
 
 
 class AreaError(ValueError):
@@ -40,7 +62,7 @@ class ServiceArea:
     def contains(self, lat: float, lng: float) -> bool:
         # contains_xy: the same predicate on the prepared polygon, without building a Point
         # (every quote asks twice).
-        return bool(shapely.contains_xy(self.geometry, lng, lat))
+        return bool(contains_xy(self.geometry, lng, lat))
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
