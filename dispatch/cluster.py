@@ -101,96 +101,98 @@ class LocalEvents:
         return None
 
 
-class RedisDriverEvents:
-    def __init__(self, redis: Any, origin: str, *, stream: str = DRIVER_EVENTS_STREAM,
-                 maxlen: int = 100_000) -> None:
+class StreamAnnouncer:
+    """What the announcers on Redis streams share: each entry carries the announcing process's
+    `origin`, so that process's own tailer skips it (it applied the change before announcing),
+    and an announcement is best effort: what was committed stays committed (the reconcile
+    repairs driver events; surge demand and the travel-time correction are estimates)."""
+
+    STREAM = ""
+    MAXLEN = 100_000
+    WHAT = "entry"  # what a failure log line says was not announced
+
+    def __init__(self, redis: Any, origin: str, *, stream: str | None = None,
+                 maxlen: int | None = None) -> None:
         self.redis = redis
         self.origin = origin
-        self.stream = stream
-        self.maxlen = maxlen
+        self.stream = stream or self.STREAM
+        self.maxlen = maxlen or self.MAXLEN
+
+    def _add(self, fields: dict[str, str], **context: Any) -> None:
+        try:
+            self.redis.xadd(self.stream, {"o": self.origin, **fields}, maxlen=self.maxlen,
+                            approximate=True)
+        except Exception as exc:  # noqa: BLE001 - best effort, see the class docstring
+            log.warning(f"{self.WHAT} not announced", error=repr(exc), **context)
+
+    def _theirs(self, fields: dict[bytes, bytes]) -> bool:
+        return decode(fields[b"o"]) != self.origin
+
+
+class RedisDriverEvents(StreamAnnouncer):
+    STREAM = DRIVER_EVENTS_STREAM
+    WHAT = "driver event"
 
     def announce(self, driver_id: str, status: str, vehicle_class: str | None,
                  trip_id: str | None) -> None:
-        try:
-            self.redis.xadd(self.stream, {"o": self.origin, "d": driver_id, "s": status,
-                                          "c": vehicle_class or "", "t": trip_id or ""},
-                            maxlen=self.maxlen, approximate=True)
-        except Exception as exc:  # noqa: BLE001 - the change is committed; reconcile repairs
-            log.warning("driver event not announced", driver_id=driver_id, error=repr(exc))
+        self._add({"d": driver_id, "s": status, "c": vehicle_class or "", "t": trip_id or ""},
+                  driver_id=driver_id)
 
     def handler(self, apply: Callable[[str, str, str | None, str | None], None]
                 ) -> Callable[[dict[bytes, bytes]], None]:
         """The tailer callback: apply the events other processes announced."""
         def handle(fields: dict[bytes, bytes]) -> None:
-            if decode(fields[b"o"]) == self.origin:
-                return  # applied locally before it was announced
-            apply(decode(fields[b"d"]), decode(fields[b"s"]), decode(fields[b"c"]) or None,
-                  decode(fields[b"t"]) or None)
+            if self._theirs(fields):
+                apply(decode(fields[b"d"]), decode(fields[b"s"]),
+                      decode(fields[b"c"]) or None, decode(fields[b"t"]) or None)
         return handle
 
 
 # --- surge demand ----------------------------------------------------------------------------
 
-class RedisDemandEvents:
+class RedisDemandEvents(StreamAnnouncer):
     """Scaled mode: each accepted request goes onto `ridehail:demand`, which every process tails
     into its surge pricer, so surge sees the whole city's demand whichever process took the
     request (each used to see only its own share). A new process reads the window's worth."""
 
-    def __init__(self, redis: Any, origin: str, *, stream: str = DEMAND_STREAM,
-                 maxlen: int = 200_000) -> None:
-        self.redis = redis
-        self.origin = origin
-        self.stream = stream
-        self.maxlen = maxlen
+    STREAM = DEMAND_STREAM
+    MAXLEN = 200_000
+    WHAT = "surge demand"
 
     def announce(self, lat: float, lng: float, ts: float) -> None:
-        try:
-            self.redis.xadd(self.stream, {"o": self.origin, "la": repr(lat), "ln": repr(lng),
-                                          "t": repr(ts)},
-                            maxlen=self.maxlen, approximate=True)
-        except Exception as exc:  # noqa: BLE001 - surge is an estimate; the trip is committed
-            log.warning("surge demand not announced", error=repr(exc))
+        self._add({"la": repr(lat), "ln": repr(lng), "t": repr(ts)})
 
     def handler(self, apply: Callable[[float, float, float], None]
                 ) -> Callable[[dict[bytes, bytes]], None]:
         """The tailer callback: count the requests other processes took."""
         def handle(fields: dict[bytes, bytes]) -> None:
-            if decode(fields[b"o"]) == self.origin:
-                return  # counted locally before it was announced
-            apply(float(fields[b"la"]), float(fields[b"ln"]), float(fields[b"t"]))
+            if self._theirs(fields):
+                apply(float(fields[b"la"]), float(fields[b"ln"]), float(fields[b"t"]))
         return handle
 
 
 # --- completed rides (the live travel-time correction) --------------------------------------
 
-class RedisRideEvents:
+class RedisRideEvents(StreamAnnouncer):
     """Scaled mode: each completed ride the live correction learned from goes onto
     `ridehail:rides` (the model's time, the ride's, when it ended, its parties), which every
     process tails into its own correction. A new process reads the last few half-lives."""
 
-    def __init__(self, redis: Any, origin: str, *, stream: str = RIDES_STREAM,
-                 maxlen: int = 200_000) -> None:
-        self.redis = redis
-        self.origin = origin
-        self.stream = stream
-        self.maxlen = maxlen
+    STREAM = RIDES_STREAM
+    MAXLEN = 200_000
+    WHAT = "completed ride"
 
     def announce(self, predicted_s: float, actual_s: float, at: float,
                  parties: tuple[str, ...]) -> None:
-        try:
-            self.redis.xadd(self.stream, {"o": self.origin, "p": repr(predicted_s),
-                                          "a": repr(actual_s), "t": repr(at),
-                                          "w": json.dumps(parties)},
-                            maxlen=self.maxlen, approximate=True)
-        except Exception as exc:  # noqa: BLE001 - a correction is an estimate; the ride is done
-            log.warning("completed ride not announced", error=repr(exc))
+        self._add({"p": repr(predicted_s), "a": repr(actual_s), "t": repr(at),
+                   "w": json.dumps(parties)})
 
     def handler(self, apply: Callable[[float, float, float, tuple[str, ...]], None]
                 ) -> Callable[[dict[bytes, bytes]], None]:
         """The tailer callback: learn the rides other processes completed."""
         def handle(fields: dict[bytes, bytes]) -> None:
-            if decode(fields[b"o"]) == self.origin:
-                return  # learned locally before it was announced
+            if not self._theirs(fields):
+                return
             parties = json.loads(fields[b"w"])
             if not (isinstance(parties, list) and all(isinstance(x, str) for x in parties)):
                 raise ValueError(f"ride entry: parties must be a list of strings: {parties!r}")

@@ -144,6 +144,17 @@ def cluster_env(db_url: str, redis_url: str, tmp: Path, **extra: str) -> dict[st
 
 
 @pytest.fixture
+def stream() -> Iterator[tuple[Any, str]]:
+    """The test Redis (RIDEHAIL_REDIS_URL) and a stream name of this test's own, removed after."""
+    from dispatch.feed import redis_client
+
+    redis = redis_client(REDIS_URL)
+    name = f"test:stream:{uuid.uuid4().hex}"
+    yield redis, name
+    redis.delete(name)
+
+
+@pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     if not REDIS_URL:
         pytest.skip("needs Redis: RIDEHAIL_REDIS_URL is not set")

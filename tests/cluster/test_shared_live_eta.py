@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,14 +27,6 @@ from tests.dispatch.test_engine_rules import DROPOFF, PICKUP
 pytestmark = NEEDS_REDIS
 
 Apply = Callable[[float, float, float, tuple[str, ...]], None]
-
-
-@pytest.fixture
-def stream() -> Iterator[tuple[Any, str]]:
-    redis = redis_client(REDIS_URL)
-    name = f"test:rides:{uuid.uuid4().hex}"
-    yield redis, name
-    redis.delete(name)
 
 
 def counting(correction: LiveCorrection, want: int) -> tuple[Apply, threading.Event]:

@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from dispatch.cluster import RedisDemandEvents
-from dispatch.feed import StreamTailer, redis_client
-from tests.conftest import NEEDS_REDIS, REDIS_URL
+from dispatch.feed import StreamTailer
+from tests.conftest import NEEDS_REDIS
 from trips.surge import SurgePricer
 
 pytestmark = NEEDS_REDIS
 
 TIMES_SQUARE = (40.7580, -73.9855)
-
-
-@pytest.fixture
-def stream() -> Iterator[tuple[Any, str]]:
-    redis = redis_client(REDIS_URL)
-    name = f"test:demand:{uuid.uuid4().hex}"
-    yield redis, name
-    redis.delete(name)
 
 
 def counting(pricer: SurgePricer, want: int) -> tuple[Callable[[float, float, float], None],
