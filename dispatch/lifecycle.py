@@ -109,15 +109,18 @@ class TripLifecycle:
             uow.commit()
         if refused is not None:
             raise refused
-        self.matcher.trip_changed(trip)
-        if step == "start":
-            self.drivers.set_status(driver_id, DriverStatus.on_trip, trip.id)
-        elif step == "complete":
-            self.traces.drop(trip.id)
-            self.drivers.set_status(driver_id, DriverStatus.available, None)
-            self.hooks.trip_completed(trip.id)
-            self.hooks.trip_finished(trip.id, TripState.completed.value)
-            self.ride_done(trip)
+        # The trip's wake-up, the driver's status and (completed) the ride for the travel-time
+        # correction: one send to Redis in the scaled mode.
+        with self.matcher.announcing():
+            self.matcher.trip_changed(trip)
+            if step == "start":
+                self.drivers.set_status(driver_id, DriverStatus.on_trip, trip.id)
+            elif step == "complete":
+                self.traces.drop(trip.id)
+                self.drivers.set_status(driver_id, DriverStatus.available, None)
+                self.hooks.trip_completed(trip.id)
+                self.hooks.trip_finished(trip.id, TripState.completed.value)
+                self.ride_done(trip)
         return trip
 
     # --- cancellations -----------------------------------------------------------------------

@@ -458,8 +458,9 @@ class Matcher:
             save_record(uow, record, new=stored is None)
             uow.commit()
         OFFERS_ACCEPTED.inc()
-        self.drivers.set_status(driver_id, DriverStatus.en_route, trip.id)
-        self.trip_changed(trip)
+        with self.announcing():  # the driver's status and the trip's wake-up: one send
+            self.drivers.set_status(driver_id, DriverStatus.en_route, trip.id)
+            self.trip_changed(trip)
         return trip
 
     def trip_changed(self, trip: Trip) -> None:
