@@ -101,12 +101,11 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
         self.insert(state)
 
     def claim(self, driver_id: str, trip_id: str, now: float) -> str | None:
-        new = self.get(driver_id)  # a copy, stored in the row's place
-        if new is None or new.status != DriverStatus.available:
-            return _why_not(None if new is None else new.status.value)
-        new.status, new.trip_id, new.updated_at = DriverStatus.offered, trip_id, now
-        new.version += 1
-        self.undo.set(self.rows, driver_id, new)
+        st = self.get(driver_id)
+        if st is None or st.status != DriverStatus.available:
+            return _why_not(None if st is None else st.status.value)
+        st.status, st.trip_id, st.updated_at = DriverStatus.offered, trip_id, now
+        self.save(st)  # the version moves on, as the SQL claim's does
         return None
 
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
