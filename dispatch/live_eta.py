@@ -91,9 +91,8 @@ class LiveCorrection:
         w = 1.0
         for key in parties:
             used, when = self._parties.get(key, (0.0, at))
-            t = max(at, when)
-            used *= math.exp(-self.rate * (t - when))
-            now.append((key, used, t))
+            used = self._faded(used, when, at)
+            now.append((key, used, max(at, when)))
             w = min(w, self.per_party - used)
         if w <= 0.0:
             return 0.0
@@ -107,14 +106,17 @@ class LiveCorrection:
         """How many rides' worth of `party`'s share is in use at `at`."""
         with self._lock:
             used, when = self._parties.get(party, (0.0, at))
-        return used * math.exp(-self.rate * max(0.0, at - when))
+        return self._faded(used, when, at)
+
+    def _faded(self, weight: float, when: float, at: float) -> float:
+        """`weight` as of `when`, decayed to `at` (never grown: a late `at` keeps it)."""
+        return weight * math.exp(-self.rate * max(0.0, at - when))
 
     def _forget_faded(self, at: float) -> None:
         """Drop the parties whose weight has faded (amortised: the next pass waits until the
         table has doubled)."""
-        rate = self.rate
         self._parties = {k: (u, t) for k, (u, t) in self._parties.items()
-                         if u * math.exp(-rate * max(0.0, at - t)) >= FADED}
+                         if self._faded(u, t, at) >= FADED}
         self._prune_above = max(1024, 2 * len(self._parties))
 
     def factor(self, now: float) -> float:

@@ -58,8 +58,8 @@ class Settings:
     # `ridehail eta fit`, or "straight-line"; unset, the shipped NYC model for the default
     # (NYC) service area and the straight line for any other (`eta_model_path`).
     eta_model: str | None = None
-    # The live correction of travel times by the rides this process completes
-    # (dispatch/live_eta.py): its half-life in seconds; 0 turns it off.
+    # The live correction of travel times by completed rides (dispatch/live_eta.py; in the
+    # scaled mode every process's): its half-life in seconds; 0 turns it off.
     eta_live_half_life_s: float = 8 * 3600.0
     # An OpenStreetMap extract of the service area: pickup ETAs and the upfront fare's duration
     # and distance follow its roads (roads/), the travel-time model off them. Also the default

@@ -129,7 +129,7 @@ def read_trips(paths: Sequence[str | os.PathLike[str]], city: City | None = None
         kept = 0
         for r in data.records:
             reason = unlearnable(r.pickup_lat, r.pickup_lng, r.dropoff_lat, r.dropoff_lng,
-                              r.duration_s, r.distance_km)
+                                 r.duration_s, r.distance_km)
             if reason is not None:
                 rejected[reason] = rejected.get(reason, 0) + 1
                 continue
