@@ -32,6 +32,7 @@ from .unit import DispatchUnits
 RECONCILE_PAGE = 1000  # drivers read per transaction by the reconcile pass
 _STATUS = operator.attrgetter("status")
 _CLASS = operator.attrgetter("vehicle_class")
+_TRIP = operator.attrgetter("trip_id")
 _STATUS_CODE = {status: code for code, status in enumerate(DriverStatus)}  # for whole columns
 
 
@@ -299,7 +300,8 @@ class DriverDirectory:
         riding[[row for row, _f, _r in result.rejected]] = False
         at = np.flatnonzero(riding)
         if at.shape[0]:
-            self.traces.add([ents[k].trip_id for k in at.tolist()], np.column_stack(
+            trips = list(map(_TRIP, map(ents.__getitem__, at.tolist())))
+            self.traces.add(trips, np.column_stack(
                 [np.asarray(pick(col, at, len(ents)), np.float64)
                  for col in (out.ts, out.lats, out.lngs)]))
         return result.applied, rejected

@@ -39,7 +39,7 @@ class LocalTraces:
         if (slots < 0).any():
             for r in np.flatnonzero(slots < 0).tolist():
                 slots[r] = self._slot(trip_ids[r])
-        if np.bincount(slots).max() > 1:  # a trip twice in one batch: its rows in turn
+        if slots.shape[0] > 1 and np.bincount(slots).max() > 1:  # a trip twice: in turn
             for r in range(slots.shape[0]):
                 self._write(slots[r:r + 1], points[r:r + 1])
             return

@@ -221,7 +221,7 @@ class H3Backend:
         return out_f, out_i, counts, redo
 
     def new_log(self, n: int = 4096) -> NDArray[np.int64]:
-        return np.zeros((n, LOG_COLS), np.int64)
+        return np.empty((n, LOG_COLS), np.int64)  # the kernel reads only the rows it wrote
 
     def log_cells(self, log: NDArray[np.int64], lat: float,
                   lng: float) -> tuple[list[str], list[tuple[int, int, int, int]], int]:

@@ -219,7 +219,10 @@ class MemoryVersioned(Generic[T]):
         self.undo.set(self.rows, key, new)
 
 
-_PLAIN = frozenset({str, float, int, bool, type(None)})  # never containers: no check needed
+# Types whose values are never containers: no check needed. It starts with the builtins and
+# learns each other type (an enum, a Decimal) the first time one is found not to be a list or
+# a dict, so a row's enum fields cost a set lookup instead of an isinstance each copy.
+_PLAIN: set[type] = {str, float, int, bool, type(None)}
 
 
 def _copy(obj: T) -> T:
@@ -233,8 +236,12 @@ def _copy(obj: T) -> T:
         fresh = twin.__dict__
         fresh.update(state)
         for k, v in fresh.items():
-            if type(v) not in _PLAIN and isinstance(v, list | dict):
-                fresh[k] = type(v)(v)
+            t = type(v)
+            if t not in _PLAIN:
+                if isinstance(v, list | dict):
+                    fresh[k] = t(v)
+                else:
+                    _PLAIN.add(t)
         return twin
     new = dataclasses.replace(obj)  # type: ignore[type-var]
     for f in dataclasses.fields(new):  # type: ignore[arg-type]
