@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml $(DEV_LOCK) web/package-lock.json web/build.mjs
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip check || { echo "make: $(DEV_LOCK) lacks a dependency of \
 	pyproject.toml: run 'make lock'" >&2; exit 1; }
-	$(BIN)/python -m geoindex.warmup
+	$(BIN)/python -m ridehail.warmup
 	$(MAKE) web-vendor
 	touch $(STAMP)
 

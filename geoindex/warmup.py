@@ -1,8 +1,6 @@
-"""Compile (or load from numba's on-disk cache) every kernel before the first real request.
-
-A cold compile of the kernels takes about 25 s on the 2-core development machine; loading them
-from the cache about 0.4 s. `make` runs this once after installing (`python -m
-geoindex.warmup`), and servers call `warm_up()` at start, so no query pays for compilation.
+"""Compile (or load from numba's on-disk cache) every kernel of the index before the first real
+request; `ridehail.warmup` runs this with the project's other kernels (after `make` installs,
+in the Docker image's build, and when a server starts), so no query pays for compilation.
 """
 
 from __future__ import annotations
@@ -40,6 +38,3 @@ def warm_up() -> float:
         _done.set()
         return time.perf_counter() - t0
 
-
-if __name__ == "__main__":
-    print(f"geoindex kernels ready in {warm_up():.1f} s")

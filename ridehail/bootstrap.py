@@ -17,7 +17,7 @@ from dispatch.learned_eta import load as load_eta
 from dispatch.live_eta import LiveCorrection, LiveEta
 from dispatch.publisher import IndexPublisher
 from geoindex import GeoIndex
-from geoindex.warmup import warm_up
+from ridehail.warmup import warm_up
 from trips.area import ServiceArea
 from trips.billing import BillingPolicy
 from trips.fares import NYC_YELLOW_2016
@@ -145,7 +145,7 @@ def build_engine(settings: Settings, uow_factory: Any, *, start: bool = True,
     if hooks is None and celery is not None:
         hooks = payment_hooks(celery)
     if start:
-        warm_up()  # compile or load the index kernels now, not in the first request
+        warm_up()  # compile or load the numba kernels now, not in the first request
     clock = SystemClock()
     index = GeoIndex(backend=settings.index_backend, resolution=settings.index_resolution,
                      ttl_s=settings.location_ttl_s, clock=clock.now)

@@ -164,7 +164,7 @@ def test_the_context_leaves_out_what_a_checkout_grows(
     assert not [p for p in context if p.endswith((".nbi", ".nbc", ".pyc"))]
     assert not [p for p in context if Path(p).name.startswith(".env")], "no secrets"
     for needed in ("pyproject.toml", "README.md", "requirements.lock", "web/package.json",
-                   "web/package-lock.json", "geoindex/warmup.py", "migrations/env.py",
+                   "web/package-lock.json", "ridehail/warmup.py", "migrations/env.py",
                    "ridehail/data/nyc_boroughs.geojson", "docker/Dockerfile"):
         assert needed in context, needed
 
@@ -178,7 +178,7 @@ def test_the_image_holds_the_npm_assets_and_no_checkout_junk(
             assert path in held, path
             assert "a developer's file" not in held[path].read_text(errors="replace")
         assert held[f"/app/{vendor}/leaflet.js"].stat().st_size > 100_000  # the real Leaflet
-    assert "/app/geoindex/warmup.py" in held and "/app/ridehail/server.py" in held
+    assert "/app/ridehail/warmup.py" in held and "/app/ridehail/server.py" in held
     assert not [p for p in held if p.startswith(("/app/.venv", "/app/var/", "/app/.git/"))]
 
 
@@ -189,7 +189,7 @@ def test_the_image_installs_the_lock_and_is_built_warm(
     runs = [(i, args) for i, (op, args) in enumerate(final.steps) if op == "RUN"]
     installs = [args for _i, args in runs if "-r requirements.lock" in args]
     assert installs and all("--require-hashes" in a and "--no-deps" in a for a in installs)
-    warm = [i for i, args in runs if "python -m geoindex.warmup" in args]
+    warm = [i for i, args in runs if "python -m ridehail.warmup" in args]
     last_copy = max(i for i, (op, _a) in enumerate(final.steps) if op == "COPY")
     # After the last COPY: a later one would change the modules' times and void the cache.
     assert warm and warm[0] > last_copy
