@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from . import writer_kernels as wk
 from .geo import as_float_array, check_driver_id, check_latlng, check_number
+from .kernels import M_SLOT
 from .model import RejectedRow, UpsertResult
 from .snapshot import Snapshot
 from .supply import CellSupply
@@ -377,7 +378,12 @@ class GeoIndex:
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     def _apply(self, dirty: NDArray[np.int64]) -> None:
-        """New delta = old delta without superseded entries + the dirty drivers' rows."""
+        """New delta = old delta without superseded entries + the dirty drivers' rows; or, when
+        most drivers moved (a fleet's tick), a new base of everyone: one sorted build instead
+        of a part for the movers and two merges (1.8 -> 0.9 ms for 9,000 of 10,000)."""
+        if 2 * dirty.shape[0] >= self._total:
+            self._rebuild()
+            return
         live = wk.alive_slots(dirty, self._alive)
         fresh = wk.build_part(live, self._key, self._lat, self._lng, self._ts, self._avail,
                               self._cls)
@@ -388,6 +394,25 @@ class GeoIndex:
         bK = self._base[0]
         if self._delta[0].shape[0] > max(MIN_COMPACT, self._compact_ratio * bK.shape[0]):
             self._compact()
+
+    def _rebuild(self) -> None:
+        """A new base of every live driver and an empty delta (older snapshots keep theirs).
+        The drivers are sorted from the old base's order: a tick moves few of them far in key
+        order, and numpy's stable sort (timsort) takes such runs in about linear time, where a
+        sort from slot order costs 0.6 ms for 10,000."""
+        alive = self._alive[: self._n].astype(np.bool_)
+        old = self._base[2][:, M_SLOT].astype(np.int64)
+        old = old[alive[old]]
+        alive[old] = False  # left: the drivers the old base did not hold
+        order = np.concatenate((old, np.flatnonzero(alive)))
+        order = order[np.argsort(self._key[order], kind="stable")]
+        self._base = wk.build_sorted_part(order, self._key, self._lat, self._lng, self._ts,
+                                          self._avail, self._cls)
+        self._base_pos = wk.positions(self._base[2], self._n)
+        self._mask = np.zeros(self._base[0].shape[0], np.uint8)
+        z = np.zeros(0, np.int64)
+        self._delta = wk.build_part(z, self._key, self._lat, self._lng, self._ts, self._avail,
+                                    self._cls)
 
     def _compact(self) -> None:
         """Fold the delta into a new base (the old base stays with older snapshots)."""

@@ -224,12 +224,19 @@ def build_part(slots, key, lat, lng, ts, avail, cls):  # type: ignore[no-untyped
     ks = np.empty(n, np.int64)
     for i in range(n):
         ks[i] = key[slots[i]]
-    order = np.argsort(ks, kind="mergesort")
+    return build_sorted_part(slots[np.argsort(ks, kind="mergesort")], key, lat, lng, ts, avail,
+                             cls)
+
+
+@njit(cache=True, nogil=True)
+def build_sorted_part(slots, key, lat, lng, ts, avail, cls):  # type: ignore[no-untyped-def]
+    """A part holding the given writer slots, already in key order."""
+    n = slots.shape[0]
     K = np.empty(n, np.int64)
     F = np.empty((n, 6))
     M = np.empty((n, 3), np.int32)
     for i in range(n):
-        s = slots[order[i]]
+        s = slots[i]
         K[i] = key[s]
         la = lat[s]
         ln = lng[s]

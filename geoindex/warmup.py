@@ -24,9 +24,11 @@ def warm_up() -> float:
         for backend in ("quadtree", "h3"):
             idx = GeoIndex(backend=backend, ttl_s=3600.0)
             idx.upsert("a", 40.70, -73.90)
-            idx.upsert_many(["b", "c"], [40.71, 40.72], [-73.90, -73.91])
+            idx.upsert_many(["b", "c", "d", "e"], [40.71, 40.72, 40.73, 40.74],
+                            [-73.90, -73.91, -73.92, -73.93])
+            idx.publish()  # everyone moved: a new base
             idx.set_available("a", False)
-            snap = idx.publish()
+            snap = idx.publish()  # one moved: a delta
             snap.nearest(40.70, -73.90, k=2, radius_m=1000.0)
             snap.nearest_many([40.70], [-73.90], k=2, radius_m=1000.0)
             snap.explain_nearest(40.70, -73.90, k=2, radius_m=1000.0)

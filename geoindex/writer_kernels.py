@@ -82,6 +82,7 @@ def alive_slots(slots, alive):  # type: ignore[no-untyped-def]
 
 
 build_part = kn.build_part
+build_sorted_part = kn.build_sorted_part
 merge_parts = kn.merge_parts
 positions = kn.positions
 stale_slots = kn.stale_slots
