@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from ridehail.kernel.formats import format_minor
 from ridehail.kernel.geo import EARTH_RADIUS_M, haversine_m
-from trips.money import Exact, check_amount, exact, ratio, round_ratio_half_up
+from trips.money import Exact, check_amount, exact, exact_ratio, ratio, round_ratio_half_up
 
 MeterMode = Literal["both", "either"]
 SpeedModel = Literal["exponential", "constant"]
@@ -159,8 +159,8 @@ def _latlng(lat: float, lng: float, name: str) -> tuple[float, float]:
     return la, ln
 
 
-def _decimal(value: Fraction) -> Decimal:
-    return Decimal(value.numerator) / Decimal(value.denominator)
+def _decimal(numerator: int, denominator: int) -> Decimal:
+    return Decimal(numerator) / Decimal(denominator)
 
 
 def measure_trace(tariff: Tariff, trace: Sequence[TracePoint] | NDArray[np.float64]
@@ -302,8 +302,8 @@ def price(
 ) -> FareBreakdown:
     """Price a measured trip. Surge multiplies base + distance + time; the minimum applies to that
     surged subtotal; the booking fee and surcharges (taxes, tolls) are added unsurged after it."""
-    multiplier = exact(surge, "surge")
-    if multiplier < 1:
+    sn, sd = exact_ratio(surge, "surge")
+    if sn < sd:
         raise ValueError(f"surge: must be >= 1, got {surge}")
     extras = tuple(
         (str(k), check_amount(v, f"surcharges[{k!r}]")) for k, v in (surcharges or {}).items()
@@ -325,7 +325,6 @@ def price(
         distance_part = round_ratio_half_up(tariff.distance_price * d_num, d_den)
         time_part = round_ratio_half_up(tariff.time_price * t_num, t_den)
     metered = tariff.base + distance_part + time_part
-    sn, sd = multiplier.numerator, multiplier.denominator
     surge_amount = round_ratio_half_up(metered * (sn - sd), sd)
     adjustment = max(0, tariff.minimum - (metered + surge_amount))
     total = metered + surge_amount + adjustment + tariff.booking_fee + sum(a for _, a in extras)
@@ -335,7 +334,7 @@ def price(
         distance=distance_part,
         time=time_part,
         booking_fee=tariff.booking_fee,
-        surge_multiplier=surge if isinstance(surge, Decimal) else _decimal(multiplier),
+        surge_multiplier=surge if isinstance(surge, Decimal) else _decimal(sn, sd),
         surge_amount=surge_amount,
         minimum_fare=tariff.minimum,
         minimum_adjustment=adjustment,

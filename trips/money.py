@@ -18,11 +18,21 @@ BASIS_POINTS = 10_000
 
 def exact(value: Exact, field: str) -> Fraction:
     """``value`` as an exact Fraction; floats, bools and non-finite Decimals raise ValueError."""
+    return Fraction(_checked(value, field))
+
+
+def exact_ratio(value: Exact, field: str) -> tuple[int, int]:
+    """`exact` as an integer pair in lowest terms (a Fraction's numerator and denominator),
+    without building the Fraction: for the hot paths."""
+    return ratio(_checked(value, field))
+
+
+def _checked(value: Exact, field: str) -> Exact:
     if isinstance(value, bool) or not isinstance(value, int | Decimal | Fraction):
         raise ValueError(f"{field}: expected int, Decimal or Fraction, got {type(value).__name__}")
     if isinstance(value, Decimal) and not value.is_finite():
         raise ValueError(f"{field}: must be finite, got {value}")
-    return Fraction(value)
+    return value
 
 
 def round_half_up(value: Fraction) -> int:
