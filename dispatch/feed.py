@@ -84,39 +84,58 @@ class LocationFeed(Protocol):
 
 
 class InProcessFeed:
-    """Embedded mode: updates go straight into this process's index writer."""
+    """Embedded mode: updates go straight into this process's index writer.
+
+    Each driver's last accepted time lives in a float column, at a row the driver keeps for
+    the feed's life (as a dictionary entry would): a tick's rows are one lookup pass, then
+    whole-column reads and writes, where a dictionary cost three passes (build, read, write;
+    30% of a 9,000-driver tick's ingest, py-spy)."""
 
     def __init__(self, index: GeoIndex) -> None:
         self.index = index
-        self.last_ts: dict[str, float] = {}
+        self._row_of: dict[str, int] = {}
+        self._last = np.full(1024, math.nan)
+
+    @property
+    def last_ts(self) -> dict[str, float]:
+        """Each driver's last accepted location time."""
+        last = self._last
+        return {d: float(last[r]) for d, r in self._row_of.items() if not math.isnan(last[r])}
 
     def advance(self, ids: list[str], tss: NDArray[np.float64], stamped: NDArray[np.bool_]
                 ) -> NDArray[np.float64]:
-        last = self.last_ts
         n = len(ids)
-        batch = dict(zip(ids, tss.tolist(), strict=True))
-        if len(batch) < n:  # a driver twice in one batch: its rows advance in turn
-            return self._advance_in_turn(ids, tss, stamped)
-        prev = np.fromiter(map(last.get, ids, itertools.repeat(math.nan)), np.float64, n)
+        rows = np.fromiter(map(self._row_of.get, ids, itertools.repeat(-1)), np.int64, n)
+        if (rows < 0).any():
+            for r in np.flatnonzero(rows < 0).tolist():
+                rows[r] = self._row(ids[r])
+        if n > 1 and np.bincount(rows).max() > 1:  # a driver twice: its rows advance in turn
+            return self._advance_in_turn(rows, tss, stamped)
+        prev = self._last[rows]
         moves = np.isnan(prev) | (tss >= prev)
-        if moves.all():  # the usual tick: every row is newer than its driver's last
-            last.update(batch)
-        else:
-            last.update(zip(itertools.compress(ids, moves.tolist()), tss[moves].tolist(),
-                            strict=True))
+        self._last[rows[moves]] = tss[moves]
         prev[stamped & ~moves] = math.nan  # the server's own stamp: accepted, the last stays
         return prev
 
-    def _advance_in_turn(self, ids: list[str], tss: NDArray[np.float64],
+    def _row(self, driver_id: str) -> int:
+        row = self._row_of.get(driver_id)
+        if row is None:
+            row = self._row_of[driver_id] = len(self._row_of)
+            if row >= self._last.shape[0]:
+                self._last = np.concatenate((self._last, np.full(self._last.shape[0],
+                                                                 math.nan)))
+        return row
+
+    def _advance_in_turn(self, rows: NDArray[np.int64], tss: NDArray[np.float64],
                          stamped: NDArray[np.bool_]) -> NDArray[np.float64]:
-        last = self.last_ts
-        out = np.empty(len(ids))
-        for r, (driver_id, ts, now) in enumerate(zip(ids, tss.tolist(), stamped.tolist(),
-                                                     strict=True)):
-            prev = last.get(driver_id, math.nan)
+        last = self._last
+        out = np.empty(rows.shape[0])
+        for r, (row, ts, now) in enumerate(zip(rows.tolist(), tss.tolist(), stamped.tolist(),
+                                               strict=True)):
+            prev = float(last[row])
             moves = math.isnan(prev) or ts >= prev
             if moves:
-                last[driver_id] = ts
+                last[row] = ts
             out[r] = math.nan if now and not moves else prev
         return out
 
