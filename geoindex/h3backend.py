@@ -224,8 +224,9 @@ class H3Backend:
         return np.empty((n, LOG_COLS), np.int64)  # the kernel reads only the rows it wrote
 
     def log_cells(self, log: NDArray[np.int64], lat: float,
-                  lng: float) -> tuple[list[str], list[tuple[int, int, int, int]], int]:
-        """Cell ids, (lo_b, hi_b, lo_d, hi_d) ranges scanned and the number of rings reached."""
+                  lng: float) -> tuple[list[str], NDArray[np.int64], int]:
+        """Cell ids, the (lo_b, hi_b, lo_d, hi_d) ranges scanned (rows of an array) and the
+        number of rings reached."""
         origin = h3i.latlng_to_cell(lat, lng, self.resolution)
         rows = log.tolist()
         labels = [h3.int_to_str(r[0]) for r in rows]
@@ -235,7 +236,7 @@ class H3Backend:
                 rings = max(rings, int(h3i.grid_distance(origin, r[0])) + 1)
             except h3.H3BaseException:
                 rings = max(rings, 1)
-        return labels, [(r[1], r[2], r[3], r[4]) for r in rows], rings
+        return labels, np.ascontiguousarray(log[:, 1:5]), rings
 
     def cell_counts(self, keys: NDArray[np.int64], avail: NDArray[np.bool_],
                     resolution: int) -> list[tuple[str, int, int]]:

@@ -227,11 +227,12 @@ class QuadtreeBackend:
         return np.empty((n, LOG_COLS), np.int64)  # the kernel reads only the rows it wrote
 
     def log_cells(self, log: NDArray[np.int64], lat: float,
-                  lng: float) -> tuple[list[str], list[tuple[int, int, int, int]], int]:
-        """Cell labels, (lo_b, hi_b, lo_d, hi_d) ranges scanned, and the deepest level."""
-        labels = [f"q{r[0]}/{r[1]}/{r[2]}" for r in log.tolist()]
-        ranges = [(r[3], r[4], r[5], r[6]) for r in log.tolist()]
-        return labels, ranges, int(log[:, 0].max()) if len(log) else 0
+                  lng: float) -> tuple[list[str], NDArray[np.int64], int]:
+        """Cell labels, the (lo_b, hi_b, lo_d, hi_d) ranges scanned (rows of an array), and
+        the deepest level."""
+        rows = log.tolist()
+        labels = [f"q{r[0]}/{r[1]}/{r[2]}" for r in rows]
+        return labels, np.ascontiguousarray(log[:, 3:7]), max((r[0] for r in rows), default=0)
 
     def cell_counts(self, keys: NDArray[np.int64], avail: NDArray[np.bool_],
                     resolution: int) -> list[tuple[str, int, int]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from itertools import repeat
+from itertools import pairwise, repeat
 from typing import Any
 
 import numpy as np
@@ -206,25 +206,23 @@ class Snapshot:
                                                    -1 if cls is None else cls, min_ts, False,
                                                    log, explain=True)
         neighbors = [] if cls is None else self._neighbors(out_f.T, out_i.T, k)
-        labels, ranges, rings = self._backend.log_cells(log[: int(stats[2])], lat, lng)
+        labels, span, rings = self._backend.log_cells(log[: int(stats[2])], lat, lng)
         if self._backend.name == "quadtree":
             rings = int(stats[1])  # quadtree nodes visited
         chosen = {n.driver_id for n in neighbors}
-        counts = dict.fromkeys(FILTER_REASONS, 0)
-        ids_out: dict[str, list[str]] = {r: [] for r in FILTER_REASONS}
-        outranked: list[str] = []
-        buckets = [ids_out[r] for r in FILTER_REASONS] + [outranked]
         bK, bF, bM, mask, dK, dF, dM = self._parts
-        span = np.array(ranges, np.int64).reshape(-1, 4)
         slots, why = kn.explain_reasons(bF, bM, mask, dF, dM, span, lat, lng, radius,
                                         avail_only, -2 if cls is None else cls, min_ts)
-        ids = self._ids
-        for slot, w in zip(slots.tolist(), why.tolist(), strict=True):
-            did = ids[slot]
-            if did not in chosen:
-                buckets[w].append(did)
-        for r in FILTER_REASONS:
-            counts[r] = len(ids_out[r])
+        # Grouped by reason code (the last, "none", is outranked), each group in scan order.
+        order = np.argsort(why, kind="stable")
+        grouped = slots[order].tolist()
+        edges = np.searchsorted(why[order], np.arange(len(FILTER_REASONS) + 2)).tolist()
+        name = self._ids.__getitem__
+        buckets = [[d for d in map(name, grouped[lo:hi]) if d not in chosen]
+                   for lo, hi in pairwise(edges)]
+        ids_out = dict(zip(FILTER_REASONS, buckets, strict=False))
+        counts = {r: len(found) for r, found in ids_out.items()}
+        outranked = buckets[-1]
         return NearestExplain(neighbors=neighbors, backend=self.backend, rings_searched=rings,
                               cells_searched=labels, candidates_examined=int(stats[0]),
                               filtered_counts=counts, filtered_ids=ids_out, outranked=outranked)
