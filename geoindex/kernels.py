@@ -45,7 +45,9 @@ def current_bound(ba, cnt, k, a_rad, append_mode):  # type: ignore[no-untyped-de
 
 @njit(cache=True)
 def push(ba, bd, be, cnt, k, a, d, e, append_mode):  # type: ignore[no-untyped-def]
-    """Insert a candidate; keeps the k best by ``a`` plus any ties with the k-th."""
+    """Insert a candidate; keeps the k best by ``a`` plus any ties with the k-th's distance
+    (two terms ``a`` a rounding apart can give one distance in metres: a tie for the caller,
+    who orders ties by id)."""
     if cnt == ba.shape[0]:
         na = np.empty(cnt * 2)
         nd = np.empty(cnt * 2)
@@ -70,8 +72,8 @@ def push(ba, bd, be, cnt, k, a, d, e, append_mode):  # type: ignore[no-untyped-d
     be[i] = e
     cnt += 1
     if cnt > k:
-        kth = ba[k - 1]
-        while cnt > k and ba[cnt - 1] > kth:
+        kth = bd[k - 1]
+        while cnt > k and bd[cnt - 1] > kth:
             cnt -= 1
     return ba, bd, be, cnt
 
@@ -101,10 +103,8 @@ def scan(F, M, mask, use_mask, lo, hi, delta, q, radius, a_rad, avail_only, cls,
         if (dx * dx + dy * dy + dz * dz) * 0.25 > bound * (1.0 + SLACK) + 1e-18:
             continue
         a = hav_a(q[3], q[4], q[5], F[j, F_LAT], F[j, F_LNG])
-        if not append_mode and cnt >= k and a > ba[k - 1]:
-            continue
         d = R2 * math.asin(math.sqrt(min(1.0, a)))
-        if d > radius:
+        if d > radius or (not append_mode and cnt >= k and d > bd[k - 1]):
             continue
         e = -1 - j if delta else j
         ba, bd, be, cnt = push(ba, bd, be, cnt, k, a, d, e, append_mode)

@@ -245,7 +245,8 @@ def _scan(F, M, mask, use_mask, lo, hi, delta, q, a_rad, avail_only, cls, min_ts
 @njit(cache=True, inline="always")
 def _finish(bF, dF, q, k, radius, ba, bd, be, cnt):  # type: ignore[no-untyped-def]
     """The kept candidates with the exact haversine: those within the radius, ordered by it,
-    the k best and every exact tie of the k-th. Returns their count."""
+    the k best and every one at the k-th's distance in metres (a tie for the caller, even
+    where their terms ``a`` differ by a rounding). Returns their count."""
     m = 0
     for r in range(cnt):
         e = be[r]
@@ -269,7 +270,7 @@ def _finish(bF, dF, q, k, radius, ba, bd, be, cnt):  # type: ignore[no-untyped-d
         bd[i] = d
         be[i] = e
         m += 1
-    while m > k and ba[m - 1] > ba[k - 1]:
+    while m > k and bd[m - 1] > bd[k - 1]:
         m -= 1
     return m
 

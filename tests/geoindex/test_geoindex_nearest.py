@@ -197,3 +197,28 @@ def test_ties_are_ordered_by_id(backend):
     snap = idx.publish()
     assert [n.driver_id for n in snap.nearest(40.7, -74.0, k=3)] == ["a", "b", "c"]
     assert [n.driver_id for n in snap.within(40.7001, -74.0, 100)] == ["a", "b", "c", "d", "e"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_drivers_at_one_distance_in_metres_tie_by_id_even_where_their_terms_differ(backend):
+    """Two drivers at the pole under different longitudes are one point: the same distance in
+    metres, though the kernels' haversine terms differ by a rounding. The k-th place is a tie,
+    ordered by id, whichever the search meets first (found by hypothesis: d01 was returned)."""
+    rng = np.random.default_rng(5)
+    idx = GeoIndex(backend=backend, clock=lambda: 100.0, ttl_s=30.0, compact_ratio=0.1)
+    ids = [f"d{i:02d}" for i in range(30)]
+    idx.upsert_many(ids, rng.uniform(40.6, 40.9, 30), rng.uniform(-74.1, -73.8, 30),
+                    ts=np.full(30, 100.0))
+    idx.publish()
+    idx.upsert("d00", 90.0, 0.0, ts=100.0)
+    idx.upsert("d01", 90.0, 0.03125, ts=100.0)
+    snap = idx.publish()
+    q = (89.9901, 120.03125)
+    assert haversine_m(*q, 90.0, 0.0) == haversine_m(*q, 90.0, 0.03125)
+    for k in (1, 2):
+        want = ["d00", "d01"][:k]
+        assert [n.driver_id for n in snap.nearest(*q, k=k, radius_m=3e7, now=100.0)] == want
+        assert [n.driver_id for n in snap.nearest_many([q[0]], [q[1]], k=k, radius_m=3e7,
+                                                       now=100.0)[0]] == want
+        assert [n.driver_id for n in snap.explain_nearest(*q, k=k, radius_m=3e7,
+                                                          now=100.0).neighbors] == want
