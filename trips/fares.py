@@ -165,38 +165,41 @@ def _decimal(numerator: int, denominator: int) -> Decimal:
 
 def measure_trace(tariff: Tariff, trace: Sequence[TracePoint] | NDArray[np.float64]
                   ) -> TripMeasure:
-    """Measure a driven trip from the driver's (ts, lat, lng) points, segment by segment."""
+    """Measure a driven trip from the driver's (ts, lat, lng) points, segment by segment: a
+    GPS jump (faster than `max_speed_mps`) charges its time, not its distance; in ``either``
+    mode a segment above the threshold speed charges its distance, any other its time."""
     if len(trace) == 0:
         raise ValueError("trace: needs at least one point")
-    fast = _measure_trace_vectorised(tariff, trace)
-    if fast is not None:
-        return fast
-    return _measure_trace_checked(tariff, trace)
+    out = np.empty(5)
+    arr = _as_points(trace)
+    if arr is None or not _measure(tariff, arr, out):
+        # Something doubtful: the checks name the first bad point; a trace that passes them
+        # (odd number types, say) is measured as its floats.
+        _measure(tariff, _checked_points(trace), out)
+    return TripMeasure(float(out[0]), float(out[1]), float(out[2]), float(out[3]), int(out[4]))
 
 
-def _measure_trace_vectorised(tariff: Tariff, trace: Sequence[TracePoint] | NDArray[np.float64]
-                              ) -> TripMeasure | None:
-    """The same measure compiled, for well-formed traces (a trip's few hundred points would
-    otherwise cost a Python loop each, or a few dozen numpy calls); None sends anything doubtful
-    to the checked loop, whose errors name the bad point. Distances and times only: no money
-    passes through here."""
+def _as_points(trace: Sequence[TracePoint] | NDArray[np.float64]) -> NDArray[np.float64] | None:
     try:
         arr = np.ascontiguousarray(trace, dtype=np.float64)
     except (TypeError, ValueError):
         return None
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        return None
-    out = np.empty(5)
-    if not _measure_kernel(arr, float(tariff.max_speed_mps), float(tariff.threshold_speed_mps),
-                           tariff.meter_mode == "both", EARTH_RADIUS_M, out):
-        return None
-    return TripMeasure(float(out[0]), float(out[1]), float(out[2]), float(out[3]), int(out[4]))
+    return arr if arr.ndim == 2 and arr.shape[1] == 3 else None
+
+
+def _measure(tariff: Tariff, arr: NDArray[np.float64], out: NDArray[np.float64]) -> bool:
+    return bool(_measure_kernel(arr, float(tariff.max_speed_mps),
+                                float(tariff.threshold_speed_mps), tariff.meter_mode == "both",
+                                EARTH_RADIUS_M, out))
 
 
 @njit(cache=True, nogil=True)
 def _measure_kernel(arr, max_speed, threshold, both, radius, out):  # type: ignore[no-untyped-def]
-    """`_measure_trace_checked`'s loop over a float array, in its order of operations (the
-    same sums, so the same cents); False at the first point the checked loop would refuse."""
+    """The measure over a float array, one compiled pass (a trip's few hundred points cost a
+    Python loop each, or a few dozen numpy calls): out = total distance and time, charged
+    distance and time, GPS jumps. False, and nothing measured, at a point that is not finite,
+    out of range, or earlier than the one before (`_checked_points` names it). Distances and
+    times only: no money passes through here."""
     total_d = total_t = charged_d = charged_t = 0.0
     jumps = 0
     for i in range(arr.shape[0]):
@@ -212,12 +215,12 @@ def _measure_kernel(arr, max_speed, threshold, both, radius, out):  # type: igno
             s_phi = math.sin((p2 - p1) * 0.5)
             s_lam = math.sin(math.radians(lng - arr[i - 1, 2]) * 0.5)
             a = s_phi * s_phi + math.cos(p1) * math.cos(p2) * s_lam * s_lam
-            d = 2.0 * radius * math.asin(math.sqrt(min(1.0, a)))
+            d = 2.0 * radius * math.asin(math.sqrt(min(1.0, a)))  # ridehail.kernel.geo's
             speed = d / dt if dt > 0 else (math.inf if d > 0 else 0.0)
             total_t += dt
             if speed > max_speed:
                 jumps += 1
-                d = 0.0
+                d = 0.0  # GPS jump: charge the elapsed time, not the teleport
             total_d += d
             if both:
                 charged_d += d
@@ -230,38 +233,21 @@ def _measure_kernel(arr, max_speed, threshold, both, radius, out):  # type: igno
     return True
 
 
-def _measure_trace_checked(tariff: Tariff, trace: Sequence[TracePoint] | NDArray[np.float64]
-                           ) -> TripMeasure:
-    threshold = float(tariff.threshold_speed_mps)
-    max_speed = float(tariff.max_speed_mps)
-    total_d = total_t = charged_d = charged_t = 0.0
-    jumps = 0
-    prev: tuple[float, float, float] | None = None
+def _checked_points(trace: Sequence[TracePoint] | NDArray[np.float64]) -> NDArray[np.float64]:
+    """The trace as floats, point by point; the first point that cannot be measured raises
+    ValueError naming it."""
+    rows = []
+    prev = None
     for i, point in enumerate(trace):
         if len(point) != 3:
             raise ValueError(f"trace[{i}]: expected (ts, lat, lng)")
         ts = _finite(point[0], f"trace[{i}].ts", minimum=None)
         lat, lng = _latlng(point[1], point[2], f"trace[{i}]")
-        if prev is not None:
-            dt = ts - prev[0]
-            if dt < 0:
-                raise ValueError(f"trace[{i}].ts: goes backwards ({ts} < {prev[0]})")
-            d = haversine_m(prev[1], prev[2], lat, lng)
-            speed = d / dt if dt > 0 else (math.inf if d > 0 else 0.0)
-            total_t += dt
-            if speed > max_speed:
-                jumps += 1
-                d = 0.0  # GPS jump: charge the elapsed time, not the teleport
-            total_d += d
-            if tariff.meter_mode == "both":
-                charged_d += d
-                charged_t += dt
-            elif d > 0 and speed > threshold:
-                charged_d += d
-            else:
-                charged_t += dt
-        prev = (ts, lat, lng)
-    return TripMeasure(total_d, total_t, charged_d, charged_t, jumps)
+        if prev is not None and ts < prev:
+            raise ValueError(f"trace[{i}].ts: goes backwards ({ts} < {prev})")
+        rows.append((ts, lat, lng))
+        prev = ts
+    return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
 def measure_route(
