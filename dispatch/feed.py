@@ -95,15 +95,24 @@ class InProcessFeed:
         self.index = index
         self._row_of: dict[str, int] = {}
         self._last = np.full(1024, math.nan)
+        # One batch at a time: a new driver's row and the read-compare-move of each row's time
+        # are one step for the batch (request threads post at once), as the Redis feed's script.
+        self._lock = threading.Lock()
 
     @property
     def last_ts(self) -> dict[str, float]:
         """Each driver's last accepted location time."""
-        last = self._last
-        return {d: float(last[r]) for d, r in self._row_of.items() if not math.isnan(last[r])}
+        with self._lock:
+            last, rows = self._last, list(self._row_of.items())
+        return {d: float(last[r]) for d, r in rows if not math.isnan(last[r])}
 
     def advance(self, ids: list[str], tss: NDArray[np.float64], stamped: NDArray[np.bool_]
                 ) -> NDArray[np.float64]:
+        with self._lock:
+            return self._advance(ids, tss, stamped)
+
+    def _advance(self, ids: list[str], tss: NDArray[np.float64], stamped: NDArray[np.bool_]
+                 ) -> NDArray[np.float64]:
         n = len(ids)
         rows = np.fromiter(map(self._row_of.get, ids, itertools.repeat(-1)), np.int64, n)
         if (rows < 0).any():
