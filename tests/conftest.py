@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -196,3 +197,22 @@ def start_server(env: dict[str, str], args: list[str] | None = None) -> Server:
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{server.stop()}") from None
     return server
+
+
+# --- browser tests ------------------------------------------------------------------------------
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+def chromium_path(what: str) -> str:
+    """Debian's chromium for a browser test (Playwright cannot download its own here). Without
+    it the test fails, saying so: only PostgreSQL and Redis tests may skip (.ci/run installs
+    chromium)."""
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail(f"{what}: needs chromium on PATH (Debian: apt-get install chromium; .ci/run "
+                    "installs it); it does not skip: only PostgreSQL and Redis tests may",
+                    pytrace=False)
+    return path
+

@@ -6,7 +6,6 @@ the README, only when RIDEHAIL_REFRESH_SCREENSHOTS=1). Without chromium the test
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,27 +16,20 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import ROOT, Server, start_server
+from tests.conftest import CHROMIUM_ARGS, ROOT, Server, chromium_path, start_server
 from tests.debugmap.conftest import Fleet, build_fleet
 from tests.rides.conftest import PICKUP, Api
 
-CHROMIUM = shutil.which("chromium")
 # Only the PostgreSQL and Redis tests may skip: a missing browser fails (CI installs Debian's).
 pytestmark = [pytest.mark.browser]
 # The README's picture is rewritten only when asked (RIDEHAIL_REFRESH_SCREENSHOTS=1); by
 # default the screenshot goes to the test's temporary folder, leaving the work tree clean.
 DOCS_SCREENSHOT = ROOT / "docs" / "debug-map.png"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    if CHROMIUM is None:
-        pytest.fail("the debug-map browser test needs chromium on PATH (Debian: apt-get install "
-                    "chromium); it does not skip: only PostgreSQL and Redis tests may",
-                    pytrace=False)
-    return CHROMIUM
+    return chromium_path("the debug-map browser test")
 
 
 def screenshot_path(tmp_path: Path) -> Path:
@@ -98,7 +90,7 @@ def test_the_map_shows_the_fleet_explains_a_query_and_a_trip(
     server, token, fleet = served
     screenshot = screenshot_path(tmp_path)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             errors: list[str] = []

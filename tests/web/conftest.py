@@ -1,11 +1,10 @@
 """The reference web apps in headless Chromium (Debian's, `shutil.which("chromium")`) against a
-real `ridehail serve` (tests/edge's `edge_server`). Without chromium these tests skip, saying
-so: the browser is a service-like dependency of theirs, as PostgreSQL is of others."""
+real `ridehail serve` (tests/edge's `edge_server`). Without chromium these tests fail, saying
+so (`tests.conftest.chromium_path`)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,24 +12,19 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import CHROMIUM_ARGS, ROOT, chromium_path
 from tests.edge.conftest import edge_server  # noqa: F401  (the edge tests' server, reused)
 
-CHROMIUM = shutil.which("chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
 PHONE = {"width": 390, "height": 844}  # an iPhone 12-14's CSS viewport
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("needs chromium on PATH (Debian: apt-get install chromium): the web apps' "
-                    "browser tests drive a real browser")
+    path = chromium_path("the web apps' browser tests")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         try:
             yield b
         finally:
