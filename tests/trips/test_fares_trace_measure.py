@@ -53,7 +53,7 @@ def test_the_measure_is_the_rule_to_the_last_bit(steps: list[tuple[float, float,
         trace.append((t, lat, lng))
     # The same sums in the same order: equal, not close, so a fare never depends on the path.
     assert dataclasses.astuple(measure_trace(tariff, trace)) == by_the_rule(tariff, trace)
-    # Odd number types take the checked path and measure as their floats.
+    # Other number types measure as their floats.
     odd = [(Decimal(str(a)), b, c) for a, b, c in trace]
     assert measure_trace(tariff, odd) == measure_trace(tariff, trace)  # type: ignore[arg-type]
 
