@@ -5,11 +5,20 @@ first real request: the geo index's (`geoindex.warmup`), the learned travel-time
 `make` runs this once after installing and the Docker image at build time (`python -m
 ridehail.warmup`); servers call `warm_up()` at start. Cold, the kernels take about 25 s to
 compile on the 2-core development machine; from the cache, well under a second.
+
+numba's on-disk cache knows a kernel's own file only: a kernel that calls one from another
+module (`quadtree.qt_search` calls `kernels.scan`) keeps its cached code when only the callee's
+file changed. `drop_stale_kernels` therefore fingerprints every file that holds a kernel and
+drops the project's whole cache when the fingerprint moved (a checkout after `git pull`); the
+warm-up and the test suite call it first.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -19,10 +28,42 @@ from trips.fares import NYC_YELLOW_2016, measure_trace
 from trips.model import Trip
 from trips.pricing import metered_trace
 
+ROOT = Path(__file__).resolve().parent.parent
+KERNEL_PACKAGES = ("geoindex", "dispatch", "trips")  # the packages whose modules hold kernels
+
+
+def drop_stale_kernels(root: Path = ROOT) -> int:
+    """Delete the packages' cached kernels (numba's *.nbi and *.nbc) when the files holding
+    kernels changed since the cache was written; returns how many files went. The fingerprint
+    is kept beside the cache; where it cannot be written (a read-only image) nothing is lost
+    but the check."""
+    sources = sorted(p for pkg in KERNEL_PACKAGES for p in (root / pkg).glob("*.py")
+                     if "@njit" in p.read_text(encoding="utf-8"))
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    marker = root / KERNEL_PACKAGES[0] / "__pycache__" / "kernels.fingerprint"
+    fingerprint = digest.hexdigest()
+    with contextlib.suppress(OSError):
+        if marker.read_text(encoding="ascii") == fingerprint:
+            return 0
+    dropped = 0
+    for pkg in KERNEL_PACKAGES:
+        for cached in [*(root / pkg / "__pycache__").glob("*.nbi"),
+                       *(root / pkg / "__pycache__").glob("*.nbc")]:
+            with contextlib.suppress(OSError):
+                cached.unlink()
+                dropped += 1
+    with contextlib.suppress(OSError):
+        marker.parent.mkdir(exist_ok=True)
+        marker.write_text(fingerprint, encoding="ascii")
+    return dropped
+
 
 def warm_up() -> float:
     """Exercise each kernel's entry points once per process; returns the seconds spent."""
     t0 = time.perf_counter()
+    drop_stale_kernels()
     warm_up_index()
     for path in SHIPPED.values():
         model = load(path)

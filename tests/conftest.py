@@ -21,6 +21,9 @@ from flask import Flask
 from sqlalchemy import text
 
 from ridehail.settings import RATE_LIMITS, Settings
+from ridehail.warmup import drop_stale_kernels
+
+drop_stale_kernels()  # a checkout's cached kernels may predate a change to a callee's file
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("RIDEHAIL_DATABASE_URL", "")

@@ -46,3 +46,30 @@ def test_after_the_warm_up_no_kernel_compiles_in_a_run() -> None:
     doc = json.loads(out.stdout.strip().splitlines()[-1])
     assert doc["kernels"] > 20  # the scan found the project's kernels
     assert doc["compiled_after_warm_up"] == []
+
+
+def test_cached_kernels_are_dropped_when_a_file_holding_kernels_changes(tmp_path: Path) -> None:
+    """numba's cache checks a kernel's own file only; a change to a callee's file (another
+    module) must drop the whole cache, and an unchanged checkout must keep it."""
+    from ridehail.warmup import drop_stale_kernels
+
+    (tmp_path / "geoindex" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "trips" / "__pycache__").mkdir(parents=True)
+    callee = tmp_path / "geoindex" / "kernels.py"
+    callee.write_text("@njit\ndef scan(): pass\n")
+    (tmp_path / "geoindex" / "plain.py").write_text("x = 1\n")
+    cached = [tmp_path / "geoindex" / "__pycache__" / "quadtree.qt_search-98.py311.nbi",
+              tmp_path / "trips" / "__pycache__" / "fares._measure_kernel-2.py311.1.nbc"]
+
+    def cache() -> None:
+        for path in cached:
+            path.write_bytes(b"compiled")
+
+    cache()
+    assert drop_stale_kernels(tmp_path) == 2  # no fingerprint yet: whatever is there goes
+    cache()
+    assert drop_stale_kernels(tmp_path) == 0 and all(p.exists() for p in cached)
+    (tmp_path / "geoindex" / "plain.py").write_text("x = 2\n")  # holds no kernel
+    assert drop_stale_kernels(tmp_path) == 0
+    callee.write_text("@njit\ndef scan(): return 1\n")  # only the callee changed
+    assert drop_stale_kernels(tmp_path) == 2 and not any(p.exists() for p in cached)
