@@ -380,7 +380,7 @@ class GeoIndex:
     def _apply(self, dirty: NDArray[np.int64]) -> None:
         """New delta = old delta without superseded entries + the dirty drivers' rows; or, when
         most drivers moved (a fleet's tick), a new base of everyone: one sorted build instead
-        of a part for the movers and two merges (1.8 -> 0.9 ms for 9,000 of 10,000)."""
+        of a part for the movers and two merges (1.79 -> 0.52 ms for 9,000 of 10,000)."""
         if 2 * dirty.shape[0] >= self._total:
             self._rebuild()
             return
@@ -406,18 +406,17 @@ class GeoIndex:
         alive[old] = False  # left: the drivers the old base did not hold
         order = np.concatenate((old, np.flatnonzero(alive)))
         order = order[np.argsort(self._key[order], kind="stable")]
-        self._base = wk.build_sorted_part(order, self._key, self._lat, self._lng, self._ts,
-                                          self._avail, self._cls)
-        self._base_pos = wk.positions(self._base[2], self._n)
-        self._mask = np.zeros(self._base[0].shape[0], np.uint8)
-        z = np.zeros(0, np.int64)
-        self._delta = wk.build_part(z, self._key, self._lat, self._lng, self._ts, self._avail,
-                                    self._cls)
+        self._set_base(wk.build_sorted_part(order, self._key, self._lat, self._lng, self._ts,
+                                            self._avail, self._cls))
 
     def _compact(self) -> None:
         """Fold the delta into a new base (the old base stays with older snapshots)."""
         bK, bF, bM = self._base
-        self._base = wk.merge_parts(bK, bF, bM, self._mask, *self._delta)
+        self._set_base(wk.merge_parts(bK, bF, bM, self._mask, *self._delta))
+
+    def _set_base(self, base: tuple[Any, Any, Any]) -> None:
+        """`base` becomes the base, nothing of it masked, and the delta empty."""
+        self._base = base
         self._base_pos = wk.positions(self._base[2], self._n)
         self._mask = np.zeros(self._base[0].shape[0], np.uint8)
         z = np.zeros(0, np.int64)
