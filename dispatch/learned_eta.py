@@ -77,30 +77,84 @@ class Trees:
         return out
 
     def arrays(self) -> tuple[Any, ...]:
-        """What `_walk` reads, in its order."""
-        return (self.feature, self.threshold, self.left, self.right, self.value, self.roots,
-                self.baseline)
+        """What `_walk_row` reads, in its order (`_lockstep`'s layout); computed once."""
+        cached = self.__dict__.get("_walk_arrays")
+        if cached is None:
+            cached = _lockstep(self)
+            object.__setattr__(self, "_walk_arrays", cached)
+        return cached  # type: ignore[no-any-return]
+
+
+LOCKSTEP = 4  # trees walked side by side
+
+
+def _lockstep(t: Trees) -> tuple[Any, ...]:
+    """(feature, threshold, child, value, roots, steps, baseline) for a walk without a branch:
+    an inner node's children sit side by side, at `child` (x <= threshold) and `child + 1`; a
+    leaf's `child` is its own index - 1 and its threshold NaN, so a step from it (NaN compares
+    false) lands on itself. The trees go in groups of `LOCKSTEP`, the last one padded with
+    leaves of value 0, and `steps` holds each group's greatest depth: a group's trees take that
+    many steps side by side, their loads overlapping instead of waiting on one another."""
+    left, right = t.left.tolist(), t.right.tolist()
+    order: list[int] = []  # the file's node index of each new index; -1: a padding leaf
+    child: list[int] = []
+    roots: list[int] = []
+    depth: list[int] = []
+    for root in t.roots.tolist():
+        roots.append(len(order))
+        order.append(root)
+        child.append(len(order) - 2)
+        todo, deepest = [(roots[-1], 0)], 0
+        while todo:
+            new, level = todo.pop()
+            deepest = max(deepest, level)
+            old = order[new]
+            if left[old] >= 0:
+                child[new] = len(order)
+                todo += [(len(order), level + 1), (len(order) + 1, level + 1)]
+                order += [left[old], right[old]]
+                child += [len(order) - 3, len(order) - 2]
+        depth.append(deepest)
+    while len(roots) % LOCKSTEP:
+        roots.append(len(order))
+        order.append(-1)
+        child.append(len(order) - 2)
+        depth.append(0)
+    at = np.array(order, dtype=np.int64)
+    inner = np.array(child) >= np.arange(len(order))
+    pad = at < 0
+    feature = np.where(inner, t.feature[at], 0).astype(np.int32)
+    threshold = np.where(inner, t.threshold[at], np.nan).astype(np.float64)
+    value = np.where(pad, 0.0, t.value[at]).astype(np.float64)
+    steps = np.array(depth, dtype=np.int32).reshape(-1, LOCKSTEP).max(axis=1)
+    return (feature, threshold, np.array(child, dtype=np.int32), value,
+            np.array(roots, dtype=np.int32), steps, float(t.baseline))
 
 
 @njit(cache=True, nogil=True)
-def _walk(x, feature, threshold, left, right, value, roots, baseline, out):  # type: ignore[no-untyped-def]
+def _walk(x, feature, threshold, child, value, roots, steps, baseline, out):  # type: ignore[no-untyped-def]
     for i in range(x.shape[0]):
-        s = baseline
-        for r in roots:
-            node = r
-            while left[node] >= 0:
-                node = left[node] if x[i, feature[node]] <= threshold[node] else right[node]
-            s += value[node]
-        out[i] = s
+        out[i] = _walk_row(x[i], feature, threshold, child, value, roots, steps, baseline)
 
 
 @njit(cache=True, nogil=True)
-def _walk_both(x, pace, detour, out):  # type: ignore[no-untyped-def]
-    """`_walk` of the pace trees into out[0] and, with a detour tuple, its trees into out[1]:
-    one call instead of two (a drive's two predictions cost more in calls than in trees)."""
-    _walk(x, *pace, out[0])  # type: ignore[call-arg]
-    if detour is not None:
-        _walk(x, *detour, out[1])  # type: ignore[call-arg]
+def _walk_row(row, feature, threshold, child, value, roots, steps, baseline):  # type: ignore[no-untyped-def]
+    """One row's sum over the ensemble (`_lockstep`'s layout): the one home of the walk. The
+    sum adds the trees' leaves in the file's order, as a walk of one tree at a time would.
+    Four trees a group: `LOCKSTEP`."""
+    s = baseline
+    for g in range(steps.shape[0]):
+        a, b, c, d = roots[4 * g], roots[4 * g + 1], roots[4 * g + 2], roots[4 * g + 3]
+        for _ in range(steps[g]):
+            a = child[a] + (not row[feature[a]] <= threshold[a])
+            b = child[b] + (not row[feature[b]] <= threshold[b])
+            c = child[c] + (not row[feature[c]] <= threshold[c])
+            d = child[d] + (not row[feature[d]] <= threshold[d])
+        s += value[a]
+        s += value[b]
+        s += value[c]
+        s += value[d]
+    return s
 
 
 @dataclass(frozen=True)
@@ -120,15 +174,24 @@ class AreaTable:
         for name, table in (("_pace_by_int", self.pace), ("_detour_by_int", self.detour)):
             object.__setattr__(self, name, {h3.str_to_int(c): v for c, v in table.items()})
 
-    def encode(self, lats: NDArray[np.float64], lngs: NDArray[np.float64]
+    def encode(self, lats: Sequence[float] | NDArray[np.float64],
+               lngs: Sequence[float] | NDArray[np.float64]
                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        n = lats.shape[0]
-        cells = list(map(_cell_number, lats.tolist(), lngs.tolist()))
+        n = len(lats)
+        if isinstance(lats, np.ndarray):
+            lats, lngs = lats.tolist(), np.asarray(lngs).tolist()
+        cells = list(map(_cell_number, lats, lngs))
         pace = np.fromiter(map(self._pace_by_int.get, cells, repeat(self.mean_pace, n)),
                            np.float64, n)
         detour = np.fromiter(map(self._detour_by_int.get, cells, repeat(self.mean_detour, n)),
                              np.float64, n)
         return pace, detour
+
+    def encode_one(self, lat: float, lng: float) -> tuple[float, float]:
+        """`encode` of one point, as plain floats."""
+        cell = _cell_number(lat, lng)
+        return (self._pace_by_int.get(cell, self.mean_pace),
+                self._detour_by_int.get(cell, self.mean_detour))
 
 
 def _cell(lat: float, lng: float) -> str:
@@ -165,28 +228,63 @@ def features(plat: NDArray[np.float64], plng: NDArray[np.float64], dlat: NDArray
 def _fill(plat, plng, dlat, dlng, t, ppace, dpace, pdet, ddet, radius, floor_m, x, d):  # type: ignore[no-untyped-def]
     """`features`' arithmetic, row by row (numpy's per-call cost dominates on ten rows)."""
     for i in range(len(plat)):
-        p1, p2 = math.radians(plat[i]), math.radians(dlat[i])
-        dl = math.radians(dlng[i] - plng[i])
-        h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-        d[i] = 2 * radius * math.asin(math.sqrt(min(h, 1.0)))
-        day = math.floor(t[i] / 86400.0)
-        hour = (t[i] - day * 86400.0) / 3600.0
-        weekday = (day + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-        bearing = math.atan2(dl * math.cos(p1), p2 - p1)
-        x[i, 0] = math.log(max(d[i], floor_m))
-        x[i, 1] = weekday * 24 + hour
-        x[i, 2] = hour
-        x[i, 3] = 1.0 if weekday >= 5 else 0.0
-        x[i, 4] = ppace[i]
-        x[i, 5] = dpace[i]
-        x[i, 6] = pdet[i]
-        x[i, 7] = ddet[i]
-        x[i, 8] = plat[i]
-        x[i, 9] = plng[i]
-        x[i, 10] = dlat[i]
-        x[i, 11] = dlng[i]
-        x[i, 12] = math.sin(bearing)
-        x[i, 13] = math.cos(bearing)
+        d[i] = _row(plat[i], plng[i], dlat[i], dlng[i], t[i], ppace[i], dpace[i], pdet[i],
+                    ddet[i], radius, floor_m, x[i])
+
+
+@njit(cache=True, nogil=True)
+def _row(plat, plng, dlat, dlng, t, ppace, dpace, pdet, ddet, radius, floor_m, x):  # type: ignore[no-untyped-def]
+    """One row of `FEATURES` into x; returns its straight-line metres. The one home of the
+    features' arithmetic: the fit's matrix and every prediction are built by it."""
+    p1, p2 = math.radians(plat), math.radians(dlat)
+    dl = math.radians(dlng - plng)
+    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    d = 2 * radius * math.asin(math.sqrt(min(h, 1.0)))
+    day = math.floor(t / 86400.0)
+    hour = (t - day * 86400.0) / 3600.0
+    weekday = (day + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    bearing = math.atan2(dl * math.cos(p1), p2 - p1)
+    x[0] = math.log(max(d, floor_m))
+    x[1] = weekday * 24 + hour
+    x[2] = hour
+    x[3] = 1.0 if weekday >= 5 else 0.0
+    x[4] = ppace
+    x[5] = dpace
+    x[6] = pdet
+    x[7] = ddet
+    x[8] = plat
+    x[9] = plng
+    x[10] = dlat
+    x[11] = dlng
+    x[12] = math.sin(bearing)
+    x[13] = math.cos(bearing)
+    return d
+
+
+@njit(cache=True, nogil=True)
+def _predict_rows(plat, plng, dlat, dlng, t, ppace, dpace, pdet, ddet, radius, floor_m,  # type: ignore[no-untyped-def]
+                  pace, detour, with_detour, seconds, metres):
+    """Features and walks fused, row by row, into seconds and road metres (without
+    `with_detour`, the straight line's). The dropoff's columns (dlat, dlng, dpace, ddet) and
+    t may hold one value for every row: one pickup, many drivers."""
+    x = np.empty(len(FEATURES))
+    one_end = dlat.shape[0] == 1
+    one_t = t.shape[0] == 1
+    for i in range(plat.shape[0]):
+        j = 0 if one_end else i
+        d = _row(plat[i], plng[i], dlat[j], dlng[j], t[0 if one_t else i], ppace[i],
+                 dpace[j], pdet[i], ddet[j], radius, floor_m, x)
+        seconds[i] = math.exp(_walk_row(x, *pace)) * d
+        metres[i] = math.exp(_walk_row(x, *detour)) * d if with_detour else d
+
+
+@njit(cache=True, nogil=True)
+def _travel_one(plat, plng, dlat, dlng, t, ppace, dpace, pdet, ddet, radius, floor_m,  # type: ignore[no-untyped-def]
+                pace, detour):
+    """`_predict_rows` of one drive, as (seconds, road metres): a moving car's next leg."""
+    x = np.empty(len(FEATURES))
+    d = _row(plat, plng, dlat, dlng, t, ppace, dpace, pdet, ddet, radius, floor_m, x)
+    return math.exp(_walk_row(x, *pace)) * d, math.exp(_walk_row(x, *detour)) * d
 
 
 def unlearnable(plat: float, plng: float, dlat: float | None, dlng: float | None,
@@ -233,28 +331,36 @@ class LearnedEta:
                 dlng: Sequence[float], local_s: NDArray[np.float64] | float,
                 distance: bool = True) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(seconds, road metres) per row; `local_s` is local wall-clock time (one or per row).
-        Without `distance` the metres are the straight line's (the detour trees are skipped)."""
+        Without `distance` the metres are the straight line's (the detour trees are skipped).
+        The dropoff may be one point for every row."""
         a, b = np.asarray(plat, dtype=np.float64), np.asarray(plng, dtype=np.float64)
         c, e = np.asarray(dlat, dtype=np.float64), np.asarray(dlng, dtype=np.float64)
-        x, d = features(a, b, c, e, local_s, self.areas)
-        raw = np.empty((2, len(d)))
-        _walk_both(x, self._pace, self._detour if distance else None, raw)
-        seconds = np.exp(raw[0]) * d
-        metres = np.exp(raw[1]) * d if distance else d
+        n = a.shape[0]
+        t = np.asarray(local_s, dtype=np.float64).reshape(-1)
+        if c.shape[0] not in (1, n) or e.shape != c.shape or t.shape[0] not in (1, n):
+            raise ValueError("predict: the columns' lengths differ")
+        ppace, pdet = self.areas.encode(a, b)
+        dpace, ddet = self.areas.encode(c, e)
+        seconds, metres = np.empty(n), np.empty(n)
+        _predict_rows(a, b, c, e, t, ppace, dpace, pdet, ddet, EARTH_RADIUS_M, MIN_DISTANCE_M,
+                      self._pace, self._detour, distance, seconds, metres)
         return seconds, metres
 
     def travel(self, from_lat: float, from_lng: float, to_lat: float, to_lng: float,
                when: float) -> tuple[float, float]:
-        s, m = self.predict([from_lat], [from_lng], [to_lat], [to_lng], self.local_s(when))
-        return float(s[0]), float(m[0])
+        ppace, pdet = self.areas.encode_one(from_lat, from_lng)
+        dpace, ddet = self.areas.encode_one(to_lat, to_lng)
+        s, m = _travel_one(float(from_lat), float(from_lng), float(to_lat), float(to_lng),
+                           self.local_s(when), ppace, dpace, pdet, ddet, EARTH_RADIUS_M,
+                           MIN_DISTANCE_M, self._pace, self._detour)
+        return s, m
 
     def pickup_etas(self, from_lats: Sequence[float], from_lngs: Sequence[float],
                     to_lat: float, to_lng: float, when: float) -> list[float]:
-        n = len(from_lats)
-        if n == 0:
+        if len(from_lats) == 0:
             return []
-        s, _m = self.predict(from_lats, from_lngs, [to_lat] * n, [to_lng] * n,
-                             self.local_s(when), distance=False)
+        s, _m = self.predict(from_lats, from_lngs, [to_lat], [to_lng], self.local_s(when),
+                             distance=False)
         out: list[float] = s.tolist()
         return out
 

@@ -20,6 +20,8 @@ from dispatch.learned_eta import (
     SHIPPED,
     LearnedEta,
     ModelFileError,
+    Trees,
+    features,
     load,
     read_meta,
     save,
@@ -66,6 +68,52 @@ def test_a_fitted_model_survives_its_file_and_beats_the_straight_line(
     early = again.travel(*PICKUP, *DROPOFF, WHEN - 6 * 3600)[0]
     rush = again.travel(*PICKUP, *DROPOFF, WHEN + 6 * 3600)[0]
     assert early < rush
+
+
+def _walk_node_by_node(trees: Trees, x: np.ndarray) -> np.ndarray:
+    """The file's trees walked as they are written: left when x <= threshold, else right."""
+    out = []
+    for row in x:
+        s = trees.baseline
+        for root in trees.roots.tolist():
+            node = root
+            while trees.left[node] >= 0:
+                node = (trees.left[node] if row[trees.feature[node]] <= trees.threshold[node]
+                        else trees.right[node])
+            s += trees.value[node]
+        out.append(s)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("which", ["shipped", "small"])
+def test_the_compiled_walk_sums_exactly_the_leaves_the_files_trees_reach(
+        which: str, request: pytest.FixtureRequest) -> None:
+    """The walk reads the trees re-laid for speed (children side by side, trees in lockstep,
+    padded); each prediction must still be the file's trees' sum, bit for bit, and so must the
+    fused paths a request takes (one drive, and many drivers to one pickup)."""
+    model = load(SHIPPED["nyc"]) if which == "shipped" else request.getfixturevalue("small_model")
+    rng = np.random.default_rng(5)
+    n = 300
+    plat, dlat = rng.uniform(40.58, 40.90, n), rng.uniform(40.58, 40.90, n)
+    plng, dlng = rng.uniform(-74.10, -73.75, n), rng.uniform(-74.10, -73.75, n)
+    when = WHEN + rng.uniform(0, 7 * 86400, n)
+    local = np.array([model.local_s(w) for w in when])
+    x, d = features(plat, plng, dlat, dlng, local, model.areas)
+    for trees in (model.pace, model.detour):
+        assert np.array_equal(trees.predict(x), _walk_node_by_node(trees, x))
+    pace, detour = _walk_node_by_node(model.pace, x), _walk_node_by_node(model.detour, x)
+    seconds, metres = model.predict(plat, plng, dlat, dlng, local)
+    assert np.allclose(seconds, np.exp(pace) * d, rtol=1e-14, atol=0)
+    assert np.allclose(metres, np.exp(detour) * d, rtol=1e-14, atol=0)
+    drives = np.array([model.travel(plat[i], plng[i], dlat[i], dlng[i], when[i])
+                       for i in range(n)])
+    assert np.allclose(drives[:, 0], np.exp(pace) * d, rtol=1e-14, atol=0)
+    assert np.allclose(drives[:, 1], np.exp(detour) * d, rtol=1e-14, atol=0)
+    x1, d1 = features(plat[:12], plng[:12], np.full(12, dlat[0]), np.full(12, dlng[0]),
+                      local[0], model.areas)
+    etas = model.pickup_etas(plat[:12].tolist(), plng[:12].tolist(), dlat[0], dlng[0], when[0])
+    assert np.allclose(etas, np.exp(_walk_node_by_node(model.pace, x1)) * d1, rtol=1e-14,
+                       atol=0)
 
 
 def test_a_file_of_another_version_is_refused_naming_it(small_model: LearnedEta,
