@@ -100,3 +100,19 @@ def test_upsert_many_rejects_rows_and_applies_the_rest(idx):
         idx.upsert_many(["p", "q"], [1.0, 2.0], [1.0, 2.0], vehicle_class=["xl"])
     with pytest.raises(ValueError, match="ts"):
         idx.upsert_many(["p", "q"], [1.0, 2.0], [1.0, 2.0], ts=[1.0])
+
+
+def test_upsert_many_refuses_ids_that_are_not_plain_strings_among_plain_ones(idx):
+    """Plain-string batches take a fast lookup; one id of another type (a str subclass such as
+    numpy's, even one equal to a known driver's id; an unhashable list) still gets its own
+    refusal and the rest still apply."""
+    idx.upsert("s2", 40.0, -73.0, ts=0.0)
+    ids = ["s1", np.str_("s2"), "", "s3", ["s4"]]
+    res = idx.upsert_many(ids, [40.7] * 5, [-74.0] * 5, ts=1.0)
+    assert res.applied == 2
+    assert [(r.row, r.field) for r in res.rejected] == [
+        (1, "driver_id"), (2, "driver_id"), (4, "driver_id")]
+    snap = idx.publish()
+    assert snap.get("s2").lat == 40.0  # the refused row did not move the known driver
+    found = {n.driver_id for n in snap.nearest(40.7, -74.0, k=10)}
+    assert found & {"s1", "s2", "s3"} == {"s1", "s3"}
