@@ -42,3 +42,24 @@ def test_a_message_appears_under_its_queue_name_only_when_whole(
     assert channel._get("q") == {"body": "x" * 100_000}
     assert [n for n in os.listdir(tmp_path) if n.endswith(".part")] == []
     conn.release()
+
+
+def test_the_worker_loop_drains_in_short_turns_so_a_stop_is_seen_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery's blocking loop asks for 2 s drains and looks at its stop flag only between them;
+    the transport hands kombu at most `DRAIN_TURN_S` a turn. A caller with no timeout still
+    waits for a message."""
+    from kombu.transport import filesystem
+
+    asked: list[float | None] = []
+
+    def record(self: Any, connection: Any, timeout: float | None = None) -> None:
+        asked.append(timeout)
+
+    monkeypatch.setattr(filesystem.Transport, "drain_events", record)
+    conn, _channel_ = _channel(tmp_path)
+    conn.drain_events(timeout=2.0)  # what celery.worker.loops.synloop asks for
+    conn.drain_events(timeout=0.01)
+    conn.drain_events()
+    assert asked == [broker.DRAIN_TURN_S, 0.01, None]
+    conn.release()
