@@ -276,6 +276,10 @@ class RedisChannels:
         self._thread.start()
         self.connected.wait(5.0)
 
+    def request_stop(self) -> None:
+        """Tell the thread to end after its current wait; `stop` also waits for it."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():

@@ -355,6 +355,10 @@ class StreamTailer:
         # are then seen. Bounded: a Redis that is down must not block the app's start-up.
         self._started.wait(5.0)
 
+    def request_stop(self) -> None:
+        """Tell the thread to end after its current wait; `stop` also waits for it."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():

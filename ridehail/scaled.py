@@ -72,6 +72,12 @@ class Stoppable:
         self.parts = parts
 
     def stop(self) -> None:
+        # Every part that can be told first is told at once: the tailers and the channels'
+        # listener each block up to a second in Redis, and stopped one after another a
+        # process's shutdown waited for the sum of them.
+        for p in self.parts:
+            if hasattr(p, "request_stop"):
+                p.request_stop()
         for p in self.parts:
             p.stop()
 
