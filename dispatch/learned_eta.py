@@ -206,17 +206,14 @@ def _cell_number(lat: float, lng: float) -> int:
 def features(plat: NDArray[np.float64], plng: NDArray[np.float64], dlat: NDArray[np.float64],
              dlng: NDArray[np.float64], local_s: NDArray[np.float64] | float,
              areas: AreaTable) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """The feature matrix (columns as `FEATURES`) and the straight-line metres. `local_s`:
-    local wall-clock time as seconds since 1970-01-01 (as the demand readers keep it)."""
+    """The feature matrix (columns as `FEATURES`) and the straight-line metres, for the fit
+    (predictions build their rows inside `_predict_rows`). `local_s`: local wall-clock time as
+    seconds since 1970-01-01 (as the demand readers keep it)."""
     n = len(plat)
     t = np.full(n, float(local_s)) if np.ndim(local_s) == 0 else \
         np.ascontiguousarray(np.broadcast_to(np.asarray(local_s, dtype=np.float64), (n,)))
     ppace, pdet = areas.encode(plat, plng)
-    if n > 1 and dlat[0] == dlat[-1] and (dlat == dlat[0]).all() and (dlng == dlng[0]).all():
-        dpace, ddet = areas.encode(dlat[:1], dlng[:1])  # one pickup, many drivers
-        dpace, ddet = np.full(n, dpace[0]), np.full(n, ddet[0])
-    else:
-        dpace, ddet = areas.encode(dlat, dlng)
+    dpace, ddet = areas.encode(dlat, dlng)
     x = np.empty((n, len(FEATURES)))
     d = np.empty(n)
     _fill(plat, plng, dlat, dlng, t, ppace, dpace, pdet, ddet, EARTH_RADIUS_M,
