@@ -281,7 +281,7 @@ class RedisChannels:
         self._stop.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.request_stop()
         if self._thread.is_alive():
             self._thread.join(5)
 

@@ -360,7 +360,7 @@ class StreamTailer:
         self._stop.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.request_stop()
         if self._thread.is_alive():
             self._thread.join(self.block_ms / 1000 + 5)
 

@@ -19,6 +19,7 @@ from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
 ALIAS = "ridehail-filesystem"
+DRAIN_TURN_S = 0.1  # the longest a drain waits: how soon a stopping worker sees its flag
 
 
 class AtomicChannel(filesystem.Channel):
@@ -49,9 +50,6 @@ class AtomicTransport(filesystem.Transport):
         if timeout is not None and timeout > DRAIN_TURN_S:
             timeout = DRAIN_TURN_S
         return super().drain_events(connection, timeout=timeout)
-
-
-DRAIN_TURN_S = 0.1
 
 
 TRANSPORT_ALIASES[ALIAS] = f"{__name__}:AtomicTransport"
