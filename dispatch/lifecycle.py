@@ -21,7 +21,7 @@ from trips.pricing import UpfrontPolicy, meter
 
 from .drivers import DriverDirectory
 from .matcher import Matcher
-from .model import DispatchRecord, DriverState, DriverStatus, OfferState
+from .model import DispatchRecord, DriverStatus
 from .offers import save_record
 from .ports import Hooks, TraceStore
 from .unit import DispatchUnit, DispatchUnits
@@ -150,16 +150,12 @@ class TripLifecycle:
                 fee = rider_cancel_fee(trip, now, self.cancellation)
                 trip.cancel("rider", now, reason)
                 charge_fee(trip, fee, "cancel_fee")
-                freed = trip.driver_id
-                for offer in uow.offers.for_trip(trip_id):
-                    if offer.state == OfferState.pending:
-                        offer.close(OfferState.withdrawn, now)
-                        uow.offers.save(offer)
-                        freed = offer.driver_id
+                withdrawn = uow.offers.withdraw_pending(trip_id, now)
+                holder = withdrawn.driver_id if withdrawn is not None else trip.driver_id
                 record.outcome = "cancelled_by_rider"
                 record.log("cancelled_by_rider", now, reason=reason)
                 uow.trips.save(trip)
-                self._free_driver(uow, freed, trip_id, now)
+                freed = self._free_driver(uow, holder, trip_id, now)
                 save_record(uow, record, new=stored is None)
             except Conflict:
                 raise StaleState(f"trip {trip_id} changed concurrently; retry") from None
@@ -191,12 +187,13 @@ class TripLifecycle:
                 record.outcome = "rider_no_show"
                 record.log("rider_no_show", now)
                 uow.trips.save(trip)
-                self._free_driver(uow, driver_id, trip_id, now)
+                freed = self._free_driver(uow, driver_id, trip_id, now)
                 save_record(uow, record, new=stored is None)
             except Conflict:
                 raise StaleState(f"trip {trip_id} changed concurrently; retry") from None
             uow.commit()
-        self.drivers.set_status(driver_id, DriverStatus.available, None)
+        if freed is not None:
+            self.drivers.set_status(freed, DriverStatus.available, None)
         if trip.fare_final:
             self.charge(trip_id)
         self.matcher.trip_changed(trip)
@@ -215,10 +212,10 @@ class TripLifecycle:
             stored = uow.records.get(trip_id)
             record = stored or DispatchRecord(trip_id, now)
             try:
-                freed = trip.hand_back(now)
+                handed_back_by = trip.hand_back(now)
                 record.log("cancelled_by_driver", now, reason=reason)
                 uow.trips.save(trip)
-                self._free_driver(uow, freed, trip_id, now)
+                freed = self._free_driver(uow, handed_back_by, trip_id, now)
                 save_record(uow, record, new=stored is None)
             except Conflict:
                 raise StaleState(f"trip {trip_id} changed concurrently; retry") from None
@@ -231,14 +228,8 @@ class TripLifecycle:
 
     @staticmethod
     def _free_driver(uow: DispatchUnit, driver_id: str | None, trip_id: str,
-                     now: float) -> DriverState | None:
-        if driver_id is None:
+                     now: float) -> str | None:
+        """The driver, if their row still held the trip and is now available; else None."""
+        if driver_id is None or not uow.drivers.release(driver_id, trip_id, now):
             return None
-        st = uow.drivers.get(driver_id)
-        if st is None or st.trip_id != trip_id:
-            return None
-        st.status = DriverStatus.available
-        st.trip_id = None
-        st.updated_at = now
-        uow.drivers.save(st)
-        return st
+        return driver_id

@@ -36,6 +36,16 @@ _CLAIM = (
     .values(status=_OFFERED, trip_id=bindparam("w_trip"), updated_at=bindparam("w_now"),
             version=driver_states.c.version + 1)
 )
+# A release: the driver goes available only if their row still holds the trip, in one
+# statement instead of a read and a compare-and-set (a cancel's two round trips). Waiting on
+# the row's lock, PostgreSQL re-checks the condition against the row as committed meanwhile.
+_RELEASE = (
+    update(driver_states)
+    .where(driver_states.c.driver_id == bindparam("w_driver"),
+           driver_states.c.trip_id == bindparam("w_trip"))
+    .values(status=_AVAILABLE, trip_id=None, updated_at=bindparam("w_now"),
+            version=driver_states.c.version + 1)
+)
 _STATUS = select(driver_states.c.status).where(driver_states.c.driver_id == bindparam("w_driver"))
 _claimed = _CLAIM.returning(driver_states.c.version).cte("claimed")
 _CLAIM_OR_STATUS = select(select(_claimed.c.version).scalar_subquery().label("claimed"),
@@ -46,6 +56,16 @@ DRIVER_CODEC: RowCodec[DriverState] = RowCodec(
 )
 OFFER_CODEC: RowCodec[Offer] = RowCodec(
     Offer, id_columns=("id", "trip_id", "driver_id"), decoders={"state": OfferState}
+)
+# A withdrawal: the trip's pending offer (at most one, uq_offers_pending_trip) closes as
+# withdrawn in one statement that returns it, instead of reading the trip's offers and writing
+# the pending one back.
+_WITHDRAW = (
+    update(offers)
+    .where(offers.c.trip_id == bindparam("w_trip"), offers.c.state == OfferState.pending.value)
+    .values(state=OfferState.withdrawn.value, responded_at=bindparam("w_now"),
+            version=offers.c.version + 1)
+    .returning(*offers.c)
 )
 RECORD_CODEC: RowCodec[DispatchRecord] = RowCodec(DispatchRecord, id_columns=("trip_id",))
 
@@ -73,6 +93,10 @@ class SqlDriverStates(SqlVersioned[DriverState]):
             claimed = self.conn.execute(_CLAIM, params).rowcount == 1
             found = None if claimed else self.conn.execute(_STATUS, params).scalar()
         return None if claimed else _why_not(found)
+
+    def release(self, driver_id: str, trip_id: str, now: float) -> bool:
+        params = {"w_driver": int(driver_id), "w_trip": int(trip_id), "w_now": now}
+        return self.conn.execute(_RELEASE, params).rowcount == 1
 
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
         rows = self.conn.execute(_ONLINE_PAGE, {"after": after, "limit": limit})
@@ -108,6 +132,14 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
         self.save(st)  # the version moves on, as the SQL claim's does
         return None
 
+    def release(self, driver_id: str, trip_id: str, now: float) -> bool:
+        st = self.get(driver_id)
+        if st is None or st.trip_id != trip_id:
+            return False
+        st.status, st.trip_id, st.updated_at = DriverStatus.available, None, now
+        self.save(st)
+        return True
+
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
         keys = sorted(int(k) for k, s in list(self.rows.items())
                       if s.status != DriverStatus.offline and int(k) > after)[:limit]
@@ -133,6 +165,10 @@ class SqlOffers(SqlVersioned[Offer]):
     def for_trip(self, trip_id: str) -> list[Offer]:
         return self.find(offers.c.trip_id == int(trip_id), order_by=offers.c.created_at)
 
+    def withdraw_pending(self, trip_id: str, now: float) -> Offer | None:
+        row = self.conn.execute(_WITHDRAW, {"w_trip": int(trip_id), "w_now": now}).first()
+        return None if row is None else self.codec.from_row(row)
+
     def pending_for_trip(self, trip_id: str) -> Offer | None:
         found = self.find(offers.c.trip_id == int(trip_id), offers.c.state == "pending")
         return found[0] if found else None
@@ -153,6 +189,14 @@ class MemoryOffers(MemoryVersioned[Offer]):
         self.insert(offer)
         self.undo.set(self.by_trip, offer.trip_id,
                       self.by_trip.get(offer.trip_id, ()) + (offer.id,))
+
+    def withdraw_pending(self, trip_id: str, now: float) -> Offer | None:
+        offer = self.pending_for_trip(trip_id)
+        if offer is None:
+            return None
+        offer.close(OfferState.withdrawn, now)
+        self.save(offer)
+        return offer
 
     def pending_for_trip(self, trip_id: str) -> Offer | None:
         return self.lookup("pending_trip", trip_id)

@@ -22,6 +22,11 @@ class DriverStateRepository(Versioned[DriverState], Protocol):
         was available, and a concurrent claim won) or "unknown" (no such row)."""
         ...
 
+    def release(self, driver_id: str, trip_id: str, now: float) -> bool:
+        """The driver goes available (at `now`, its version bumped) if their row still holds
+        `trip_id`, in one statement; False when it does not (nothing written)."""
+        ...
+
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
         """Online drivers with an id above `after`, by id, at most `limit`."""
         ...
@@ -35,6 +40,11 @@ class OfferRepository(Versioned[Offer], Protocol):
     def pending_for_driver(self, driver_id: str) -> list[Offer]: ...
 
     def pending_for_trip(self, trip_id: str) -> Offer | None: ...
+
+    def withdraw_pending(self, trip_id: str, now: float) -> Offer | None:
+        """Close the trip's pending offer as withdrawn at `now`, in one statement; the offer
+        as closed, or None when none was pending."""
+        ...
 
     def for_trip(self, trip_id: str) -> list[Offer]: ...
 

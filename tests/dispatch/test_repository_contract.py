@@ -138,6 +138,68 @@ def test_a_claim_moves_the_version_on_so_an_earlier_reader_loses(uow_factory: Un
 
 # --- offers ------------------------------------------------------------------------------------
 
+def test_a_release_frees_only_a_driver_whose_row_still_holds_the_trip(
+        uow_factory: Units) -> None:
+    # A cancel frees the driver it found on the trip; the row may since hold another trip (or
+    # none), and then it must stay as it is.
+    trip, other = new_id(), new_id()
+    held = DriverState(new_id(), "standard", DriverStatus.en_route, T0, trip_id=trip)
+    moved_on = DriverState(new_id(), "standard", DriverStatus.offered, T0, trip_id=other)
+    free = DriverState(new_id(), "standard", DriverStatus.available, T0)
+    store(uow_factory, ("drivers", held), ("drivers", moved_on), ("drivers", free))
+    with uow_factory() as uow:
+        assert uow.drivers.release(held.driver_id, trip, T0 + 7) is True
+        assert uow.drivers.release(moved_on.driver_id, trip, T0 + 7) is False
+        assert uow.drivers.release(free.driver_id, trip, T0 + 7) is False
+        assert uow.drivers.release(new_id(), trip, T0 + 7) is False
+        uow.commit()
+    with uow_factory(readonly=True) as uow:
+        released = uow.drivers.get(held.driver_id)
+        assert uow.drivers.get(moved_on.driver_id) == moved_on  # a miss writes nothing
+        assert uow.drivers.get(free.driver_id) == free
+    assert (released.status, released.trip_id, released.updated_at, released.version) == (
+        DriverStatus.available, None, T0 + 7, 1)
+
+
+def test_a_release_moves_the_version_on_so_an_earlier_reader_loses(
+        uow_factory: Units) -> None:
+    trip = new_id()
+    held = DriverState(new_id(), "standard", DriverStatus.en_route, T0, trip_id=trip)
+    store(uow_factory, ("drivers", held))
+    with uow_factory(readonly=True) as uow:
+        seen = uow.drivers.get(held.driver_id)
+    with uow_factory() as uow:
+        assert uow.drivers.release(held.driver_id, trip, T0 + 5)
+        uow.commit()
+    seen.status = DriverStatus.on_trip
+    with uow_factory() as uow, pytest.raises(Conflict):
+        uow.drivers.save(seen)
+
+
+def test_withdrawing_closes_only_the_trips_pending_offer_and_returns_it(
+        uow_factory: Units) -> None:
+    trip, other = new_id(), new_id()
+    answered = make_offer(trip)
+    pending = make_offer(trip)
+    elsewhere = make_offer(other)
+    store(uow_factory, ("offers", answered))
+    close(uow_factory, answered.id, OfferState.rejected)
+    store(uow_factory, ("offers", pending), ("offers", elsewhere))
+    with uow_factory() as uow:
+        withdrawn = uow.offers.withdraw_pending(trip, T0 + 9)
+        assert uow.offers.withdraw_pending(trip, T0 + 10) is None  # nothing pending now
+        assert uow.offers.withdraw_pending(new_id(), T0 + 10) is None
+        uow.commit()
+    assert (withdrawn.id, withdrawn.driver_id, withdrawn.state, withdrawn.responded_at,
+            withdrawn.version) == (pending.id, pending.driver_id, OfferState.withdrawn,
+                                   T0 + 9, 1)
+    with uow_factory(readonly=True) as uow:
+        assert uow.offers.get(pending.id) == withdrawn
+        assert uow.offers.get(answered.id).state is OfferState.rejected
+        assert uow.offers.get(elsewhere.id) == elsewhere
+        assert uow.offers.pending_for_trip(trip) is None
+
+
 def test_offer_round_trip_and_queries(uow_factory: Units) -> None:
     trip, driver = new_id(), new_id()
     first = make_offer(trip, created_at=T0 + 1)

@@ -141,3 +141,19 @@ def test_a_refused_request_says_why(pg: Any) -> None:
     with engine.matcher.units(readonly=True) as uow:
         assert uow.trips.open_for_rider("60") is None
         assert uow.trips.open_for_rider("50").state == TripState.requested
+
+
+def test_a_riders_cancel_of_an_offered_trip_costs_eight_round_trips(pg: Any) -> None:
+    # BEGIN; the trip; its dispatch record; the pending offer withdrawn (one UPDATE that
+    # returns it, not a read of the trip's offers and a write back); the trip; the driver
+    # released (one conditional UPDATE, not a read and a compare-and-set); the record; COMMIT.
+    engine, wire, _clock = pg
+    _online(engine, "1", 100)
+    trip = engine.request_trip("50", PICKUP, DROPOFF)
+    with wire.counting() as trips:
+        engine.cancel(trip.id, "rider", "50")
+    assert engine.get_trip(trip.id).state == TripState.cancelled
+    with engine.matcher.units(readonly=True) as uow:
+        assert uow.drivers.get("1").status == DriverStatus.available
+        assert uow.offers.pending_for_trip(trip.id) is None
+    assert len(trips) == 8, "\n".join(trips)
