@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import geojson
 import pytest
 from flask import Flask
 
@@ -41,6 +42,9 @@ def nearby(app: Flask, api: Api, rider: Account, drivers: list[Account],
     assert r.status == 200, r.text
     assert r.headers["Content-Type"].startswith("application/geo+json")
     assert r.body["type"] == "FeatureCollection"
+    # Valid GeoJSON by the geojson library's own checks (the view writes plain dicts).
+    parsed = geojson.loads(r.text)
+    assert parsed.is_valid and all(f.geometry.is_valid for f in parsed.features), parsed.errors()
     known = {nearby_vehicle_id(settings.secret_key, rider.id, d.id, t,
                                settings.nearby_id_rotate_s): d.id
              for d in drivers for t in (before, after)}
