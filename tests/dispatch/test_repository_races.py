@@ -176,6 +176,36 @@ def test_a_save_that_waited_on_a_claim_gets_the_conflict(pg_units: Any) -> None:
     assert (row.status, row.trip_id, row.version) == (DriverStatus.offered, trip, 1)
 
 
+def test_a_release_that_waited_on_a_concurrent_writer_rechecks_the_trip(pg_units: Any) -> None:
+    # A cancel releases the driver it found on its trip; meanwhile another unit moved the
+    # driver to another trip and holds the row. The release waits on the lock and then finds
+    # the row no longer holding the cancelled trip: it writes nothing and says so.
+    trip, other = new_id(), new_id()
+    with pg_units() as uow:
+        driver = _seed_driver(uow)
+        uow.commit()
+    with pg_units() as uow:
+        assert uow.drivers.claim(driver, trip, T0 + 1) is None
+        uow.commit()
+    with pg_units() as a, pg_units() as b:
+        st = a.drivers.get(driver)
+        st.trip_id, st.status = other, DriverStatus.en_route
+        a.drivers.save(st)
+        pid = b.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with ThreadPoolExecutor(1) as pool:
+            released = pool.submit(b.drivers.release, driver, trip, T0 + 3)
+            deadline = time.monotonic() + 30
+            while not _waiting_on_a_lock(pg_units, pid):
+                assert time.monotonic() < deadline and not released.done(), released
+                time.sleep(0.01)
+            a.commit()
+            assert released.result(timeout=30) is False
+        b.commit()
+    with pg_units(readonly=True) as uow:
+        row = uow.drivers.get(driver)
+    assert (row.status, row.trip_id, row.version) == (DriverStatus.en_route, other, 2)
+
+
 def _seeded_driver(units: Any) -> str:
     with units() as uow:
         driver = _seed_driver(uow)
