@@ -329,25 +329,48 @@ def apply_location_entry(index: GeoIndex, fields: dict[bytes, bytes],
 
 
 class StreamTailer:
-    """A daemon thread that reads a Redis stream from `$` (new entries only), or from `since`
+    """A daemon thread that reads Redis streams from `$` (new entries only), or from `since`
     (epoch seconds: entries added since then, e.g. a sliding window's worth), and hands each
-    entry's fields to `handle`. It survives Redis going away: it reconnects with backoff and
-    resumes after the last entry it saw, so a short outage loses nothing still in the stream."""
+    entry's fields to its stream's `handle`. It survives Redis going away: it reconnects with
+    backoff and resumes after the last entry it saw, so a short outage loses nothing still in
+    the stream.
+
+    One tailer can read several streams (`also`) with one blocking XREAD: a use case's
+    announcements on several streams (a trip request's demand and its driver's new status)
+    then wake one thread once, not one thread per stream."""
 
     def __init__(self, redis: Any, stream: str, handle: Callable[[dict[bytes, bytes]], None],
                  *, name: str, block_ms: int = 1000, count: int = 200,
                  since: float | None = None) -> None:
         self.redis = redis
-        self.stream = stream
-        self.handle = handle
+        self.handles: dict[str, Callable[[dict[bytes, bytes]], None]] = {}
+        self.last_ids: dict[str, bytes | str] = {}
         self.block_ms = block_ms
         self.count = count
-        # Stream ids are "<ms>-<seq>": reading after "<ms of since>-0" starts at that instant.
-        self.last_id: bytes | str = "$" if since is None else f"{max(0, int(since * 1000))}-0"
         self.connected = threading.Event()
         self._started = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+        self.also(stream, handle, since=since)
+
+    @property
+    def stream(self) -> str:
+        """The first stream read (what a single-stream tailer reads)."""
+        return next(iter(self.handles))
+
+    @property
+    def last_id(self) -> bytes | str:
+        return self.last_ids[self.stream]
+
+    def also(self, stream: str, handle: Callable[[dict[bytes, bytes]], None], *,
+             since: float | None = None) -> StreamTailer:
+        """Read `stream` too, from `$` or from `since`; only before `start`."""
+        if self._thread.is_alive() or stream in self.handles:
+            raise ValueError(f"stream {stream!r}: add each stream once, before start()")
+        self.handles[stream] = handle
+        # Stream ids are "<ms>-<seq>": reading after "<ms of since>-0" starts at that instant.
+        self.last_ids[stream] = "$" if since is None else f"{max(0, int(since * 1000))}-0"
+        return self
 
     def start(self) -> None:
         self._thread.start()
@@ -365,11 +388,12 @@ class StreamTailer:
             self._thread.join(self.block_ms / 1000 + 5)
 
     def _resolve_start(self) -> None:
-        if self.last_id == "$":
-            # Pin "$" to a concrete id, so a reconnect resumes here instead of skipping ahead.
-            info = self.redis.xinfo_stream(self.stream) if self.redis.exists(self.stream) \
-                else None
-            self.last_id = info["last-generated-id"] if info else b"0-0"
+        for stream, last in self.last_ids.items():
+            if last == "$":
+                # Pin "$" to a concrete id, so a reconnect resumes here instead of skipping
+                # ahead.
+                info = self.redis.xinfo_stream(stream) if self.redis.exists(stream) else None
+                self.last_ids[stream] = info["last-generated-id"] if info else b"0-0"
 
     def _run(self) -> None:
         backoff = 0.1
@@ -380,22 +404,23 @@ class StreamTailer:
                 self._started.set()
                 backoff = 0.1
                 while not self._stop.is_set():
-                    got = self.redis.xread({self.stream: self.last_id}, count=self.count,
-                                           block=self.block_ms)
-                    for _stream, entries in got or ():
+                    got = self.redis.xread(self.last_ids, count=self.count, block=self.block_ms)
+                    for raw_stream, entries in got or ():
+                        stream = decode(raw_stream)
+                        handle = self.handles[stream]
                         for entry_id, fields in entries:
-                            self.last_id = entry_id
+                            self.last_ids[stream] = entry_id
                             try:
-                                self.handle(fields)
+                                handle(fields)
                             except Exception:  # noqa: BLE001 - one bad entry must not stop us
-                                log.exception("stream entry failed", stream=self.stream)
+                                log.exception("stream entry failed", stream=stream)
                         if entries:
-                            STREAM_LAG.labels(self.stream).set(entry_age_s(entries[-1][0]))
+                            STREAM_LAG.labels(stream).set(entry_age_s(entries[-1][0]))
             except Exception as exc:  # noqa: BLE001 - Redis down: retry with backoff
                 self.connected.clear()
                 self._started.set()
-                log.warning("stream tailer disconnected", stream=self.stream, error=repr(exc),
-                            retry_in_s=backoff)
+                log.warning("stream tailer disconnected", streams=list(self.handles),
+                            error=repr(exc), retry_in_s=backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
 
