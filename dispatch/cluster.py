@@ -14,7 +14,8 @@ embedded mode:
   an expiry), so whichever process completes the trip prices the whole trace;
 - the channels: an offer made by one process wakes the long-polls and WebSockets of its driver
   held by any process, a trip's change wakes its rider's event streams, and a revoked token
-  closes its connections everywhere, through Redis pub/sub (`RedisChannels`).
+  closes its connections everywhere, through the Redis stream `ridehail:wake-ups`
+  (`RedisChannels`), read with the driver events.
 
 PostgreSQL stays the truth (offers, deadlines, claims are compare-and-set rows there); these
 are caches and wake-ups. Announcing is best-effort: a lost event is repaired by the periodic
@@ -44,6 +45,7 @@ DEMAND_STREAM = "ridehail:demand"
 RIDES_STREAM = "ridehail:rides"
 OFFERS_CHANNEL = "ridehail:offers"
 TRIPS_CHANNEL = "ridehail:trips"
+WAKEUPS_STREAM = "ridehail:wake-ups"
 TRACE_KEY = "ridehail:trace:{}"
 TRACE_TTL_S = 6 * 3600  # longer than any trip; a trace nobody completes goes away by itself
 
@@ -245,70 +247,50 @@ class RedisTraces:
 
 class RedisChannels:
     """The scaled mode's relay for the in-process channels (`ridehail.kernel.channel`): a
-    message published in one process wakes the subscribers of every process, through Redis
-    pub/sub (one connection and one listener thread per process, for every channel).
+    message published in one process wakes the subscribers of every process, through the Redis
+    stream `ridehail:wake-ups`, which each process reads on its driver events' tailer
+    (`handler`).
 
-    Local subscribers are woken directly; the message then goes to Redis, and each other
-    process delivers it to its own subscribers. Messages are wake-ups (readers re-read the
-    database), so one lost while Redis is away costs at most a reader's timeout."""
+    Local subscribers are woken directly; the message then goes onto the stream, in the same
+    round trip as the use case's other announcements, and each other process delivers it to
+    its own subscribers. On the tailer that reads the driver events, a trip request's wake-up
+    arrives with its driver's new status: the pub/sub listener this replaces was a thread of
+    its own woken for every message of every process (0.44-0.52 ms of a nearby/request/cancel
+    cycle's CPU under bench/cluster.py's 3 processes). Messages are wake-ups (readers re-read
+    the database), so one lost while Redis is away costs at most a reader's timeout."""
 
-    def __init__(self, redis: Any, origin: str, names: tuple[str, ...]) -> None:
+    MAXLEN = 10_000  # wake-ups are read within milliseconds; a reconnecting tailer resumes
+
+    def __init__(self, redis: Any, origin: str, names: tuple[str, ...], *,
+                 stream: str = WAKEUPS_STREAM, maxlen: int = MAXLEN) -> None:
         self.redis = redis
         self.origin = origin
+        self.stream = stream
+        self.maxlen = maxlen
         self.channels: dict[str, Channel] = {name: _RelayedChannel(name, self)
                                              for name in names}
-        self.connected = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._listen, daemon=True, name="channels")
 
     def channel(self, name: str) -> Channel:
-        """The channel `name` (the Redis pub/sub channel of that name)."""
+        """The channel `name`."""
         return self.channels[name]
 
     def relay(self, name: str, key: str, message: dict[str, Any]) -> None:
         try:
-            self.redis.publish(name, json.dumps({"o": self.origin, "k": key, "m": message},
-                                                default=str))
+            self.redis.xadd(self.stream, {"o": self.origin, "n": name, "k": key,
+                                          "m": json.dumps(message, default=str)},
+                            maxlen=self.maxlen, approximate=True)
         except Exception as exc:  # noqa: BLE001 - the change is committed; readers re-read
             log.warning("wake-up not relayed", channel=name, key=key, error=repr(exc))
 
-    def start(self) -> None:
-        self._thread.start()
-        self.connected.wait(5.0)
-
-    def request_stop(self) -> None:
-        """Tell the thread to end after its current wait; `stop` also waits for it."""
-        self._stop.set()
-
-    def stop(self) -> None:
-        self.request_stop()
-        if self._thread.is_alive():
-            self._thread.join(5)
-
-    def _listen(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(*self.channels)
-                self.connected.set()
-                backoff = 0.1
-                while not self._stop.is_set():
-                    msg = pubsub.get_message(timeout=1.0)
-                    if msg is None or msg.get("type") != "message":
-                        continue
-                    body = json.loads(msg["data"])
-                    channel = self.channels.get(decode(msg["channel"]))
-                    if channel is not None and body.get("o") != self.origin:
-                        channel.deliver(body["k"], body["m"])
-            except Exception as exc:  # noqa: BLE001 - Redis down: resubscribe with backoff
-                self.connected.clear()
-                log.warning("channels disconnected", error=repr(exc), retry_in_s=backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):  # closing a dead connection
-                    pubsub.close()
+    def handler(self) -> Callable[[dict[bytes, bytes]], None]:
+        """The tailer callback: deliver the wake-ups other processes relayed."""
+        def handle(fields: dict[bytes, bytes]) -> None:
+            if decode(fields[b"o"]) == self.origin:
+                return
+            channel = self.channels.get(decode(fields[b"n"]))
+            if channel is not None:
+                channel.deliver(decode(fields[b"k"]), json.loads(fields[b"m"]))
+        return handle
 
 
 class _RelayedChannel(Channel):

@@ -1,7 +1,7 @@
 """The scaled mode's shared parts for one API process: the Redis location feed and its tailer,
-driver events and their tailer, surge demand and its tailer, completed rides (the live
-travel-time correction) and their tailer, Redis trip traces, and the
-channels relayed through Redis pub/sub (a driver's offers, a trip's changes, revoked tokens).
+then driver events, surge demand, completed rides (the live travel-time correction) and the
+channels' wake-ups (a driver's offers, a trip's changes, revoked tokens), all four read by one
+tailer, and Redis trip traces.
 
 `build_engine` calls `scaled_parts` before it builds the engine and `start_scaled` once the
 engine exists (the tailers apply entries to it). Tailers are positioned before the engine
@@ -24,6 +24,7 @@ from dispatch.cluster import (
     OFFERS_CHANNEL,
     RIDES_STREAM,
     TRIPS_CHANNEL,
+    WAKEUPS_STREAM,
     BatchedRedis,
     RedisChannels,
     RedisDemandEvents,
@@ -72,9 +73,9 @@ class Stoppable:
         self.parts = parts
 
     def stop(self) -> None:
-        # Every part that can be told first is told at once: the tailers and the channels'
-        # listener each block up to a second in Redis, and stopped one after another a
-        # process's shutdown waited for the sum of them.
+        # Every part that can be told first is told at once: the tailers each block up to a
+        # second in Redis, and stopped one after another a process's shutdown waited for the
+        # sum of them.
         for p in self.parts:
             if hasattr(p, "request_stop"):
                 p.request_stop()
@@ -101,7 +102,7 @@ def scaled_parts(settings: Settings) -> ScaledParts:
 
 
 def start_scaled(parts: ScaledParts, engine: Engine) -> Any:
-    """Start the tailers and the channels' listener; returns something with stop()."""
+    """Start the tailers; returns something with stop()."""
     locations = StreamTailer(
         parts.redis, LOCATIONS_STREAM,
         lambda f: None if apply_location_entry(engine.index, f, engine.local_state)
@@ -123,7 +124,10 @@ def start_scaled(parts: ScaledParts, engine: Engine) -> Any:
         correction = engine.eta.correction
         events.also(RIDES_STREAM, parts.rides.handler(correction.observe),
                     since=time.time() - 4 * math.log(2.0) / correction.rate)
-    tailers: list[Any] = [events, locations]
-    for part in (*tailers, parts.channels):
-        part.start()
-    return Stoppable(*tailers, parts.channels)
+    # The channels' wake-ups (an offer for a driver held here, a trip's change, a revoked
+    # token) come with the use case's driver event.
+    events.also(WAKEUPS_STREAM, parts.channels.handler())
+    tailers = (events, locations)
+    for tailer in tailers:
+        tailer.start()
+    return Stoppable(*tailers)

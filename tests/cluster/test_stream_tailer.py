@@ -69,3 +69,40 @@ def test_a_stream_is_added_once_and_before_the_tailer_starts(stream: tuple[Any, 
             tailer.also(second, lambda _f: None)
     finally:
         tailer.stop()
+
+
+def test_a_wake_up_reaches_the_other_process_once_and_not_its_own_again(
+        stream: tuple[Any, str]) -> None:
+    """The channels' relay (dispatch/cluster.py:RedisChannels): published on process a, a
+    message wakes a's subscriber directly and b's through the stream; a's tailer skips it."""
+    from dispatch.cluster import RedisChannels
+
+    redis, name = stream
+    a, b = (RedisChannels(redis, origin, ("offers",), stream=name) for origin in ("a", "b"))
+    got: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+    both = {"a": threading.Event(), "b": threading.Event()}
+
+    def subscriber(who: str) -> Any:
+        def woken(message: dict[str, Any]) -> None:
+            got[who].append(message)
+            if len(got[who]) == 2:
+                both[who].set()
+        return woken
+
+    a.channel("offers").subscribe("driver-1", subscriber("a"))
+    b.channel("offers").subscribe("driver-1", subscriber("b"))
+    tailers = [StreamTailer(redis, name, parts.handler(), name=f"wake-ups-{parts.origin}")
+               for parts in (a, b)]
+    for t in tailers:
+        t.start()
+    try:
+        assert a.channel("offers").publish("driver-1", {"offer_id": "7"}) == 1  # a's own
+        b.channel("offers").publish("driver-1", {"offer_id": "8"})
+        assert both["a"].wait(10) and both["b"].wait(10), f"not delivered: {got}"
+        # a's tailer reads b's entry after its own: had it not skipped its own, a third
+        # delivery (a's "7" again) would be in before b's "8"
+    finally:
+        for t in tailers:
+            t.stop()
+    assert [m["offer_id"] for m in got["a"]] == ["7", "8"]
+    assert [m["offer_id"] for m in got["b"]] == ["7", "8"]

@@ -1,12 +1,9 @@
-"""A scaled process's background parts stop together: each Redis tailer and the channels'
-listener blocks up to a second in Redis, so all of them are told to end before any is waited
-for (stopped one by one, a shutdown waited for the sum of their waits)."""
+"""A scaled process's background parts stop together: each Redis tailer blocks up to a second
+in Redis, so all of them are told to end before any is waited for (stopped one by one, a
+shutdown waited for the sum of their waits)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from dispatch.cluster import RedisChannels
 from dispatch.feed import StreamTailer
 from ridehail.scaled import Stoppable
 
@@ -28,11 +25,8 @@ def test_every_part_is_told_before_any_is_waited_for() -> None:
 
 
 def test_the_redis_threads_can_be_told_without_waiting() -> None:
-    """The tailers and the listener offer the telling half of their stop (no Redis needed:
-    they are not started)."""
+    """The tailers offer the telling half of their stop (no Redis needed: not started)."""
     tailer = StreamTailer(None, "s", lambda _f: None, name="t")
-    channels: Any = RedisChannels(None, "origin", ())
-    for part in (tailer, channels):
-        part.request_stop()
-        assert part._stop.is_set()
-        part.stop()  # never started: nothing to wait for
+    tailer.request_stop()
+    assert tailer._stop.is_set()
+    tailer.stop()  # never started: nothing to wait for
