@@ -6,7 +6,7 @@ thread. Everything else goes to the Flask app in a thread pool, one hop each way
 
 The edge reaches the engine through the channels it already has: the offers channel (keyed by
 driver) and the trips channel (keyed by trip) wake connections after a commit, in-process in
-the embedded mode and relayed through Redis pub/sub in the scaled mode; what a connection
+the embedded mode and relayed through a Redis stream in the scaled mode; what a connection
 sends is then read again (pending offers, the trip) as the REST views read it. Blocking work
 (reading the database, authenticating, applying a batch of locations) runs in the edge's own
 thread pool, never on the loop.
