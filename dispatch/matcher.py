@@ -504,22 +504,17 @@ class Matcher:
                     and offer.state == OfferState.pending:
                 state = OfferState.expired
             offer.close(state, now)
-            st = uow.drivers.get(offer.driver_id)
-            freed = st is not None and st.status == DriverStatus.offered \
-                and st.trip_id == offer.trip_id
-            if st is not None and freed:
-                st.status = DriverStatus.available
-                st.trip_id = None
-                st.updated_at = now
             stored = uow.records.get(offer.trip_id)
             record = stored or DispatchRecord(offer.trip_id, now)
             record.log(state.value, now, driver_id=offer.driver_id, offer_id=offer.id)
             try:
                 uow.offers.save(offer)
-                if st is not None and freed:
-                    uow.drivers.save(st)
             except Conflict:
                 raise OfferClosed(f"offer {offer_id} was answered concurrently") from None
+            # The driver goes available only if still offered this trip, in one statement (as
+            # a cancel's release): a driver whose row moved on meanwhile stays as they are.
+            freed = uow.drivers.release(offer.driver_id, offer.trip_id, now,
+                                        status=DriverStatus.offered)
             save_record(uow, record, new=stored is None)
             uow.commit()
         (OFFERS_EXPIRED if state == OfferState.expired else OFFERS_REJECTED).inc()

@@ -46,6 +46,9 @@ _RELEASE = (
     .values(status=_AVAILABLE, trip_id=None, updated_at=bindparam("w_now"),
             version=driver_states.c.version + 1)
 )
+# The same, only from one status (an offer's rejection or expiry frees a driver still offered
+# the trip, never one who accepted it meanwhile).
+_RELEASE_FROM = _RELEASE.where(driver_states.c.status == bindparam("w_status"))
 _STATUS = select(driver_states.c.status).where(driver_states.c.driver_id == bindparam("w_driver"))
 _claimed = _CLAIM.returning(driver_states.c.version).cte("claimed")
 _CLAIM_OR_STATUS = select(select(_claimed.c.version).scalar_subquery().label("claimed"),
@@ -94,9 +97,14 @@ class SqlDriverStates(SqlVersioned[DriverState]):
             found = None if claimed else self.conn.execute(_STATUS, params).scalar()
         return None if claimed else _why_not(found)
 
-    def release(self, driver_id: str, trip_id: str, now: float) -> bool:
-        params = {"w_driver": int(driver_id), "w_trip": int(trip_id), "w_now": now}
-        return self.conn.execute(_RELEASE, params).rowcount == 1
+    def release(self, driver_id: str, trip_id: str, now: float, *,
+                status: DriverStatus | None = None) -> bool:
+        params: dict[str, Any] = {"w_driver": int(driver_id), "w_trip": int(trip_id),
+                                  "w_now": now}
+        if status is None:
+            return self.conn.execute(_RELEASE, params).rowcount == 1
+        params["w_status"] = status.value
+        return self.conn.execute(_RELEASE_FROM, params).rowcount == 1
 
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
         rows = self.conn.execute(_ONLINE_PAGE, {"after": after, "limit": limit})
@@ -132,9 +140,10 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
         self.save(st)  # the version moves on, as the SQL claim's does
         return None
 
-    def release(self, driver_id: str, trip_id: str, now: float) -> bool:
+    def release(self, driver_id: str, trip_id: str, now: float, *,
+                status: DriverStatus | None = None) -> bool:
         st = self.get(driver_id)
-        if st is None or st.trip_id != trip_id:
+        if st is None or st.trip_id != trip_id or status not in (None, st.status):
             return False
         st.status, st.trip_id, st.updated_at = DriverStatus.available, None, now
         self.save(st)

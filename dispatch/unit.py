@@ -9,7 +9,7 @@ from typing import Protocol
 from ridehail.kernel.versioned import Versioned
 from trips.unit import TripsUnit
 
-from .model import DispatchRecord, DriverState, DriverSummary, Offer
+from .model import DispatchRecord, DriverState, DriverStatus, DriverSummary, Offer
 
 
 class DriverStateRepository(Versioned[DriverState], Protocol):
@@ -22,9 +22,11 @@ class DriverStateRepository(Versioned[DriverState], Protocol):
         was available, and a concurrent claim won) or "unknown" (no such row)."""
         ...
 
-    def release(self, driver_id: str, trip_id: str, now: float) -> bool:
+    def release(self, driver_id: str, trip_id: str, now: float, *,
+                status: DriverStatus | None = None) -> bool:
         """The driver goes available (at `now`, its version bumped) if their row still holds
-        `trip_id`, in one statement; False when it does not (nothing written)."""
+        `trip_id` (and, given `status`, is in it), in one statement; False when it does not
+        (nothing written)."""
         ...
 
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:

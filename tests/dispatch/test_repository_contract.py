@@ -161,6 +161,26 @@ def test_a_release_frees_only_a_driver_whose_row_still_holds_the_trip(
         DriverStatus.available, None, T0 + 7, 1)
 
 
+def test_a_release_from_a_status_frees_only_a_driver_still_in_it(uow_factory: Units) -> None:
+    # An offer's rejection or expiry frees the driver only while still offered the trip: one
+    # who accepted it meanwhile (en route to the same trip) stays en route.
+    trip = new_id()
+    offered = DriverState(new_id(), "standard", DriverStatus.offered, T0, trip_id=trip)
+    accepted = DriverState(new_id(), "standard", DriverStatus.en_route, T0, trip_id=trip)
+    store(uow_factory, ("drivers", offered), ("drivers", accepted))
+    with uow_factory() as uow:
+        assert uow.drivers.release(accepted.driver_id, trip, T0 + 3,
+                                   status=DriverStatus.offered) is False
+        assert uow.drivers.release(offered.driver_id, trip, T0 + 3,
+                                   status=DriverStatus.offered) is True
+        uow.commit()
+    with uow_factory(readonly=True) as uow:
+        assert uow.drivers.get(accepted.driver_id) == accepted  # a miss writes nothing
+        freed = uow.drivers.get(offered.driver_id)
+    assert (freed.status, freed.trip_id, freed.updated_at) == (DriverStatus.available, None,
+                                                               T0 + 3)
+
+
 def test_a_release_moves_the_version_on_so_an_earlier_reader_loses(
         uow_factory: Units) -> None:
     trip = new_id()

@@ -17,7 +17,7 @@ from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import event
 
 from dispatch.engine import DispatchConfig, Engine
-from dispatch.model import DriverStatus, RiderBusy
+from dispatch.model import DriverStatus, OfferState, RiderBusy
 from geoindex import GeoIndex
 from ridehail.kernel.db import make_engine
 from ridehail.migrate import upgrade
@@ -157,3 +157,26 @@ def test_a_riders_cancel_of_an_offered_trip_costs_eight_round_trips(pg: Any) -> 
         assert uow.drivers.get("1").status == DriverStatus.available
         assert uow.offers.pending_for_trip(trip.id) is None
     assert len(trips) == 8, "\n".join(trips)
+
+
+def test_a_drivers_rejection_costs_seven_round_trips_before_the_re_offer(pg: Any) -> None:
+    # The rejection's unit: BEGIN; the offer; its dispatch record; the offer closed
+    # (compare-and-set); the driver released if still offered the trip (one conditional
+    # UPDATE, not a read and a compare-and-set); the record; COMMIT. Then the re-offer to the
+    # next driver, a unit of its own: BEGIN; the trip; its offers; the record; the claim; the
+    # offer; the record; COMMIT.
+    engine, wire, _clock = pg
+    _online(engine, "1", 100)
+    _online(engine, "2", 300)
+    trip = engine.request_trip("50", PICKUP, DROPOFF)
+    offer = engine.pending_offers("1")[0]
+    with wire.counting() as trips:
+        engine.reject_offer(offer.id, "1")
+    with engine.matcher.units(readonly=True) as uow:
+        assert uow.drivers.get("1").status == DriverStatus.available
+        assert uow.offers.get(offer.id).state == OfferState.rejected
+    assert engine.pending_offers("2")[0].trip_id == trip.id
+    rejection = trips[:7]
+    assert "COMMIT" in rejection[-1], "\n".join(trips)
+    assert not any("FROM driver_states" in sent for sent in rejection), "\n".join(trips)
+    assert len(trips) == 7 + 8, "\n".join(trips)
