@@ -84,7 +84,49 @@ def _parse(raw: str | bytes) -> tuple[Any, str | None]:
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
     except UnicodeDecodeError as exc:
         raise ValueError(str(exc)) from None
-    return value, _walk(value)
+    if _may_hold_nul(raw):
+        return value, _walk(value)
+    _check_depth(value)
+    return value, None
+
+
+# A NUL reaches a parsed string only as the escape \u0000: strict JSON (json.loads' default)
+# refuses a raw control character in a string. A body without the escape needs only the depth
+# check, which looks at containers alone: the walk of every value was 0.75 us of a batch row's
+# 5.7 us in the view (cProfile of POST /v1/locations, 500 rows).
+_NUL_ESCAPE = "\\u0000"
+
+
+def _may_hold_nul(raw: str | bytes) -> bool:
+    if isinstance(raw, str):
+        return _NUL_ESCAPE in raw
+    # json.loads also reads UTF-16 and UTF-32, where the escape is spelled in other bytes.
+    if json.detect_encoding(raw) not in ("utf-8", "utf-8-sig"):
+        return True
+    return _NUL_ESCAPE.encode() in raw
+
+
+def _check_depth(value: Any) -> None:
+    """ValueError past MAX_DEPTH, as `_walk` says it, one level at a time: a level's scalars
+    are passed over by type at C speed (a batch row costs a set of its values' types)."""
+    level = [value] if type(value) in _CONTAINERS else []
+    depth = 0
+    while level:
+        kids: list[Any] = []
+        for item in level:
+            values = item.values() if type(item) is dict else item
+            kinds = set(map(type, values))
+            if kinds.isdisjoint(_CONTAINERS):
+                continue
+            kids.extend(values if kinds <= _CONTAINERS
+                        else [v for v in values if type(v) in _CONTAINERS])
+        depth += 1
+        if kids and depth >= MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        level = kids
+
+
+_CONTAINERS = frozenset((dict, list))
 
 
 def _walk(value: Any) -> str | None:

@@ -51,6 +51,48 @@ def test_loads_refuses_depth_and_nul_is_found_without_recursion() -> None:
     assert loads("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
 
 
+def _nested(depth: int, wrap: str) -> object:
+    """`depth` containers, the deepest first, each with scalar siblings beside its child."""
+    inner: object = {"x": 1.5, "y": "s"} if wrap == "dict" else [1, "s", None]
+    for level in range(depth - 1):
+        inner = {"k": inner, "n": level, "t": True} if (level + (wrap == "dict")) % 2 \
+            else ["a", inner, 2.0]
+    return inner
+
+
+@pytest.mark.parametrize("wrap", ["dict", "list"])
+@pytest.mark.parametrize("depth", [1, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 5])
+def test_a_body_without_a_nul_is_held_to_the_same_depth_as_one_with(depth: int,
+                                                                     wrap: str) -> None:
+    # The body without the \u0000 escape takes the depth check alone; with it, the walk that
+    # also looks for the NUL. Both refuse exactly past MAX_DEPTH levels.
+    import json
+
+    doc = _nested(depth, wrap)
+    plain = json.dumps(doc)
+    with_nul = json.dumps({"nul": "a\x00b", "doc": doc})  # one level deeper
+    if depth > MAX_DEPTH:
+        with pytest.raises(ValueError, match="nested deeper"):
+            loads(plain)
+    else:
+        assert loads(plain) == doc
+    if depth + 1 > MAX_DEPTH:
+        with pytest.raises(ValueError, match="nested deeper"):
+            loads(with_nul)
+    else:
+        assert loads(with_nul)["doc"] == doc
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-32-be"])
+def test_a_nul_is_found_in_any_encoding_json_reads(encoding: str) -> None:
+    from ridehail.kernel.validation import _parse
+
+    raw = '{"updates": [{"driver_id": "1"}, {"driver_id": "2\\u0000"}]}'.encode(encoding)
+    assert _parse(raw)[1] == "updates.1.driver_id"
+    # A backslash before "u0000" is text, not a NUL.
+    assert _parse('{"a": "\\\\u0000"}'.encode(encoding)) == ({"a": "\\u0000"}, None)
+
+
 def test_a_nul_inside_a_nested_field_is_named(client: FlaskClient) -> None:
     resp = client.post("/v1/riders", json={"name": "ok", "email": "a@example.com",
                                            "password": "long enough pass", "phone": "1\x002"})
