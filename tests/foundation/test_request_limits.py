@@ -64,8 +64,8 @@ def _nested(depth: int, wrap: str) -> object:
 @pytest.mark.parametrize("depth", [1, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 5])
 def test_a_body_without_a_nul_is_held_to_the_same_depth_as_one_with(depth: int,
                                                                      wrap: str) -> None:
-    # The body without the \u0000 escape takes the depth check alone; with it, the walk that
-    # also looks for the NUL. Both refuse exactly past MAX_DEPTH levels.
+    # The body without the \u0000 escape is not searched for a NUL; with it, it is. Both are
+    # refused exactly past MAX_DEPTH levels.
     import json
 
     doc = _nested(depth, wrap)
