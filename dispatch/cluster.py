@@ -245,7 +245,7 @@ class RedisTraces:
 
 # --- channels ----------------------------------------------------------------------------
 
-class RedisChannels:
+class RedisChannels(StreamAnnouncer):
     """The scaled mode's relay for the in-process channels (`ridehail.kernel.channel`): a
     message published in one process wakes the subscribers of every process, through the Redis
     stream `ridehail:wake-ups`, which each process reads on its driver events' tailer
@@ -259,14 +259,13 @@ class RedisChannels:
     cycle's CPU under bench/cluster.py's 3 processes). Messages are wake-ups (readers re-read
     the database), so one lost while Redis is away costs at most a reader's timeout."""
 
+    STREAM = WAKEUPS_STREAM
     MAXLEN = 10_000  # wake-ups are read within milliseconds; a reconnecting tailer resumes
+    WHAT = "wake-up"
 
     def __init__(self, redis: Any, origin: str, names: tuple[str, ...], *,
-                 stream: str = WAKEUPS_STREAM, maxlen: int = MAXLEN) -> None:
-        self.redis = redis
-        self.origin = origin
-        self.stream = stream
-        self.maxlen = maxlen
+                 stream: str | None = None, maxlen: int | None = None) -> None:
+        super().__init__(redis, origin, stream=stream, maxlen=maxlen)
         self.channels: dict[str, Channel] = {name: _RelayedChannel(name, self)
                                              for name in names}
 
@@ -275,19 +274,14 @@ class RedisChannels:
         return self.channels[name]
 
     def relay(self, name: str, key: str, message: dict[str, Any]) -> None:
-        try:
-            self.redis.xadd(self.stream, {"o": self.origin, "n": name, "k": key,
-                                          "m": json.dumps(message, default=str)},
-                            maxlen=self.maxlen, approximate=True)
-        except Exception as exc:  # noqa: BLE001 - the change is committed; readers re-read
-            log.warning("wake-up not relayed", channel=name, key=key, error=repr(exc))
+        # Best effort (`_add`): the change is committed, and readers re-read.
+        self._add({"n": name, "k": key, "m": json.dumps(message, default=str)},
+                  channel=name, key=key)
 
     def handler(self) -> Callable[[dict[bytes, bytes]], None]:
         """The tailer callback: deliver the wake-ups other processes relayed."""
         def handle(fields: dict[bytes, bytes]) -> None:
-            if decode(fields[b"o"]) == self.origin:
-                return
-            channel = self.channels.get(decode(fields[b"n"]))
+            channel = self.channels.get(decode(fields[b"n"])) if self._theirs(fields) else None
             if channel is not None:
                 channel.deliver(decode(fields[b"k"]), json.loads(fields[b"m"]))
         return handle

@@ -353,15 +353,6 @@ class StreamTailer:
         self._thread = threading.Thread(target=self._run, daemon=True, name=name)
         self.also(stream, handle, since=since)
 
-    @property
-    def stream(self) -> str:
-        """The first stream read (what a single-stream tailer reads)."""
-        return next(iter(self.handles))
-
-    @property
-    def last_id(self) -> bytes | str:
-        return self.last_ids[self.stream]
-
     def also(self, stream: str, handle: Callable[[dict[bytes, bytes]], None], *,
              since: float | None = None) -> StreamTailer:
         """Read `stream` too, from `$` or from `since`; only before `start`."""
