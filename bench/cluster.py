@@ -158,9 +158,9 @@ def batch(ids: list[str], rnd: random.Random, size: int) -> bytes:
 
 
 def throughput(urls: list[str], svc: str, ids: list[str], seconds: float, threads: int,
-               rate: float | None = None, stop: Any = None, out: Any = None) -> float:
-    """Posts batches of 500 until `seconds` pass (or `stop`); returns accepted updates/s (and
-    puts it on `out` when run as a process of its own). With `rate`, paces itself to about that
+               rate: float | None = None, stop: Any = None, ready: Any = None) -> float:
+    """Posts batches of 500 until `seconds` pass (or `stop`); returns accepted updates/s, and
+    sets `ready` once its bodies are built. With `rate`, paces itself to about that
     many updates/s (the fixed background load). Each thread's bodies are built and encoded
     before the clock starts, distinct rows for the whole phase at up to 40,000 updates/s a
     thread: what is timed is the servers' work, not the generator's (building and encoding
@@ -172,8 +172,8 @@ def throughput(urls: list[str], svc: str, ids: list[str], seconds: float, thread
     bodies = [[batch(ids, rnd, 500) for _ in range(n_bodies)]
               for rnd in (random.Random(k) for k in range(threads))]
     headers = {"Authorization": f"Bearer {svc}"}
-    if out is not None:
-        out.put("ready")
+    if ready is not None:
+        ready.set()
     t0 = time.monotonic()
     end = t0 + seconds
 
@@ -197,25 +197,23 @@ def throughput(urls: list[str], svc: str, ids: list[str], seconds: float, thread
                     accepted[0] += json.loads(answer)["accepted"]
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(run, range(threads)))
-    got = accepted[0] / (time.monotonic() - t0)
-    if out is not None:
-        out.put(got)
-    return got
+    return accepted[0] / (time.monotonic() - t0)
 
 
 def in_process(urls: list[str], svc: str, ids: list[str], seconds: float, threads: int,
                rate: float | None = None, stop: Any = None) -> Any:
     """`throughput` in a spawned process of its own, so the background load's threads never
-    wait on the GIL of the process timing the riders (nor the riders on theirs). Returns
-    (process, queue); the queue gets the updates/s."""
+    wait on the GIL of the process timing the riders (nor the riders on theirs). Returns the
+    process once its load is about to start."""
     ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
+    ready = ctx.Event()
     proc = ctx.Process(target=throughput, args=(urls, svc, ids, seconds, threads, rate, stop,
-                                                out))
+                                                ready))
     proc.start()
-    if out.get(timeout=120) != "ready":
+    if not ready.wait(120):
+        proc.kill()
         raise SystemExit("the load process did not start")
-    return proc, out
+    return proc
 
 
 def sign_up_riders(url: str, n: int) -> list[str]:
@@ -292,8 +290,9 @@ def open_loop(urls: list[str], riders: list[str], seconds: float, rate: float
                 return
             k = free.pop()
         try:
-            clients = local.__dict__.setdefault("clients", {url: Http(url) for url in urls})
-            client = clients[urls[i % len(urls)]]
+            if not hasattr(local, "clients"):
+                local.clients = {url: Http(url) for url in urls}
+            client = local.clients[urls[i % len(urls)]]
             h = {"Authorization": f"Bearer {riders[k]}"}
             lat, lng = PICKUPS[i % len(PICKUPS)]
             body = json.dumps({"pickup": {"lat": lat, "lng": lng},
@@ -403,7 +402,7 @@ def main() -> None:
             throughput(urls, svc, ids, 2.0, 4)  # warm-up: every driver gets a position
             locs = throughput(urls, svc, ids, phase_s, 6)
             stop = spawn.Event()
-            bg, _ = in_process(urls, svc, ids, 600, 2, bg_rate, stop)
+            bg = in_process(urls, svc, ids, 600, 2, bg_rate, stop)
             try:
                 lat = latencies(urls, riders, phase_s)
                 lat.update(open_loop(urls, riders, phase_s, OPEN_LOOP_RATE))
@@ -417,7 +416,7 @@ def main() -> None:
                 bg.join()
             if n >= 2:  # the target load: a city of 100k drivers, one location every 4 s
                 stop = spawn.Event()
-                bg, _ = in_process(urls, svc, ids, 600, 6, 25_000.0, stop)
+                bg = in_process(urls, svc, ids, 600, 6, 25_000.0, stop)
                 try:
                     lag = visibility_lag(urls, svc, riders[0], ids, 30 if quick else 100)
                 finally:
