@@ -91,10 +91,10 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
 class FlaskBridge:
     """ASGI in front of a WSGI app (Flask), for requests whose answers are small."""
 
-    def __init__(self, app: WsgiApp, workers: int, max_body: int) -> None:
+    def __init__(self, app: WsgiApp, workers: int, max_body: int, name: str = "flask") -> None:
         self.app = app
         self.max_body = max_body
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flask")
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _declared_length(scope)
