@@ -8,11 +8,12 @@ A driver's location ping, the API's most frequent request by far (a city of 100,
 posting every 4 s makes 25,000 a second), goes to the Flask app through a lane of its own: one
 thread, which takes the pings queued behind it without sleeping. Handed to the main pool, each
 ping woke a thread of its own, and the threads then passed the GIL and the index's locks among
-themselves: bench/api.py's 32 drivers posting back to back cost 0.40-0.49 ms of server CPU a
-ping at 4.7 context switches, against 0.30-0.33 ms at 0.65 through the lane (1,930-2,180
-pings/s against 2,660-3,040). The lane is also a
-bulkhead: pings are answered while slow requests (a sign-up's password hash, a database that
-stalls) hold every thread of the main pool, and a flood of pings cannot take those threads.
+themselves: bench/api.py's 32 drivers posting back to back cost 0.39-0.56 ms of server CPU a
+ping at 4.7 context switches, against 0.30-0.39 ms at 0.65 through the lane (1,712-2,465
+pings/s against 2,330-3,040 in probe runs on one afternoon), and the index's publisher waited
+12 ms (p50) for the lock the request threads kept taking. The lane is also a bulkhead: pings
+are answered while slow requests (a sign-up's password hash, a database that stalls) hold every
+thread of the main pool, and a flood of pings cannot take those threads.
 
 The edge reaches the engine through the channels it already has: the offers channel (keyed by
 driver) and the trips channel (keyed by trip) wake connections after a commit, in-process in
