@@ -46,7 +46,8 @@ def location_threads(scaled: bool) -> int:
     """The location lane's threads: one in the embedded mode, where a ping never waits (the
     index is in memory); two in the scaled mode, so one computes while the other waits on
     Redis (the order check and the stream). bench/api.py's pings, embedded: 3,100-3,240/s with
-    one thread, 2,410-2,680/s with two; scaled: 810-905/s with two, 760/s with one."""
+    one thread, 2,410-2,680/s with two; scaled: 810-905/s with two and 760/s with one in two
+    runs each, about 600/s either way in two later runs each on a slower machine."""
     return 2 if scaled else 1
 
 

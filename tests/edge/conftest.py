@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,34 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import Server, start_server
 from tests.rides.conftest import PICKUP, Account, Api, go_online
+
+
+async def asgi_request(app: Callable[..., Awaitable[None]], method: str, path: str,
+                       chunks: list[bytes], headers: list[tuple[bytes, bytes]] | None = None,
+                       query: bytes = b"", disconnect: bool = False
+                       ) -> tuple[list[dict[str, Any]], int]:
+    """One HTTP request through an ASGI app, in process, the body in `chunks`: the messages
+    the app sent, and how many body messages it read."""
+    sent: list[dict[str, Any]] = []
+    read = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        if disconnect:
+            return {"type": "http.disconnect"}
+        read += 1
+        i = read - 1
+        return {"type": "http.request", "body": chunks[i] if i < len(chunks) else b"",
+                "more_body": i < len(chunks) - 1}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": query,
+             "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 8000),
+             "client": ("10.1.2.3", 5555), "root_path": "", "headers": headers or []}
+    await app(scope, receive, send)
+    return sent, read
 
 
 @pytest.fixture

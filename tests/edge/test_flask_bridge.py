@@ -13,6 +13,7 @@ from flask import Flask, jsonify, request
 
 from ridehail.edge.wsgi import FlaskBridge
 from tests.conftest import Server
+from tests.edge.conftest import asgi_request
 
 LIMIT = 1024
 
@@ -38,26 +39,7 @@ def call(bridge: FlaskBridge, method: str, path: str, chunks: list[bytes],
          headers: list[tuple[bytes, bytes]] | None = None, query: bytes = b"",
          disconnect: bool = False) -> tuple[list[dict[str, Any]], int]:
     """Run one request through the bridge: what it sent, and how many body messages it read."""
-    sent: list[dict[str, Any]] = []
-    read = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal read
-        if disconnect:
-            return {"type": "http.disconnect"}
-        read += 1
-        i = read - 1
-        return {"type": "http.request", "body": chunks[i] if i < len(chunks) else b"",
-                "more_body": i < len(chunks) - 1}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": method, "path": path, "query_string": query,
-             "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 8000),
-             "client": ("10.1.2.3", 5555), "root_path": "", "headers": headers or []}
-    asyncio.run(bridge(scope, receive, send))
-    return sent, read
+    return asyncio.run(asgi_request(bridge, method, path, chunks, headers, query, disconnect))
 
 
 def answer(sent: list[dict[str, Any]]) -> tuple[int, dict[bytes, bytes], bytes]:

@@ -10,33 +10,19 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 from ridehail.edge.asgi import LOCATION_PING, EdgeApp, location_threads
 from tests.conftest import app_factory, make_settings
+from tests.edge.conftest import asgi_request
 from tests.rides.conftest import PICKUP, Account, Api, go_online, sign_up_driver
 
 HELD_S = 30.0  # the held request's own bound, should the test fail before releasing it
 
 
-def scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    return {"type": "http", "method": method, "path": path, "query_string": b"",
-            "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80),
-            "client": ("127.0.0.1", 1), "root_path": "", "headers": headers}
-
-
 async def call(edge_app: EdgeApp, method: str, path: str, body: bytes = b"",
                headers: list[tuple[bytes, bytes]] | None = None) -> tuple[int, bytes]:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await edge_app(scope(method, path, headers or []), receive, send)
-    start, answer = sent
+    (start, answer), _read = await asgi_request(edge_app, method, path, [body], headers)
     return start["status"], answer["body"]
 
 
@@ -47,7 +33,7 @@ async def ping(edge_app: EdgeApp, driver: Account, lat: float, lng: float) -> tu
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())])
 
 
-def holding_app(tmp_path: Path, make: Any) -> tuple[Flask, threading.Event, threading.Event]:
+def holding_app(make: Any) -> tuple[Flask, threading.Event, threading.Event]:
     """An app of one main-pool thread, with a route that holds its thread until released."""
     app: Flask = make(threads=1)
     entered, release = threading.Event(), threading.Event()
@@ -64,7 +50,7 @@ def holding_app(tmp_path: Path, make: Any) -> tuple[Flask, threading.Event, thre
 def test_a_location_ping_is_answered_while_every_main_pool_thread_is_held(
         tmp_path: Path) -> None:
     with app_factory(lambda **o: make_settings(tmp_path, **o), start_background=False) as make:
-        app, entered, release = holding_app(tmp_path, make)
+        app, entered, release = holding_app(make)
         api = Api(app.test_client())
         driver = sign_up_driver(api)
         go_online(api, driver, PICKUP["lat"], PICKUP["lng"])
@@ -101,8 +87,6 @@ def test_pings_run_on_the_lanes_threads_and_other_requests_do_not(tmp_path: Path
 
         @app.before_request
         def where() -> None:
-            from flask import request
-
             kind = "ping" if request.path == LOCATION_PING else "other"
             ran_on[kind].add(threading.current_thread().name)
 
