@@ -99,7 +99,7 @@ class LocalEvents:
     """Embedded mode: one process, nobody to tell."""
 
     def announce(self, driver_id: str, status: str, vehicle_class: str | None,
-                 trip_id: str | None) -> None:
+                 trip_id: str | None, version: int) -> None:
         return None
 
 
@@ -136,17 +136,21 @@ class RedisDriverEvents(StreamAnnouncer):
     WHAT = "driver event"
 
     def announce(self, driver_id: str, status: str, vehicle_class: str | None,
-                 trip_id: str | None) -> None:
-        self._add({"d": driver_id, "s": status, "c": vehicle_class or "", "t": trip_id or ""},
-                  driver_id=driver_id)
+                 trip_id: str | None, version: int) -> None:
+        self._add({"d": driver_id, "s": status, "c": vehicle_class or "", "t": trip_id or "",
+                   "v": str(version)}, driver_id=driver_id)
 
-    def handler(self, apply: Callable[[str, str, str | None, str | None], None]
+    def handler(self, apply: Callable[[str, str, str | None, str | None, int | None], None]
                 ) -> Callable[[dict[bytes, bytes]], None]:
-        """The tailer callback: apply the events other processes announced."""
+        """The tailer callback: apply the events other processes announced. The row version
+        orders them (`DriverDirectory._mirror`); an entry without one (a process of an older
+        release) applies as given."""
         def handle(fields: dict[bytes, bytes]) -> None:
             if self._theirs(fields):
+                version = fields.get(b"v")
                 apply(decode(fields[b"d"]), decode(fields[b"s"]),
-                      decode(fields[b"c"]) or None, decode(fields[b"t"]) or None)
+                      decode(fields[b"c"]) or None, decode(fields[b"t"]) or None,
+                      None if version is None else int(version))
         return handle
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +24,7 @@ from ridehail.kernel.errors import Conflict
 
 from .feed import FeedRows, LocationFeed, pick
 from .locations import BadLocation, ts_refusal
-from .model import DriverBusy, DriverState, DriverStatus, DriverSummary, NotOnline
+from .model import DriverBusy, DriverState, DriverStatus, NotOnline
 from .offers import withdraw_offers_of_driver
 from .ports import DriverEvents, TraceStore
 from .unit import DispatchUnits
@@ -38,15 +39,17 @@ _STATUS_CODE = {status: code for code, status in enumerate(DriverStatus)}  # for
 class DriverEntry:
     """What location ingest needs to know about a driver, without a database round trip.
     `code` is the status's number, kept with it: a tick reads a column of them, and looking
-    each status up by the enum's hash (a Python-level call) was 15% of a tick's ingest."""
+    each status up by the enum's hash (a Python-level call) was 15% of a tick's ingest.
+    `version` is the driver row's version this entry mirrors (None: not known)."""
 
-    __slots__ = ("_status", "code", "trip_id", "vehicle_class")
+    __slots__ = ("_status", "code", "trip_id", "vehicle_class", "version")
 
-    def __init__(self, status: DriverStatus, vehicle_class: str, trip_id: str | None = None
-                 ) -> None:
+    def __init__(self, status: DriverStatus, vehicle_class: str, trip_id: str | None = None,
+                 version: int | None = None) -> None:
         self.status = status
         self.vehicle_class = vehicle_class
         self.trip_id = trip_id
+        self.version = version
 
     @property
     def status(self) -> DriverStatus:
@@ -58,7 +61,8 @@ class DriverEntry:
         self.code = _STATUS_CODE[value]
 
     def __repr__(self) -> str:
-        return f"DriverEntry({self._status!r}, {self.vehicle_class!r}, {self.trip_id!r})"
+        return (f"DriverEntry({self._status!r}, {self.vehicle_class!r}, {self.trip_id!r}, "
+                f"{self.version!r})")
 
 
 class DriverDirectory:
@@ -71,6 +75,12 @@ class DriverDirectory:
         self.events = events
         self.traces = traces
         self.entries: dict[str, DriverEntry] = {}
+        # The row version each driver had when they went offline here: an older change that
+        # arrives later (another thread's, another process's event) must not bring them back.
+        # An int per driver who was ever online in this process.
+        self.gone: dict[str, int] = {}
+        # Compare and apply, one change at a time (two threads mirroring the same driver).
+        self._mirror_lock = threading.Lock()
 
     # --- the memory mirror -------------------------------------------------------------------
 
@@ -84,9 +94,10 @@ class DriverDirectory:
         was away. A timer pays this whole-fleet pass, never a request, and it reads the fleet a
         page at a time, giving the GIL up between pages: read whole, 10,000 drivers held it
         for about 0.5 s every 10 s (py-spy, bench/cluster.py), and a request behind it waited.
-        A driver known here as the database has it costs a comparison. Only drivers known
-        before the pass began are forgotten, so one who comes online during it stays."""
-        known_before = set(self.entries)
+        A driver known here at the row's version costs a comparison. Only drivers known
+        before the pass began, and not changed here since, are forgotten, so one who comes
+        online (or changes) during it stays."""
+        known_before = {d: e.version for d, e in list(self.entries.items())}
         online: set[str] = set()
         after = 0
         while True:
@@ -95,28 +106,54 @@ class DriverDirectory:
             for summary in page:
                 online.add(summary.driver_id)
                 entry = self.entries.get(summary.driver_id)
-                if entry is None or (entry.status, entry.vehicle_class, entry.trip_id) != (
-                        summary.status, summary.vehicle_class, summary.trip_id):
-                    self._remember(summary)
+                if entry is None or entry.version != summary.version:
+                    self._mirror(summary.driver_id, summary.status, summary.vehicle_class,
+                                 summary.trip_id, summary.version)
             if len(page) < RECONCILE_PAGE:
                 break
             after = int(page[-1].driver_id)
             time.sleep(0)  # let request threads take the GIL between pages
-        for driver_id in known_before - online:
-            self._forget(driver_id)
+        for driver_id in known_before.keys() - online:
+            with self._mirror_lock:
+                entry = self.entries.get(driver_id)
+                if entry is not None and entry.version == known_before[driver_id]:
+                    self._forget(driver_id, entry.version)
         return len(online)
 
-    def _remember(self, st: DriverState | DriverSummary) -> None:
-        if st.status == DriverStatus.offline:
-            self._forget(st.driver_id)
-            return
-        self.entries[st.driver_id] = DriverEntry(st.status, st.vehicle_class, st.trip_id)
-        # No position yet (KeyError): the driver joins the index with its first location.
-        with contextlib.suppress(KeyError):
-            self.index.set_available(st.driver_id, st.status == DriverStatus.available)
+    def _remember(self, st: DriverState) -> None:
+        self._mirror(st.driver_id, st.status, st.vehicle_class, st.trip_id, st.version)
 
-    def _forget(self, driver_id: str) -> None:
+    def _mirror(self, driver_id: str, status: DriverStatus, vehicle_class: str | None,
+                trip_id: str | None, version: int | None) -> None:
+        """The one place the mirror changes: a committed state (a use case's, a database
+        read's, another process's event) is applied unless the mirror already holds the row
+        at this version or a later one. Two use cases that commit in one order may get here
+        in the other; without the check, the earlier commit's state stayed (a driver freed
+        by a cancel still mirrored as en_route by the accept it raced, and so never
+        offered). None (a version not known) applies as given."""
+        with self._mirror_lock:
+            entry = self.entries.get(driver_id)
+            seen = entry.version if entry is not None else self.gone.get(driver_id)
+            if version is not None and seen is not None and version <= seen:
+                return
+            if status == DriverStatus.offline:
+                self._forget(driver_id, version)
+                return
+            if entry is None:
+                if vehicle_class is None:
+                    return  # unknown here; entry() loads it from the database on use
+                self.entries[driver_id] = DriverEntry(status, vehicle_class, trip_id, version)
+                self.gone.pop(driver_id, None)
+            else:
+                entry.status, entry.trip_id, entry.version = status, trip_id, version
+            # No position yet (KeyError): the driver joins the index with its first location.
+            with contextlib.suppress(KeyError):
+                self.index.set_available(driver_id, status == DriverStatus.available)
+
+    def _forget(self, driver_id: str, version: int | None) -> None:
         self.entries.pop(driver_id, None)
+        if version is not None:
+            self.gone[driver_id] = version
         self.index.remove(driver_id)
 
     def entry(self, driver_id: str) -> DriverEntry | None:
@@ -129,7 +166,7 @@ class DriverDirectory:
             if st is None or st.status == DriverStatus.offline:
                 return None
             self._remember(st)
-            entry = self.entries[driver_id]
+            entry = self.entries.get(driver_id)
         return entry
 
     def _load(self, driver_ids: list[str]) -> None:
@@ -146,35 +183,21 @@ class DriverDirectory:
             return None
         return entry.status == DriverStatus.available, entry.vehicle_class
 
-    def set_status(self, driver_id: str, status: DriverStatus, trip_id: str | None) -> None:
-        """Mirror a committed status change here, in the index and in the other processes."""
+    def set_status(self, driver_id: str, status: DriverStatus, trip_id: str | None,
+                   version: int) -> None:
+        """Mirror a committed status change (the row's `version` after it) here, in the index
+        and in the other processes."""
+        self._mirror(driver_id, status, None, trip_id, version)
         entry = self.entries.get(driver_id)
-        if entry is not None:
-            entry.status = status
-            entry.trip_id = trip_id
-        with contextlib.suppress(KeyError):
-            self.index.set_available(driver_id, status == DriverStatus.available)
         self.events.announce(driver_id, status.value,
-                             entry.vehicle_class if entry is not None else None, trip_id)
+                             entry.vehicle_class if entry is not None else None, trip_id,
+                             version)
 
     def apply_event(self, driver_id: str, status: str, vehicle_class: str | None,
-                    trip_id: str | None) -> None:
+                    trip_id: str | None, version: int | None = None) -> None:
         """Another process committed a status change: mirror it (the database stays the truth;
         dispatch re-checks it before offering)."""
-        st = DriverStatus(status)
-        if st == DriverStatus.offline:
-            self._forget(driver_id)
-            return
-        entry = self.entries.get(driver_id)
-        if entry is None:
-            if vehicle_class is None:
-                return  # unknown here; entry() loads it from the database on use
-            self.entries[driver_id] = DriverEntry(st, vehicle_class, trip_id)
-        else:
-            entry.status = st
-            entry.trip_id = trip_id
-        with contextlib.suppress(KeyError):
-            self.index.set_available(driver_id, st == DriverStatus.available)
+        self._mirror(driver_id, DriverStatus(status), vehicle_class, trip_id, version)
 
     # --- online and offline ------------------------------------------------------------------
 
@@ -195,7 +218,8 @@ class DriverDirectory:
                 raise changed_concurrently(driver_id) from None
             uow.commit()
         self._remember(st)
-        self.events.announce(driver_id, st.status.value, st.vehicle_class, st.trip_id)
+        self.events.announce(driver_id, st.status.value, st.vehicle_class, st.trip_id,
+                             st.version)
         return st
 
     def go_offline(self, driver_id: str) -> tuple[DriverState, str | None]:
@@ -220,7 +244,7 @@ class DriverDirectory:
                 raise changed_concurrently(driver_id) from None
             uow.commit()
         self._remember(st)
-        self.events.announce(driver_id, st.status.value, st.vehicle_class, None)
+        self.events.announce(driver_id, st.status.value, st.vehicle_class, None, st.version)
         return st, redispatch
 
     # --- locations ---------------------------------------------------------------------------

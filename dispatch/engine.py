@@ -159,8 +159,8 @@ class Engine:
         return self.drivers.update_location_columns(ids, lats, lngs, ts)
 
     def apply_driver_event(self, driver_id: str, status: str, vehicle_class: str | None,
-                           trip_id: str | None) -> None:
-        self.drivers.apply_event(driver_id, status, vehicle_class, trip_id)
+                           trip_id: str | None, version: int | None = None) -> None:
+        self.drivers.apply_event(driver_id, status, vehicle_class, trip_id, version)
 
     def local_state(self, driver_id: str) -> tuple[bool, str] | None:
         return self.drivers.local_state(driver_id)

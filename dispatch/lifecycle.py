@@ -113,11 +113,12 @@ class TripLifecycle:
         # correction: one send to Redis in the scaled mode.
         with self.matcher.announcing():
             self.matcher.trip_changed(trip)
-            if step == "start":
-                self.drivers.set_status(driver_id, DriverStatus.on_trip, trip.id)
+            if step == "start" and st is not None:
+                self.drivers.set_status(driver_id, DriverStatus.on_trip, trip.id, st.version)
             elif step == "complete":
                 self.traces.drop(trip.id)
-                self.drivers.set_status(driver_id, DriverStatus.available, None)
+                if st is not None:
+                    self.drivers.set_status(driver_id, DriverStatus.available, None, st.version)
                 self.hooks.trip_completed(trip.id)
                 self.hooks.trip_finished(trip.id, TripState.completed.value)
                 self.ride_done(trip)
@@ -162,7 +163,7 @@ class TripLifecycle:
             uow.commit()
         with self.matcher.announcing():  # the driver's status and the trip's wake-up: one send
             if freed is not None:
-                self.drivers.set_status(freed, DriverStatus.available, None)
+                self.drivers.set_status(freed[0], DriverStatus.available, None, freed[1])
             self.matcher.trip_changed(trip)
         if fee:
             self.charge(trip_id)
@@ -193,7 +194,7 @@ class TripLifecycle:
                 raise StaleState(f"trip {trip_id} changed concurrently; retry") from None
             uow.commit()
         if freed is not None:
-            self.drivers.set_status(freed, DriverStatus.available, None)
+            self.drivers.set_status(freed[0], DriverStatus.available, None, freed[1])
         if trip.fare_final:
             self.charge(trip_id)
         self.matcher.trip_changed(trip)
@@ -221,15 +222,17 @@ class TripLifecycle:
                 raise StaleState(f"trip {trip_id} changed concurrently; retry") from None
             uow.commit()
         if freed is not None:
-            self.drivers.set_status(freed, DriverStatus.available, None)
+            self.drivers.set_status(freed[0], DriverStatus.available, None, freed[1])
         self.matcher.trip_changed(trip)
         self.matcher.dispatch(trip_id)
         return self.matcher.get_trip(trip_id)
 
     @staticmethod
     def _free_driver(uow: DispatchUnit, driver_id: str | None, trip_id: str,
-                     now: float) -> str | None:
-        """The driver, if their row still held the trip and is now available; else None."""
-        if driver_id is None or not uow.drivers.release(driver_id, trip_id, now):
+                     now: float) -> tuple[str, int] | None:
+        """The driver and their row's new version, if the row still held the trip and is now
+        available; else None."""
+        version = None if driver_id is None else uow.drivers.release(driver_id, trip_id, now)
+        if driver_id is None or version is None:
             return None
-        return driver_id
+        return driver_id, version

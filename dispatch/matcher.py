@@ -9,6 +9,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from geoindex import GeoIndex, Neighbor
 from ridehail.kernel.channel import Channel
@@ -64,6 +65,14 @@ class DispatchConfig:
     batch_forward_s: float = 0.0  # drivers this close to their dropoff are candidates too
     surge_resolution: int = 7
     supply_refresh_s: float = 5.0
+
+
+class Claimed(NamedTuple):
+    """A claim that made an offer: the offer, and the driver row's version after the claim
+    (the directory's mirror orders a driver's changes by it)."""
+
+    offer: Offer
+    driver_version: int
 
 
 class _Lost(Exception):
@@ -124,8 +133,8 @@ class Matcher:
                 self._add_trip(uow, trip)
                 record = DispatchRecord(trip.id, now)
                 ranked = self.candidates(trip, set(), record)
-                offer = self._claim_first(uow, trip.id, ranked, record, lost, now)
-                if offer is None:
+                claimed = self._claim_first(uow, trip.id, ranked, record, lost, now)
+                if claimed is None:
                     self._unmatched(trip, record, now)
                     uow.trips.save(trip)  # inserted by this unit: no concurrent writer
                 uow.records.add(record)
@@ -136,7 +145,7 @@ class Matcher:
             return seen or self.get_trip(trip.id)
         with self.announcing():  # the demand, the driver's status, the wake-up: one send
             self._demand(trip)
-            self._dispatched(trip, offer, started)
+            self._dispatched(trip, claimed, started)
         return trip
 
     def _new_trip(self, rider_id: str, pickup: tuple[float, float],
@@ -343,8 +352,8 @@ class Matcher:
             record = stored or DispatchRecord(trip_id, now)
             exclude = record.tried_drivers() | set(trip.rejected_drivers) | lost
             ranked = only if only is not None else self.candidates(trip, exclude, record)
-            offer = self._claim_first(uow, trip_id, ranked, record, lost, now)
-            if offer is not None:
+            claimed = self._claim_first(uow, trip_id, ranked, record, lost, now)
+            if claimed is not None:
                 save_record(uow, record, new=stored is None)
             else:
                 self._unmatched(trip, record, now)
@@ -354,8 +363,8 @@ class Matcher:
                 except Conflict:
                     return None, None  # the trip changed meanwhile (cancelled, matched elsewhere)
             uow.commit()
-        self._dispatched(trip, offer, started)
-        return offer, trip
+        self._dispatched(trip, claimed, started)
+        return None if claimed is None else claimed.offer, trip
 
     @staticmethod
     def _unmatched(trip: Trip, record: DispatchRecord, now: float) -> None:
@@ -363,10 +372,10 @@ class Matcher:
         record.log("no_driver_found", now)
         record.outcome = "no_driver_found"
 
-    def _dispatched(self, trip: Trip, offer: Offer | None, started: float) -> None:
+    def _dispatched(self, trip: Trip, claimed: Claimed | None, started: float) -> None:
         """After a dispatch committed: the offer's wake-up and deadline, or the trip's end."""
-        if offer is not None:
-            self._after_offer(offer)
+        if claimed is not None:
+            self._after_offer(*claimed)
             DISPATCH_LATENCY.labels("offered").observe(time.perf_counter() - started)
             return
         DISPATCH_LATENCY.labels("no_driver").observe(time.perf_counter() - started)
@@ -374,9 +383,10 @@ class Matcher:
         self.hooks.trip_finished(trip.id, TripState.no_driver_found.value)
 
     def _claim_first(self, uow: DispatchUnit, trip_id: str, ranked: Ranked,
-                     record: DispatchRecord, lost: set[str], now: float) -> Offer | None:
+                     record: DispatchRecord, lost: set[str], now: float) -> Claimed | None:
         """Claim the first candidate still available: the driver goes `offered` in one
-        statement (`claim`), then a pending offer is added. A driver not available is skipped
+        statement (`claim`), then a pending offer is added; the offer, with the driver row's
+        version after the claim. A driver not available is skipped
         with the reason the claim found (nothing was written, the unit goes on); raises _Lost
         when the offer lost after the driver's write (a pending offer of this trip or this
         driver won: the unit must not commit)."""
@@ -384,7 +394,7 @@ class Matcher:
             if cand.driver_id in lost:
                 continue
             why_not = uow.drivers.claim(cand.driver_id, trip_id, now)
-            if why_not is not None:
+            if isinstance(why_not, str):
                 if why_not == "claimed":  # a concurrent claim won: not this dispatch's again
                     lost.add(cand.driver_id)
                 record.log("skipped", now, driver_id=cand.driver_id, reason=why_not)
@@ -399,11 +409,12 @@ class Matcher:
                 raise _Lost from None  # leaving the unit uncommitted rolls the claim back
             record.log("offered", now, driver_id=cand.driver_id, offer_id=offer.id,
                        rank=rank, eta_s=round(eta_s, 1), distance_m=offer.distance_m)
-            return offer
+            return Claimed(offer, why_not)
         return None
 
-    def _after_offer(self, offer: Offer) -> None:
-        self.drivers.set_status(offer.driver_id, DriverStatus.offered, offer.trip_id)
+    def _after_offer(self, offer: Offer, driver_version: int) -> None:
+        self.drivers.set_status(offer.driver_id, DriverStatus.offered, offer.trip_id,
+                                driver_version)
         # A wake-up only: long-polls and WebSockets read the pending offers from the database.
         self.channel.publish(offer.driver_id, {"type": "offer", "offer_id": offer.id,
                                                "trip_id": offer.trip_id})
@@ -459,7 +470,7 @@ class Matcher:
             uow.commit()
         OFFERS_ACCEPTED.inc()
         with self.announcing():  # the driver's status and the trip's wake-up: one send
-            self.drivers.set_status(driver_id, DriverStatus.en_route, trip.id)
+            self.drivers.set_status(driver_id, DriverStatus.en_route, trip.id, st.version)
             self.trip_changed(trip)
         return trip
 
@@ -518,6 +529,6 @@ class Matcher:
             save_record(uow, record, new=stored is None)
             uow.commit()
         (OFFERS_EXPIRED if state == OfferState.expired else OFFERS_REJECTED).inc()
-        if freed:
-            self.drivers.set_status(offer.driver_id, DriverStatus.available, None)
+        if freed is not None:
+            self.drivers.set_status(offer.driver_id, DriverStatus.available, None, freed)
         return offer

@@ -61,6 +61,7 @@ class DriverSummary(NamedTuple):
     status: DriverStatus
     vehicle_class: str
     trip_id: str | None
+    version: int
 
 
 @dataclass

@@ -20,10 +20,11 @@ Announcing = Callable[[], AbstractContextManager[None]]
 
 
 class DriverEvents(Protocol):
-    """Announces a committed status change to the other API processes (best effort)."""
+    """Announces a committed status change, with the driver row's version after it, to the
+    other API processes (best effort)."""
 
     def announce(self, driver_id: str, status: str, vehicle_class: str | None,
-                 trip_id: str | None) -> None: ...
+                 trip_id: str | None, version: int) -> None: ...
 
 
 class DemandEvents(Protocol):

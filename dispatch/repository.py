@@ -16,7 +16,7 @@ from .tables import dispatch_records, driver_states, offers
 # Built once: a statement built per call spends more on SQLAlchemy's cache key than on the row.
 _ONLINE_PAGE = (
     select(driver_states.c.driver_id, driver_states.c.status, driver_states.c.vehicle_class,
-           driver_states.c.trip_id)
+           driver_states.c.trip_id, driver_states.c.version)
     .where(driver_states.c.status != DriverStatus.offline.value,
            driver_states.c.driver_id > bindparam("after"))
     .order_by(driver_states.c.driver_id)
@@ -45,12 +45,14 @@ _RELEASE = (
            driver_states.c.trip_id == bindparam("w_trip"))
     .values(status=_AVAILABLE, trip_id=None, updated_at=bindparam("w_now"),
             version=driver_states.c.version + 1)
+    .returning(driver_states.c.version)
 )
 # The same, only from one status (an offer's rejection or expiry frees a driver still offered
 # the trip, never one who accepted it meanwhile).
 _RELEASE_FROM = _RELEASE.where(driver_states.c.status == bindparam("w_status"))
 _STATUS = select(driver_states.c.status).where(driver_states.c.driver_id == bindparam("w_driver"))
-_claimed = _CLAIM.returning(driver_states.c.version).cte("claimed")
+_CLAIM_VERSION = _CLAIM.returning(driver_states.c.version)
+_claimed = _CLAIM_VERSION.cte("claimed")
 _CLAIM_OR_STATUS = select(select(_claimed.c.version).scalar_subquery().label("claimed"),
                           _STATUS.scalar_subquery().label("found"))
 
@@ -87,29 +89,32 @@ class SqlDriverStates(SqlVersioned[DriverState]):
     def add(self, state: DriverState) -> None:
         self.insert(state)
 
-    def claim(self, driver_id: str, trip_id: str, now: float) -> str | None:
+    def claim(self, driver_id: str, trip_id: str, now: float) -> int | str:
         params = {"w_driver": int(driver_id), "w_trip": int(trip_id), "w_now": now}
         if self.conn.dialect.name == "postgresql":
             row = self.conn.execute(_CLAIM_OR_STATUS, params).one()
-            claimed, found = row.claimed is not None, row.found
+            version, found = row.claimed, row.found
         else:  # SQLite: write units hold the database lock, so nobody claims meanwhile
-            claimed = self.conn.execute(_CLAIM, params).rowcount == 1
-            found = None if claimed else self.conn.execute(_STATUS, params).scalar()
-        return None if claimed else _why_not(found)
+            version = self.conn.execute(_CLAIM_VERSION, params).scalar()
+            found = None if version is not None else self.conn.execute(_STATUS, params).scalar()
+        return int(version) if version is not None else _why_not(found)
 
     def release(self, driver_id: str, trip_id: str, now: float, *,
-                status: DriverStatus | None = None) -> bool:
+                status: DriverStatus | None = None) -> int | None:
         params: dict[str, Any] = {"w_driver": int(driver_id), "w_trip": int(trip_id),
                                   "w_now": now}
         if status is None:
-            return self.conn.execute(_RELEASE, params).rowcount == 1
-        params["w_status"] = status.value
-        return self.conn.execute(_RELEASE_FROM, params).rowcount == 1
+            version = self.conn.execute(_RELEASE, params).scalar()
+        else:
+            params["w_status"] = status.value
+            version = self.conn.execute(_RELEASE_FROM, params).scalar()
+        return None if version is None else int(version)
 
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
         rows = self.conn.execute(_ONLINE_PAGE, {"after": after, "limit": limit})
         return [DriverSummary(str(r.driver_id), DriverStatus(r.status), r.vehicle_class,
-                              None if r.trip_id is None else str(r.trip_id)) for r in rows]
+                              None if r.trip_id is None else str(r.trip_id), r.version)
+                for r in rows]
 
     def many(self, driver_ids: list[str]) -> list[DriverState]:
         out: list[DriverState] = []
@@ -132,28 +137,29 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
     def add(self, state: DriverState) -> None:
         self.insert(state)
 
-    def claim(self, driver_id: str, trip_id: str, now: float) -> str | None:
+    def claim(self, driver_id: str, trip_id: str, now: float) -> int | str:
         st = self.get(driver_id)
         if st is None or st.status != DriverStatus.available:
             return _why_not(None if st is None else st.status.value)
         st.status, st.trip_id, st.updated_at = DriverStatus.offered, trip_id, now
         self.save(st)  # the version moves on, as the SQL claim's does
-        return None
+        return st.version
 
     def release(self, driver_id: str, trip_id: str, now: float, *,
-                status: DriverStatus | None = None) -> bool:
+                status: DriverStatus | None = None) -> int | None:
         st = self.get(driver_id)
         if st is None or st.trip_id != trip_id or status not in (None, st.status):
-            return False
+            return None
         st.status, st.trip_id, st.updated_at = DriverStatus.available, None, now
         self.save(st)
-        return True
+        return st.version
 
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
         keys = sorted(int(k) for k, s in list(self.rows.items())
                       if s.status != DriverStatus.offline and int(k) > after)[:limit]
         rows = [self.rows[str(k)] for k in keys]
-        return [DriverSummary(s.driver_id, s.status, s.vehicle_class, s.trip_id) for s in rows]
+        return [DriverSummary(s.driver_id, s.status, s.vehicle_class, s.trip_id, s.version)
+                for s in rows]
 
     def many(self, driver_ids: list[str]) -> list[DriverState]:
         found = (self.get(d) for d in driver_ids)

@@ -15,18 +15,19 @@ from .model import DispatchRecord, DriverState, DriverStatus, DriverSummary, Off
 class DriverStateRepository(Versioned[DriverState], Protocol):
     def add(self, state: DriverState) -> None: ...
 
-    def claim(self, driver_id: str, trip_id: str, now: float) -> str | None:
+    def claim(self, driver_id: str, trip_id: str, now: float) -> int | str:
         """Offer the driver `trip_id` in one statement: if their row says available, it goes
         offered to the trip (at `now`, its version bumped, so a writer that read it before
-        gets `Conflict`). None when claimed; else why not: the status found, "claimed" (it
-        was available, and a concurrent claim won) or "unknown" (no such row)."""
+        gets `Conflict`). The row's new version when claimed (the directory's mirror orders
+        changes by it); else why not: the status found, "claimed" (it was available, and a
+        concurrent claim won) or "unknown" (no such row)."""
         ...
 
     def release(self, driver_id: str, trip_id: str, now: float, *,
-                status: DriverStatus | None = None) -> bool:
+                status: DriverStatus | None = None) -> int | None:
         """The driver goes available (at `now`, its version bumped) if their row still holds
-        `trip_id` (and, given `status`, is in it), in one statement; False when it does not
-        (nothing written)."""
+        `trip_id` (and, given `status`, is in it), in one statement: the row's new version,
+        or None when it does not (nothing written)."""
         ...
 
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:

@@ -44,7 +44,7 @@ class Events:
         self.batches = batches
 
     def announce(self, driver_id: str, status: str, vehicle_class: str | None,
-                 trip_id: str | None) -> None:
+                 trip_id: str | None, version: int) -> None:
         self.batches.send(f"driver {status}")
 
 

@@ -98,7 +98,7 @@ def test_a_claim_offers_an_available_driver_and_says_why_not_otherwise(
     store(uow_factory, ("drivers", free), ("drivers", busy))
     trip = new_id()
     with uow_factory() as uow:
-        assert uow.drivers.claim(free.driver_id, trip, T0 + 5) is None
+        assert uow.drivers.claim(free.driver_id, trip, T0 + 5) == 1  # the row's new version
         assert uow.drivers.claim(free.driver_id, new_id(), T0 + 6) == "offered"
         assert uow.drivers.claim(busy.driver_id, trip, T0 + 5) == "en_route"
         assert uow.drivers.claim(new_id(), trip, T0 + 5) == "unknown"
@@ -114,7 +114,7 @@ def test_an_uncommitted_claim_leaves_the_driver_available(uow_factory: Units) ->
     free = DriverState(new_id(), "standard", DriverStatus.available, T0)
     store(uow_factory, ("drivers", free))
     with uow_factory() as uow:
-        assert uow.drivers.claim(free.driver_id, new_id(), T0 + 5) is None
+        assert uow.drivers.claim(free.driver_id, new_id(), T0 + 5) == 1
     with uow_factory(readonly=True) as uow:
         assert uow.drivers.get(free.driver_id) == free
 
@@ -127,7 +127,7 @@ def test_a_claim_moves_the_version_on_so_an_earlier_reader_loses(uow_factory: Un
     with uow_factory(readonly=True) as uow:
         seen = uow.drivers.get(free.driver_id)
     with uow_factory() as uow:
-        assert uow.drivers.claim(free.driver_id, new_id(), T0 + 5) is None
+        assert uow.drivers.claim(free.driver_id, new_id(), T0 + 5) == 1
         uow.commit()
     seen.status = DriverStatus.offline
     with uow_factory() as uow, pytest.raises(Conflict):
@@ -148,10 +148,10 @@ def test_a_release_frees_only_a_driver_whose_row_still_holds_the_trip(
     free = DriverState(new_id(), "standard", DriverStatus.available, T0)
     store(uow_factory, ("drivers", held), ("drivers", moved_on), ("drivers", free))
     with uow_factory() as uow:
-        assert uow.drivers.release(held.driver_id, trip, T0 + 7) is True
-        assert uow.drivers.release(moved_on.driver_id, trip, T0 + 7) is False
-        assert uow.drivers.release(free.driver_id, trip, T0 + 7) is False
-        assert uow.drivers.release(new_id(), trip, T0 + 7) is False
+        assert uow.drivers.release(held.driver_id, trip, T0 + 7) == 1  # the new version
+        assert uow.drivers.release(moved_on.driver_id, trip, T0 + 7) is None
+        assert uow.drivers.release(free.driver_id, trip, T0 + 7) is None
+        assert uow.drivers.release(new_id(), trip, T0 + 7) is None
         uow.commit()
     with uow_factory(readonly=True) as uow:
         released = uow.drivers.get(held.driver_id)
@@ -170,9 +170,9 @@ def test_a_release_from_a_status_frees_only_a_driver_still_in_it(uow_factory: Un
     store(uow_factory, ("drivers", offered), ("drivers", accepted))
     with uow_factory() as uow:
         assert uow.drivers.release(accepted.driver_id, trip, T0 + 3,
-                                   status=DriverStatus.offered) is False
+                                   status=DriverStatus.offered) is None
         assert uow.drivers.release(offered.driver_id, trip, T0 + 3,
-                                   status=DriverStatus.offered) is True
+                                   status=DriverStatus.offered) == 1
         uow.commit()
     with uow_factory(readonly=True) as uow:
         assert uow.drivers.get(accepted.driver_id) == accepted  # a miss writes nothing
@@ -189,7 +189,7 @@ def test_a_release_moves_the_version_on_so_an_earlier_reader_loses(
     with uow_factory(readonly=True) as uow:
         seen = uow.drivers.get(held.driver_id)
     with uow_factory() as uow:
-        assert uow.drivers.release(held.driver_id, trip, T0 + 5)
+        assert uow.drivers.release(held.driver_id, trip, T0 + 5) == 1
         uow.commit()
     seen.status = DriverStatus.on_trip
     with uow_factory() as uow, pytest.raises(Conflict):

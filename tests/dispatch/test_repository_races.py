@@ -135,7 +135,7 @@ def test_a_claim_that_waited_on_a_concurrent_claim_finds_it_claimed(pg_units: An
     driver = _seeded_driver(pg_units)
     trips = [new_id(), new_id()]
     with pg_units() as a, pg_units() as b:
-        assert a.drivers.claim(driver, trips[0], T0 + 1) is None
+        assert a.drivers.claim(driver, trips[0], T0 + 1) == 1
         pid = b.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
         with ThreadPoolExecutor(1) as pool:
             second = pool.submit(b.drivers.claim, driver, trips[1], T0 + 2)
@@ -159,7 +159,7 @@ def test_a_save_that_waited_on_a_claim_gets_the_conflict(pg_units: Any) -> None:
     trip = new_id()
     with pg_units() as a, pg_units() as b:
         seen = b.drivers.get(driver)
-        assert a.drivers.claim(driver, trip, T0 + 1) is None
+        assert a.drivers.claim(driver, trip, T0 + 1) == 1
         pid = b.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
         seen.status = DriverStatus.offline
         with ThreadPoolExecutor(1) as pool:
@@ -185,7 +185,7 @@ def test_a_release_that_waited_on_a_concurrent_writer_rechecks_the_trip(pg_units
         driver = _seed_driver(uow)
         uow.commit()
     with pg_units() as uow:
-        assert uow.drivers.claim(driver, trip, T0 + 1) is None
+        assert uow.drivers.claim(driver, trip, T0 + 1) == 1
         uow.commit()
     with pg_units() as a, pg_units() as b:
         st = a.drivers.get(driver)
@@ -199,7 +199,7 @@ def test_a_release_that_waited_on_a_concurrent_writer_rechecks_the_trip(pg_units
                 assert time.monotonic() < deadline and not released.done(), released
                 time.sleep(0.01)
             a.commit()
-            assert released.result(timeout=30) is False
+            assert released.result(timeout=30) is None
         b.commit()
     with pg_units(readonly=True) as uow:
         row = uow.drivers.get(driver)
