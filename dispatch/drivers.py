@@ -176,12 +176,21 @@ class DriverDirectory:
             if st.status != DriverStatus.offline:
                 self._remember(st)
 
-    def local_state(self, driver_id: str) -> tuple[bool, str] | None:
-        """(available, vehicle class) as this process knows it; None for a stranger."""
-        entry = self.entries.get(driver_id)
-        if entry is None:
-            return None
-        return entry.status == DriverStatus.available, entry.vehicle_class
+    def local_view(self, ids: list[str]) -> tuple[NDArray[np.intp], NDArray[np.bool_],
+                                                  list[str]]:
+        """Which of `ids` this process knows (their rows), and each one's availability and
+        class as this process has them: how a location stream's entry is applied here. Whole
+        columns: a lookup and two attribute reads a row at C speed, where a call per row was
+        two thirds of a tailer's apply (1.8 us a row, bench/cluster.py's 500-row entries)."""
+        n = len(ids)
+        got = list(map(self.entries.get, ids))
+        if all(got):
+            rows, ents = np.arange(n), got
+        else:
+            rows = np.flatnonzero(np.fromiter(map(bool, got), np.bool_, n))
+            ents = [got[i] for i in rows.tolist()]
+        codes = np.fromiter(map(_CODE, ents), np.int8, len(ents))
+        return rows, codes == _STATUS_CODE[DriverStatus.available], list(map(_CLASS, ents))
 
     def set_status(self, driver_id: str, status: DriverStatus, trip_id: str | None,
                    version: int) -> None:

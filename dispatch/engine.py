@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 from geoindex import GeoIndex, Neighbor
@@ -162,8 +163,9 @@ class Engine:
                            trip_id: str | None, version: int | None = None) -> None:
         self.drivers.apply_event(driver_id, status, vehicle_class, trip_id, version)
 
-    def local_state(self, driver_id: str) -> tuple[bool, str] | None:
-        return self.drivers.local_state(driver_id)
+    def local_view(self, ids: list[str]) -> tuple[NDArray[np.intp], NDArray[np.bool_],
+                                                  list[str]]:
+        return self.drivers.local_view(ids)
 
     # --- riders ------------------------------------------------------------------------------
 

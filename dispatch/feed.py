@@ -314,16 +314,23 @@ def decode_entry(fields: dict[bytes, bytes]
     return ids, lats, lngs, available, ts, classes
 
 
+LocalView = Callable[[list[str]], tuple[NDArray[np.intp], NDArray[np.bool_], list[str]]]
+
+
 def apply_location_entry(index: GeoIndex, fields: dict[bytes, bytes],
-                         local_state: Callable[[str], tuple[bool, str] | None]) -> int:
+                         local_view: LocalView) -> int:
     """Apply one stream entry to this process's index. A driver this process knows gets its
     availability and class from this process's directory (kept current by driver events), so
-    a poster's stale view cannot make a busy driver available here."""
+    a poster's stale view cannot make a busy driver available here (`local_view`: the rows
+    known here, and their availability and class)."""
     ids, lats, lngs, available, ts, classes = decode_entry(fields)
-    for i, driver_id in enumerate(ids):
-        known = local_state(driver_id)
-        if known is not None:
-            available[i], classes[i] = known
+    rows, known_available, known_classes = local_view(ids)
+    if rows.shape[0] == len(ids):
+        available, classes = known_available, known_classes
+    elif rows.shape[0]:
+        available[rows] = known_available
+        for r, vehicle_class in zip(rows.tolist(), known_classes, strict=True):
+            classes[r] = vehicle_class
     return index.upsert_many(ids, lats, lngs, available=available, vehicle_class=classes,
                              ts=ts).applied
 

@@ -23,6 +23,7 @@ from dispatch.feed import (
 )
 from geoindex import GeoIndex
 from tests.conftest import NEEDS_REDIS, REDIS_URL
+from tests.dispatch.conftest import directory_for
 
 pytestmark = NEEDS_REDIS
 
@@ -63,7 +64,9 @@ def test_a_batch_reaches_another_index_whole(feed: tuple[Any, RedisStreamFeed]) 
     assert len(fields) == 2
     # The receiving process knows driver 1000 as busy and xl: its own view wins.
     known = {"1000": (False, "xl")}
-    assert sum(apply_location_entry(index, f, known.get) for f in fields) == n
+    here = directory_for(index)
+    here.apply_event("1000", "en_route", "xl", "7", 2)
+    assert sum(apply_location_entry(index, f, here.local_view) for f in fields) == n
     snap = index.publish()
     for i in (0, 1, 500, n - 1):
         got = snap.get(str(1000 + i))
