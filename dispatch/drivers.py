@@ -12,7 +12,7 @@ import contextlib
 import operator
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,14 @@ from ridehail.kernel.errors import Conflict
 
 from .feed import FeedRows, LocationFeed, pick
 from .locations import BadLocation, ts_refusal
-from .model import DriverBusy, DriverState, DriverStatus, NotOnline
+from .model import DriverBusy, DriverState, DriverStatus, DriverSummary, NotOnline
 from .offers import withdraw_offers_of_driver
 from .ports import DriverEvents, TraceStore
 from .unit import DispatchUnits
 
 RECONCILE_PAGE = 1000  # drivers read per transaction by the reconcile pass
+FULL_RECONCILE_S = 300.0  # a pass reads every online driver this often; the others, changes
+RECONCILE_SLACK_S = 60.0  # how far before the last pass a changes-only pass reads
 _CODE = operator.attrgetter("code")
 _CLASS = operator.attrgetter("vehicle_class")
 _TRIP = operator.attrgetter("trip_id")
@@ -81,44 +83,75 @@ class DriverDirectory:
         self.gone: dict[str, int] = {}
         # Compare and apply, one change at a time (two threads mirroring the same driver).
         self._mirror_lock = threading.Lock()
+        self._full_at: float | None = None  # when the last full reconcile pass began
+        self._pass_at = 0.0  # when the last reconcile pass began
 
     # --- the memory mirror -------------------------------------------------------------------
 
     def restore(self) -> int:
         """Load online drivers' states (after a restart); their positions come with their next
         location update."""
+        self._full_at = None
         return self.reconcile()
 
     def reconcile(self) -> int:
-        """Re-read online drivers from the database: repairs driver events lost while Redis
-        was away. A timer pays this whole-fleet pass, never a request, and it reads the fleet a
-        page at a time, giving the GIL up between pages: read whole, 10,000 drivers held it
-        for about 0.5 s every 10 s (py-spy, bench/cluster.py), and a request behind it waited.
-        A driver known here at the row's version costs a comparison. Only drivers known
-        before the pass began, and not changed here since, are forgotten, so one who comes
-        online (or changes) during it stays."""
+        """Re-read drivers from the database: repairs driver events lost while Redis was away.
+        A timer pays this pass, never a request. Most passes read only the rows changed
+        (`updated_at`) since the pass before, less `RECONCILE_SLACK_S` for the processes'
+        clocks and their commits' delays; every `FULL_RECONCILE_S` a pass reads every online
+        driver, which also catches what those could not see. Reading every driver every 10 s
+        cost each process about 5% of its GIL with 10,000 drivers (py-spy --gil,
+        bench/cluster.py), and grows with the fleet. Returns the drivers known online here."""
+        now = self.clock.now()
+        if self._full_at is None or now - self._full_at >= FULL_RECONCILE_S:
+            online = self._reconcile_all()
+            self._full_at = self._pass_at = now
+            return online
+        since, self._pass_at = self._pass_at - RECONCILE_SLACK_S, now
+        for page in self._pages(lambda uow, after: uow.drivers.changed_page(
+                since, after, RECONCILE_PAGE)):
+            for summary in page:
+                entry = self.entries.get(summary.driver_id)
+                if entry is None or entry.version != summary.version:
+                    self._mirror(summary.driver_id, summary.status, summary.vehicle_class,
+                                 summary.trip_id, summary.version)
+        return len(self.entries)
+
+    def _reconcile_all(self) -> int:
+        """Every online driver as the database has it. A driver known here at the row's
+        version costs a comparison. Only drivers known before the pass began, and not changed
+        here since, are forgotten, so one who comes online (or changes) during it stays."""
         known_before = {d: e.version for d, e in list(self.entries.items())}
         online: set[str] = set()
-        after = 0
-        while True:
-            with self.units(readonly=True) as uow:
-                page = uow.drivers.online_page(after, RECONCILE_PAGE)
+        for page in self._pages(lambda uow, after: uow.drivers.online_page(
+                after, RECONCILE_PAGE)):
             for summary in page:
                 online.add(summary.driver_id)
                 entry = self.entries.get(summary.driver_id)
                 if entry is None or entry.version != summary.version:
                     self._mirror(summary.driver_id, summary.status, summary.vehicle_class,
                                  summary.trip_id, summary.version)
-            if len(page) < RECONCILE_PAGE:
-                break
-            after = int(page[-1].driver_id)
-            time.sleep(0)  # let request threads take the GIL between pages
         for driver_id in known_before.keys() - online:
             with self._mirror_lock:
                 entry = self.entries.get(driver_id)
                 if entry is not None and entry.version == known_before[driver_id]:
                     self._forget(driver_id, entry.version)
         return len(online)
+
+    def _pages(self, read: Callable[[Any, int], list[DriverSummary]]
+               ) -> Iterator[list[DriverSummary]]:
+        """A reconcile's reads, a page of drivers per read-only transaction, giving the GIL
+        up between pages: read whole, 10,000 drivers held it for about 0.5 s
+        (bench/cluster.py), and a request behind it waited."""
+        after = 0
+        while True:
+            with self.units(readonly=True) as uow:
+                page = read(uow, after)
+            yield page
+            if len(page) < RECONCILE_PAGE:
+                return
+            after = int(page[-1].driver_id)
+            time.sleep(0)  # let request threads take the GIL between pages
 
     def _remember(self, st: DriverState) -> None:
         self._mirror(st.driver_id, st.status, st.vehicle_class, st.trip_id, st.version)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -18,6 +18,16 @@ _ONLINE_PAGE = (
     select(driver_states.c.driver_id, driver_states.c.status, driver_states.c.vehicle_class,
            driver_states.c.trip_id, driver_states.c.version)
     .where(driver_states.c.status != DriverStatus.offline.value,
+           driver_states.c.driver_id > bindparam("after"))
+    .order_by(driver_states.c.driver_id)
+    .limit(bindparam("limit"))
+)
+
+# Drivers changed since a time, in any status (an incremental reconcile's page).
+_CHANGED_PAGE = (
+    select(driver_states.c.driver_id, driver_states.c.status, driver_states.c.vehicle_class,
+           driver_states.c.trip_id, driver_states.c.version)
+    .where(driver_states.c.updated_at >= bindparam("since"),
            driver_states.c.driver_id > bindparam("after"))
     .order_by(driver_states.c.driver_id)
     .limit(bindparam("limit"))
@@ -111,10 +121,11 @@ class SqlDriverStates(SqlVersioned[DriverState]):
         return None if version is None else int(version)
 
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
-        rows = self.conn.execute(_ONLINE_PAGE, {"after": after, "limit": limit})
-        return [DriverSummary(str(r.driver_id), DriverStatus(r.status), r.vehicle_class,
-                              None if r.trip_id is None else str(r.trip_id), r.version)
-                for r in rows]
+        return _summaries(self.conn.execute(_ONLINE_PAGE, {"after": after, "limit": limit}))
+
+    def changed_page(self, since: float, after: int, limit: int) -> list[DriverSummary]:
+        return _summaries(self.conn.execute(_CHANGED_PAGE, {"since": since, "after": after,
+                                                            "limit": limit}))
 
     def many(self, driver_ids: list[str]) -> list[DriverState]:
         out: list[DriverState] = []
@@ -122,6 +133,12 @@ class SqlDriverStates(SqlVersioned[DriverState]):
             chunk = [int(d) for d in driver_ids[start:start + 500]]
             out += self.find(driver_states.c.driver_id.in_(chunk))
         return out
+
+
+def _summaries(rows: Iterable[Any]) -> list[DriverSummary]:
+    return [DriverSummary(str(r.driver_id), DriverStatus(r.status), r.vehicle_class,
+                          None if r.trip_id is None else str(r.trip_id), r.version)
+            for r in rows]
 
 
 def _why_not(found: str | None) -> str:
@@ -155,8 +172,15 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
         return st.version
 
     def online_page(self, after: int, limit: int) -> list[DriverSummary]:
+        return self._page(lambda s: s.status != DriverStatus.offline, after, limit)
+
+    def changed_page(self, since: float, after: int, limit: int) -> list[DriverSummary]:
+        return self._page(lambda s: s.updated_at >= since, after, limit)
+
+    def _page(self, keep: Callable[[DriverState], bool], after: int, limit: int
+              ) -> list[DriverSummary]:
         keys = sorted(int(k) for k, s in list(self.rows.items())
-                      if s.status != DriverStatus.offline and int(k) > after)[:limit]
+                      if keep(s) and int(k) > after)[:limit]
         rows = [self.rows[str(k)] for k in keys]
         return [DriverSummary(s.driver_id, s.status, s.vehicle_class, s.trip_id, s.version)
                 for s in rows]

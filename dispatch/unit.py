@@ -34,6 +34,11 @@ class DriverStateRepository(Versioned[DriverState], Protocol):
         """Online drivers with an id above `after`, by id, at most `limit`."""
         ...
 
+    def changed_page(self, since: float, after: int, limit: int) -> list[DriverSummary]:
+        """Drivers in any status whose row changed at or after `since` (its `updated_at`),
+        with an id above `after`, by id, at most `limit`."""
+        ...
+
     def many(self, driver_ids: list[str]) -> list[DriverState]: ...
 
 

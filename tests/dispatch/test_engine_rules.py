@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from dispatch.model import (
     OutsideServiceArea,
     RiderBusy,
 )
+from dispatch.repository import MemoryDriverStates
 from geoindex import GeoIndex
 from ridehail.kernel.units import MemoryStore, UnitAlreadyOpen
 from ridehail.units import memory_uow_factory
@@ -439,14 +441,16 @@ def test_a_batch_of_unknown_drivers_costs_one_read() -> None:
 
 
 def set_state_elsewhere(kit: Kit, driver_id: str, status: DriverStatus, vclass: str = "standard",
-                        trip_id: str | None = None) -> None:
-    """Another process's committed change whose driver event never arrived here."""
+                        trip_id: str | None = None, at: float | None = None) -> None:
+    """Another process's committed change (at `at`, else now) whose driver event never
+    arrived here."""
+    at = kit.clock.now() if at is None else at
     with kit.units() as uow:
         st = uow.drivers.get(driver_id)
         if st is None:
-            uow.drivers.add(DriverState(driver_id, vclass, status, 0.0, trip_id))
+            uow.drivers.add(DriverState(driver_id, vclass, status, at, trip_id))
         else:
-            st.status, st.trip_id = status, trip_id
+            st.status, st.trip_id, st.updated_at = status, trip_id, at
             uow.drivers.save(st)
         uow.commit()
 
@@ -469,6 +473,60 @@ def test_reconcile_repairs_lost_driver_events_across_pages(
     kit.engine.index.publish()
     assert {n.driver_id for n in kit.engine.index.snapshot().nearest(*PICKUP, k=10,
                                                                      radius_m=5000)} == set()
+
+
+def spy_pages(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """The driver ids each kind of reconcile page returned, as the passes read them."""
+    read: dict[str, list[str]] = {"online_page": [], "changed_page": []}
+    for name in read:
+        real = getattr(MemoryDriverStates, name)
+
+        def spy(self: Any, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            page = _real(self, *args)
+            read[_name] += [s.driver_id for s in page]
+            return page
+
+        monkeypatch.setattr(MemoryDriverStates, name, spy)
+    return read
+
+
+def test_a_reconcile_between_full_passes_reads_only_the_drivers_changed_since(
+        kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(1, 6):
+        kit.driver(str(i), i * 10)
+    read = spy_pages(kit, monkeypatch)
+    assert kit.engine.reconcile() == 5  # the first pass reads every online driver
+    assert sorted(read["online_page"]) == ["1", "2", "3", "4", "5"]
+    # Later passes read the changes since the pass before, less the slack: the drivers'
+    # coming online is read once more, then no longer.
+    kit.clock.run_until(kit.clock.now() + 2 * drivers_module.RECONCILE_SLACK_S)
+    kit.engine.reconcile()
+    set_state_elsewhere(kit, "3", DriverStatus.en_route, trip_id="99")
+    set_state_elsewhere(kit, "5", DriverStatus.offline)
+    read["online_page"].clear()
+    read["changed_page"].clear()
+    kit.clock.run_until(kit.clock.now() + 10.0)
+    assert kit.engine.reconcile() == 4
+    assert read == {"online_page": [], "changed_page": ["3", "5"]}
+    directory = kit.engine.drivers.entries
+    assert (directory["3"].status, directory["3"].trip_id) == (DriverStatus.en_route, "99")
+    assert "5" not in directory
+
+
+def test_a_full_reconcile_pass_comes_round_and_repairs_what_changes_missed(
+        kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    kit.driver("1", 10)
+    kit.engine.reconcile()
+    # A change whose row time is older than the slack (a clock far behind, a commit that
+    # waited): changes-only passes cannot see it; the next full pass does.
+    set_state_elsewhere(kit, "1", DriverStatus.en_route, trip_id="9",
+                        at=kit.clock.now() - 10 * drivers_module.RECONCILE_SLACK_S)
+    kit.clock.run_until(kit.clock.now() + 10.0)
+    kit.engine.reconcile()
+    assert kit.engine.drivers.entries["1"].status == DriverStatus.available
+    kit.clock.run_until(kit.clock.now() + drivers_module.FULL_RECONCILE_S)
+    kit.engine.reconcile()
+    assert kit.engine.drivers.entries["1"].status == DriverStatus.en_route
 
 
 def test_a_driver_who_comes_online_during_reconcile_is_not_forgotten(

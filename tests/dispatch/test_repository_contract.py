@@ -91,6 +91,27 @@ def test_online_drivers_are_read_a_page_at_a_time_by_id(uow_factory: Units) -> N
         DriverStatus.en_route, "xl", states[-1].trip_id)
 
 
+def test_changed_drivers_are_read_in_any_status_a_page_at_a_time_by_id(
+        uow_factory: Units) -> None:
+    # An incremental reconcile's read: rows changed at or after a time, offline ones too (a
+    # driver gone offline must be forgotten), ordered and paged by id.
+    old = DriverState(new_id(), "standard", DriverStatus.available, T0)
+    gone = DriverState(new_id(), "standard", DriverStatus.offline, T0 + 5, version=3)
+    busy = DriverState(new_id(), "xl", DriverStatus.en_route, T0 + 10, trip_id=new_id(),
+                       version=7)
+    store(uow_factory, ("drivers", old), ("drivers", gone), ("drivers", busy))
+    with uow_factory(readonly=True) as uow:
+        first = uow.drivers.changed_page(T0 + 5, 0, 1)
+        rest = uow.drivers.changed_page(T0 + 5, int(first[-1].driver_id), 1)
+        last = uow.drivers.changed_page(T0 + 5, int(rest[-1].driver_id), 1)
+    assert last == []
+    got = {s.driver_id: s for s in first + rest}
+    assert [s.driver_id for s in first + rest] == sorted(got, key=int)
+    assert got == {gone.driver_id: (gone.driver_id, DriverStatus.offline, "standard", None, 3),
+                   busy.driver_id: (busy.driver_id, DriverStatus.en_route, "xl", busy.trip_id,
+                                    7)}
+
+
 def test_a_claim_offers_an_available_driver_and_says_why_not_otherwise(
         uow_factory: Units) -> None:
     free = DriverState(new_id(), "standard", DriverStatus.available, T0)
