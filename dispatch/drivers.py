@@ -354,16 +354,6 @@ class DriverDirectory:
                     rejected.append({"index": i, "driver_id": ids[i], "field": "ts",
                                      "reason": ts_refusal(float(t[i]), now, ttl, None)})
         keep = np.flatnonzero(ok)
-        if keep.shape[0]:
-            # The order against each driver's last accepted time, advanced atomically by the
-            # feed; a row older than its driver's last is refused.
-            prev = self.feed.advance(pick(ids, keep, n), t[keep], stamped[keep])
-            older = t[keep] < prev  # NaN (no last time) is never newer
-            for k in np.flatnonzero(older).tolist():
-                i = int(keep[k])
-                rejected.append({"index": i, "driver_id": ids[i], "field": "ts",
-                                 "reason": ts_refusal(float(t[i]), now, ttl, float(prev[k]))})
-            keep = keep[~older]
         if not keep.shape[0]:
             return 0, rejected
         ents = pick(got, keep, n)
@@ -372,12 +362,19 @@ class DriverDirectory:
                        lngs=pick(lngs, keep, n),
                        available=status == _STATUS_CODE[DriverStatus.available],
                        classes=list(map(_CLASS, ents)), ts=t[keep])
-        result = self.feed.publish(out)
+        # The order against each driver's last accepted time, advanced atomically by the feed
+        # (a row older than its driver's last is refused), and the rows not older published.
+        prev, result = self.feed.post(out, stamped[keep])
+        older = out.ts < prev  # NaN (no last time) is never newer
+        for k in np.flatnonzero(older).tolist():
+            i = int(keep[k])
+            rejected.append({"index": i, "driver_id": ids[i], "field": "ts",
+                             "reason": ts_refusal(float(t[i]), now, ttl, float(prev[k]))})
         for row, field_, reason in result.rejected:
             rejected.append({"index": int(keep[row]), "driver_id": out.ids[row],
                              "field": field_, "reason": reason})
         # The meter's trace takes the accepted points of drivers on a trip only.
-        riding = status == _STATUS_CODE[DriverStatus.on_trip]
+        riding = (status == _STATUS_CODE[DriverStatus.on_trip]) & ~older
         riding[[row for row, _f, _r in result.rejected]] = False
         at = np.flatnonzero(riding)
         if at.shape[0]:

@@ -53,6 +53,13 @@ class FeedRows:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def take(self, rows: NDArray[np.intp]) -> FeedRows:
+        """These rows only (indices, in order)."""
+        n = len(self.ids)
+        return FeedRows(ids=pick(self.ids, rows, n), lats=pick(self.lats, rows, n),
+                        lngs=pick(self.lngs, rows, n), available=self.available[rows],
+                        classes=pick(self.classes, rows, n), ts=self.ts[rows])
+
 
 def pick(column: Any, rows: NDArray[np.intp], n: int) -> Any:
     """`column`'s values at `rows` (indices into its n rows, in order): the column itself when
@@ -73,6 +80,13 @@ class FeedResult:
 class LocationFeed(Protocol):
     def publish(self, rows: FeedRows) -> FeedResult: ...
 
+    def post(self, rows: FeedRows, stamped: NDArray[np.bool_]
+             ) -> tuple[NDArray[np.float64], FeedResult]:
+        """`advance` over the rows, then `publish` of those not older than their driver's
+        last time, as one step: the previous times per row, and the publish's result with its
+        rows numbered as in `rows`."""
+        ...
+
     def advance(self, ids: list[str], tss: NDArray[np.float64], stamped: NDArray[np.bool_]
                 ) -> NDArray[np.float64]:
         """Per row, in order and atomically across the processes that share the feed: the
@@ -81,6 +95,21 @@ class LocationFeed(Protocol):
         older ones). A `stamped` row (the server gave it `now`) is never older: it counts as
         max(its time, the last)."""
         ...
+
+
+def advance_then_publish(feed: LocationFeed, rows: FeedRows, stamped: NDArray[np.bool_]
+                         ) -> tuple[NDArray[np.float64], FeedResult]:
+    """`LocationFeed.post` as its two steps."""
+    prev = feed.advance(rows.ids, rows.ts, stamped)
+    older = rows.ts < prev  # NaN (no last time) is never newer
+    if not older.any():
+        return prev, feed.publish(rows)
+    keep = np.flatnonzero(~older)
+    if not keep.shape[0]:
+        return prev, FeedResult(0, [])
+    result = feed.publish(rows.take(keep))
+    return prev, FeedResult(result.applied, [(int(keep[r]), f, why)
+                                             for r, f, why in result.rejected])
 
 
 class InProcessFeed:
@@ -148,6 +177,10 @@ class InProcessFeed:
             out[r] = math.nan if now and not moves else prev
         return out
 
+    def post(self, rows: FeedRows, stamped: NDArray[np.bool_]
+             ) -> tuple[NDArray[np.float64], FeedResult]:
+        return advance_then_publish(self, rows, stamped)
+
     def publish(self, rows: FeedRows) -> FeedResult:
         if len(rows) == 1:  # the single-driver path keeps upsert's own validation errors
             self.index.upsert(rows.ids[0], rows.lats[0], rows.lngs[0],
@@ -185,9 +218,10 @@ def _bad_field(lat: float, lng: float, ts: float) -> tuple[str, str] | None:
 # float64 bytes: as 3 arguments per row and an array of decimal strings back, redis-py's packing
 # and parsing and Python's float formatting were most of the ingest's time in the API process
 # (py-spy --gil of bench/cluster.py's ingest: advance was 40% of the request threads' GIL).
-ADVANCE_LUA = """
+_ADVANCE_ROWS = """
 local out = {}
 local tss, stamps, none = ARGV[2], ARGV[3], ARGV[4]
+local older = false
 local i = 0
 for id in string.gmatch(ARGV[1], '[^\\n]+') do
   i = i + 1
@@ -203,9 +237,19 @@ for id in string.gmatch(ARGV[1], '[^\\n]+') do
     out[i] = none
   else
     out[i] = prev
+    older = true
   end
 end
-return table.concat(out)
+"""
+ADVANCE_LUA = _ADVANCE_ROWS + "return table.concat(out)\n"
+# `post` in one round trip: the same check, then, when no row is older than its driver's last
+# time, the batch's stream entry (ARGV[6] on, field and value pairs) added as given, capped at
+# ARGV[5] entries. When a row is older nothing is added: the caller adds the others.
+POST_LUA = _ADVANCE_ROWS + """
+if not older then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
+end
+return {table.concat(out), older and 0 or 1}
 """
 # The hash of last times, float64 bytes per driver (the decimal strings of the version before
 # were kept under "ridehail:location-ts"): every API process of a city runs the same version.
@@ -228,6 +272,7 @@ class RedisStreamFeed:
         self.maxlen = maxlen
         self.last_ts_key = last_ts_key
         self._advance = redis.register_script(ADVANCE_LUA)
+        self._post = redis.register_script(POST_LUA)
 
     def advance(self, ids: list[str], tss: NDArray[np.float64], stamped: NDArray[np.bool_]
                 ) -> NDArray[np.float64]:
@@ -237,6 +282,31 @@ class RedisStreamFeed:
                 np.where(stamped, b"1", b"0").tobytes(), _NONE]
         got = self._advance(keys=[self.last_ts_key], args=args)
         return np.frombuffer(got, dtype="<f8").astype(np.float64)
+
+    def post(self, rows: FeedRows, stamped: NDArray[np.bool_]
+             ) -> tuple[NDArray[np.float64], FeedResult]:
+        """One round trip to Redis instead of two (the order check's, the entry's) when the
+        batch fits one entry and has no bad field: a single driver's ping paid both, and the
+        wait on each reply (profiled under bench/api.py's pings on the scaled mode)."""
+        n = len(rows)
+        if not n or n > CHUNK_ROWS or rejections(rows):
+            return advance_then_publish(self, rows, stamped)
+        lats, lngs, ts = (np.asarray(c, dtype=np.float64) for c in (rows.lats, rows.lngs,
+                                                                    rows.ts))
+        entry = encode_entry(self.origin, rows.ids, lats, lngs, rows.available, ts,
+                             rows.classes)
+        args: list[Any] = ["\n".join(rows.ids), np.ascontiguousarray(ts, dtype="<f8").tobytes(),
+                           np.where(stamped, b"1", b"0").tobytes(), _NONE, self.maxlen]
+        for pair in entry.items():
+            args += pair
+        got, added = self._post(keys=[self.last_ts_key, self.stream], args=args)
+        prev = np.frombuffer(got, dtype="<f8").astype(np.float64)
+        if added:
+            return prev, FeedResult(n, [])
+        keep = np.flatnonzero(~(ts < prev))
+        if keep.shape[0]:
+            self.publish(rows.take(keep))
+        return prev, FeedResult(int(keep.shape[0]), [])
 
     def publish(self, rows: FeedRows) -> FeedResult:
         rejected = rejections(rows)

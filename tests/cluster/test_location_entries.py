@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis as redis_lib
 
 from dispatch.feed import (
     CHUNK_ROWS,
     FeedRows,
+    InProcessFeed,
     RedisStreamFeed,
     apply_location_entry,
     decode_entry,
@@ -122,8 +124,6 @@ def test_the_order_rule_on_redis_is_the_embedded_modes(feed: tuple[Any, RedisStr
     # `advance` decides which rows are older than their driver's last accepted time, across
     # processes in one Lua script: the same answers as the in-process feed's, for batches with
     # new drivers, older and newer rows, a driver twice in one batch and server-stamped rows.
-    from dispatch.feed import InProcessFeed
-
     redis, _ = feed
     key = f"test:location-ts:{uuid.uuid4().hex}"
     shared = RedisStreamFeed(redis, "a", stream=f"test:unused:{uuid.uuid4().hex}",
@@ -142,5 +142,101 @@ def test_the_order_rule_on_redis_is_the_embedded_modes(feed: tuple[Any, RedisStr
             np.testing.assert_array_equal(got, want)
         assert {k.decode(): float(np.frombuffer(v)[0]) for k, v in redis.hgetall(key).items()
                 } == local.last_ts
+    finally:
+        redis.delete(key)
+
+
+class CountingRedis(redis_lib.Redis):
+    """A client that records the commands it sends and the pipelines it runs."""
+
+    sent: list[str]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]))
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        self.sent.append("pipeline")
+        return super().pipeline(*args, **kwargs)
+
+
+def _post_rows(ids: list[str], tss: list[float]) -> FeedRows:
+    return rows_of(*((d, 40.75 + i * 1e-4, -73.98, True, "standard", t)
+                     for i, (d, t) in enumerate(zip(ids, tss, strict=True))))
+
+
+def test_a_batch_with_no_older_row_is_checked_and_added_in_one_round_trip() -> None:
+    client = CountingRedis.from_url(REDIS_URL)
+    client.sent = []
+    stream, key = f"test:locations:{uuid.uuid4().hex}", f"test:ts:{uuid.uuid4().hex}"
+    feed = RedisStreamFeed(client, "a", stream=stream, last_ts_key=key)
+    try:
+        feed.post(_post_rows(["1"], [NOW]), np.zeros(1, np.bool_))  # loads the script
+        client.sent.clear()
+        prev, result = feed.post(_post_rows(["1", "2"], [NOW + 1, NOW]), np.zeros(2, np.bool_))
+        assert client.sent == ["EVALSHA"]
+        assert result.applied == 2 and result.rejected == []
+        np.testing.assert_array_equal(prev, [NOW, np.nan])
+        [_first, second] = entries(client, stream)
+        assert decode_entry(second)[0] == ["1", "2"]
+    finally:
+        client.delete(stream, key)
+
+
+def test_an_older_row_is_refused_and_the_rest_of_its_batch_still_added() -> None:
+    client = CountingRedis.from_url(REDIS_URL)
+    client.sent = []
+    stream, key = f"test:locations:{uuid.uuid4().hex}", f"test:ts:{uuid.uuid4().hex}"
+    feed = RedisStreamFeed(client, "a", stream=stream, last_ts_key=key)
+    try:
+        feed.post(_post_rows(["1"], [NOW + 5]), np.zeros(1, np.bool_))
+        prev, result = feed.post(_post_rows(["2", "1", "3"], [NOW, NOW + 1, NOW]),
+                                 np.zeros(3, np.bool_))
+        assert result.applied == 2
+        np.testing.assert_array_equal(prev, [np.nan, NOW + 5, np.nan])
+        later = entries(client, stream)[-1]
+        ids, _lats, _lngs, _avail, ts, _classes = decode_entry(later)
+        assert (ids, ts.tolist()) == (["2", "3"], [NOW, NOW])
+        assert float(np.frombuffer(client.hget(key, "1"))[0]) == NOW + 5  # not moved back
+    finally:
+        client.delete(stream, key)
+
+
+def test_post_on_redis_answers_as_the_embedded_modes_post(feed: tuple[Any, RedisStreamFeed]
+                                                          ) -> None:
+    # The one-trip script and the two steps decide alike: the same previous times and the
+    # same rows published, in the same order, for batches with older rows, a driver twice and
+    # server-stamped rows.
+    redis, shared = feed
+    key = f"test:location-ts:{uuid.uuid4().hex}"
+    shared.last_ts_key = key
+    local = InProcessFeed(GeoIndex(backend="quadtree", ttl_s=10_000.0, clock=lambda: NOW))
+    published: list[tuple[str, float]] = []
+    publish = local.publish
+
+    def recording(rows: FeedRows) -> Any:
+        published.extend(zip(rows.ids, rows.ts.tolist(), strict=True))
+        return publish(rows)
+
+    local.publish = recording  # type: ignore[method-assign]
+    rnd = np.random.default_rng(5)
+    drivers = [str(5_000_000 + i) for i in range(30)]
+    refused = 0
+    try:
+        for _ in range(25):
+            n = int(rnd.integers(1, 40))
+            ids = [drivers[i] for i in rnd.integers(0, len(drivers), n)]
+            rows = _post_rows(ids, (NOW + rnd.integers(0, 40, n)).tolist())
+            stamped = rnd.random(n) < 0.2
+            got_prev, got = shared.post(rows, stamped)
+            want_prev, want = local.post(rows, stamped)
+            np.testing.assert_array_equal(got_prev, want_prev)
+            assert got.applied == want.applied
+            refused += int((rows.ts < want_prev).sum())
+        on_redis = [(d, t) for f in entries(redis, shared.stream)
+                    for d, t in zip(decode_entry(f)[0], decode_entry(f)[4].tolist(),
+                                    strict=True)]
+        assert on_redis == published
+        assert refused > 0  # older rows came up: the script's other answer was taken too
     finally:
         redis.delete(key)
