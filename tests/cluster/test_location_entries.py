@@ -165,41 +165,40 @@ def _post_rows(ids: list[str], tss: list[float]) -> FeedRows:
                      for i, (d, t) in enumerate(zip(ids, tss, strict=True))))
 
 
-def test_a_batch_with_no_older_row_is_checked_and_added_in_one_round_trip() -> None:
+@pytest.fixture
+def counted() -> Iterator[tuple[CountingRedis, RedisStreamFeed]]:
+    """A feed on its own stream and last-times hash, through a client that counts commands."""
     client = CountingRedis.from_url(REDIS_URL)
     client.sent = []
     stream, key = f"test:locations:{uuid.uuid4().hex}", f"test:ts:{uuid.uuid4().hex}"
-    feed = RedisStreamFeed(client, "a", stream=stream, last_ts_key=key)
-    try:
-        feed.post(_post_rows(["1"], [NOW]), np.zeros(1, np.bool_))  # loads the script
-        client.sent.clear()
-        prev, result = feed.post(_post_rows(["1", "2"], [NOW + 1, NOW]), np.zeros(2, np.bool_))
-        assert client.sent == ["EVALSHA"]
-        assert result.applied == 2 and result.rejected == []
-        np.testing.assert_array_equal(prev, [NOW, np.nan])
-        [_first, second] = entries(client, stream)
-        assert decode_entry(second)[0] == ["1", "2"]
-    finally:
-        client.delete(stream, key)
+    yield client, RedisStreamFeed(client, "a", stream=stream, last_ts_key=key)
+    client.delete(stream, key)
 
 
-def test_an_older_row_is_refused_and_the_rest_of_its_batch_still_added() -> None:
-    client = CountingRedis.from_url(REDIS_URL)
-    client.sent = []
-    stream, key = f"test:locations:{uuid.uuid4().hex}", f"test:ts:{uuid.uuid4().hex}"
-    feed = RedisStreamFeed(client, "a", stream=stream, last_ts_key=key)
-    try:
-        feed.post(_post_rows(["1"], [NOW + 5]), np.zeros(1, np.bool_))
-        prev, result = feed.post(_post_rows(["2", "1", "3"], [NOW, NOW + 1, NOW]),
-                                 np.zeros(3, np.bool_))
-        assert result.applied == 2
-        np.testing.assert_array_equal(prev, [np.nan, NOW + 5, np.nan])
-        later = entries(client, stream)[-1]
-        ids, _lats, _lngs, _avail, ts, _classes = decode_entry(later)
-        assert (ids, ts.tolist()) == (["2", "3"], [NOW, NOW])
-        assert float(np.frombuffer(client.hget(key, "1"))[0]) == NOW + 5  # not moved back
-    finally:
-        client.delete(stream, key)
+def test_a_batch_with_no_older_row_is_checked_and_added_in_one_round_trip(
+        counted: tuple[CountingRedis, RedisStreamFeed]) -> None:
+    client, feed = counted
+    feed.post(_post_rows(["1"], [NOW]), np.zeros(1, np.bool_))  # loads the script
+    client.sent.clear()
+    prev, result = feed.post(_post_rows(["1", "2"], [NOW + 1, NOW]), np.zeros(2, np.bool_))
+    assert client.sent == ["EVALSHA"]
+    assert result.applied == 2 and result.rejected == []
+    np.testing.assert_array_equal(prev, [NOW, np.nan])
+    [_first, second] = entries(client, feed.stream)
+    assert decode_entry(second)[0] == ["1", "2"]
+
+
+def test_an_older_row_is_refused_and_the_rest_of_its_batch_still_added(
+        counted: tuple[CountingRedis, RedisStreamFeed]) -> None:
+    client, feed = counted
+    feed.post(_post_rows(["1"], [NOW + 5]), np.zeros(1, np.bool_))
+    prev, result = feed.post(_post_rows(["2", "1", "3"], [NOW, NOW + 1, NOW]),
+                             np.zeros(3, np.bool_))
+    assert result.applied == 2
+    np.testing.assert_array_equal(prev, [np.nan, NOW + 5, np.nan])
+    ids, _lats, _lngs, _avail, ts, _classes = decode_entry(entries(client, feed.stream)[-1])
+    assert (ids, ts.tolist()) == (["2", "3"], [NOW, NOW])
+    assert float(np.frombuffer(client.hget(feed.last_ts_key, "1"))[0]) == NOW + 5  # kept
 
 
 def test_post_on_redis_answers_as_the_embedded_modes_post(feed: tuple[Any, RedisStreamFeed]
