@@ -110,33 +110,33 @@ class DriverDirectory:
         since, self._pass_at = self._pass_at - RECONCILE_SLACK_S, now
         for page in self._pages(lambda uow, after: uow.drivers.changed_page(
                 since, after, RECONCILE_PAGE)):
-            for summary in page:
-                entry = self.entries.get(summary.driver_id)
-                if entry is None or entry.version != summary.version:
-                    self._mirror(summary.driver_id, summary.status, summary.vehicle_class,
-                                 summary.trip_id, summary.version)
+            self._reconcile_page(page)
         return len(self.entries)
 
     def _reconcile_all(self) -> int:
-        """Every online driver as the database has it. A driver known here at the row's
-        version costs a comparison. Only drivers known before the pass began, and not changed
-        here since, are forgotten, so one who comes online (or changes) during it stays."""
+        """Every online driver as the database has it. Only drivers known before the pass
+        began, and not changed here since, are forgotten, so one who comes online (or changes)
+        during it stays."""
         known_before = {d: e.version for d, e in list(self.entries.items())}
         online: set[str] = set()
         for page in self._pages(lambda uow, after: uow.drivers.online_page(
                 after, RECONCILE_PAGE)):
-            for summary in page:
-                online.add(summary.driver_id)
-                entry = self.entries.get(summary.driver_id)
-                if entry is None or entry.version != summary.version:
-                    self._mirror(summary.driver_id, summary.status, summary.vehicle_class,
-                                 summary.trip_id, summary.version)
+            online.update(summary.driver_id for summary in page)
+            self._reconcile_page(page)
         for driver_id in known_before.keys() - online:
             with self._mirror_lock:
                 entry = self.entries.get(driver_id)
                 if entry is not None and entry.version == known_before[driver_id]:
                     self._forget(driver_id, entry.version)
         return len(online)
+
+    def _reconcile_page(self, page: list[DriverSummary]) -> None:
+        """Mirror a page's drivers; one known here at the row's version costs a comparison."""
+        for summary in page:
+            entry = self.entries.get(summary.driver_id)
+            if entry is None or entry.version != summary.version:
+                self._mirror(summary.driver_id, summary.status, summary.vehicle_class,
+                             summary.trip_id, summary.version)
 
     def _pages(self, read: Callable[[Any, int], list[DriverSummary]]
                ) -> Iterator[list[DriverSummary]]:

@@ -101,15 +101,22 @@ def advance_then_publish(feed: LocationFeed, rows: FeedRows, stamped: NDArray[np
                          ) -> tuple[NDArray[np.float64], FeedResult]:
     """`LocationFeed.post` as its two steps."""
     prev = feed.advance(rows.ids, rows.ts, stamped)
+    return prev, publish_not_older(feed, rows, prev)
+
+
+def publish_not_older(feed: LocationFeed, rows: FeedRows, prev: NDArray[np.float64]
+                      ) -> FeedResult:
+    """Publish the rows not older than their driver's last time before them (`prev`); the
+    result's rows numbered as in `rows`."""
     older = rows.ts < prev  # NaN (no last time) is never newer
     if not older.any():
-        return prev, feed.publish(rows)
+        return feed.publish(rows)
     keep = np.flatnonzero(~older)
     if not keep.shape[0]:
-        return prev, FeedResult(0, [])
+        return FeedResult(0, [])
     result = feed.publish(rows.take(keep))
-    return prev, FeedResult(result.applied, [(int(keep[r]), f, why)
-                                             for r, f, why in result.rejected])
+    return FeedResult(result.applied, [(int(keep[r]), f, why)
+                                       for r, f, why in result.rejected])
 
 
 class InProcessFeed:
@@ -278,9 +285,7 @@ class RedisStreamFeed:
                 ) -> NDArray[np.float64]:
         if not ids:
             return np.zeros(0)
-        args = ["\n".join(ids), np.ascontiguousarray(tss, dtype="<f8").tobytes(),
-                np.where(stamped, b"1", b"0").tobytes(), _NONE]
-        got = self._advance(keys=[self.last_ts_key], args=args)
+        got = self._advance(keys=[self.last_ts_key], args=_advance_args(ids, tss, stamped))
         return np.frombuffer(got, dtype="<f8").astype(np.float64)
 
     def post(self, rows: FeedRows, stamped: NDArray[np.bool_]
@@ -295,18 +300,14 @@ class RedisStreamFeed:
                                                                     rows.ts))
         entry = encode_entry(self.origin, rows.ids, lats, lngs, rows.available, ts,
                              rows.classes)
-        args: list[Any] = ["\n".join(rows.ids), np.ascontiguousarray(ts, dtype="<f8").tobytes(),
-                           np.where(stamped, b"1", b"0").tobytes(), _NONE, self.maxlen]
+        args = [*_advance_args(rows.ids, ts, stamped), self.maxlen]
         for pair in entry.items():
             args += pair
         got, added = self._post(keys=[self.last_ts_key, self.stream], args=args)
         prev = np.frombuffer(got, dtype="<f8").astype(np.float64)
         if added:
             return prev, FeedResult(n, [])
-        keep = np.flatnonzero(~(ts < prev))
-        if keep.shape[0]:
-            self.publish(rows.take(keep))
-        return prev, FeedResult(int(keep.shape[0]), [])
+        return prev, publish_not_older(self, rows, prev)
 
     def publish(self, rows: FeedRows) -> FeedResult:
         rejected = rejections(rows)
@@ -329,6 +330,14 @@ class RedisStreamFeed:
                           maxlen=self.maxlen, approximate=True)
             pipe.execute()
         return FeedResult(int(kept.size), rejected)
+
+
+def _advance_args(ids: list[str], tss: NDArray[np.float64], stamped: NDArray[np.bool_]
+                  ) -> list[Any]:
+    """The order check's ARGV[1..4] (`_ADVANCE_ROWS`): the ids a line, the times as float64
+    bytes, a '1' or '0' per row for stamped, and the bytes that stand for no last time."""
+    return ["\n".join(ids), np.ascontiguousarray(tss, dtype="<f8").tobytes(),
+            np.where(stamped, b"1", b"0").tobytes(), _NONE]
 
 
 def rejections(rows: FeedRows) -> list[tuple[int, str, str]]:

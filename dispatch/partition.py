@@ -20,7 +20,7 @@ from typing import Any
 
 import h3
 
-EARTH_RADIUS_M = 6_371_008.8
+from ridehail.kernel.geo import EARTH_RADIUS_M
 
 
 @dataclass

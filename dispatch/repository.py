@@ -13,25 +13,22 @@ from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
 from .model import DispatchRecord, DriverState, DriverStatus, DriverSummary, Offer, OfferState
 from .tables import dispatch_records, driver_states, offers
 
-# Built once: a statement built per call spends more on SQLAlchemy's cache key than on the row.
-_ONLINE_PAGE = (
-    select(driver_states.c.driver_id, driver_states.c.status, driver_states.c.vehicle_class,
-           driver_states.c.trip_id, driver_states.c.version)
-    .where(driver_states.c.status != DriverStatus.offline.value,
-           driver_states.c.driver_id > bindparam("after"))
-    .order_by(driver_states.c.driver_id)
-    .limit(bindparam("limit"))
-)
 
+def _summary_page(condition: Any) -> Any:
+    """A page of driver summaries (`_summaries`) meeting `condition`, by id after `after`."""
+    return (
+        select(driver_states.c.driver_id, driver_states.c.status,
+               driver_states.c.vehicle_class, driver_states.c.trip_id, driver_states.c.version)
+        .where(condition, driver_states.c.driver_id > bindparam("after"))
+        .order_by(driver_states.c.driver_id)
+        .limit(bindparam("limit"))
+    )
+
+
+# Built once: a statement built per call spends more on SQLAlchemy's cache key than on the row.
+_ONLINE_PAGE = _summary_page(driver_states.c.status != DriverStatus.offline.value)
 # Drivers changed since a time, in any status (an incremental reconcile's page).
-_CHANGED_PAGE = (
-    select(driver_states.c.driver_id, driver_states.c.status, driver_states.c.vehicle_class,
-           driver_states.c.trip_id, driver_states.c.version)
-    .where(driver_states.c.updated_at >= bindparam("since"),
-           driver_states.c.driver_id > bindparam("after"))
-    .order_by(driver_states.c.driver_id)
-    .limit(bindparam("limit"))
-)
+_CHANGED_PAGE = _summary_page(driver_states.c.updated_at >= bindparam("since"))
 
 # A claim: the driver goes offered to a trip only if available, and its version moves on, so
 # any writer that read the row before (a status change, another claim) loses its

@@ -23,6 +23,8 @@ import numpy as np
 from h3.api import basic_int as h3i
 from numpy.typing import NDArray
 
+from .geo import EARTH_RADIUS_M
+
 
 class CellSupply:
     """Per-slot cell codes and per-cell available counts of one index writer."""
@@ -84,7 +86,7 @@ class CellSupply:
         cos0 = math.cos(math.radians(lat0))
         pts = [_plane(lat, lng, lat0, lng0, cos0) for lat, lng in h3i.cell_to_boundary(cell)]
         inner = min(_to_segment(a, b) for a, b in zip(pts, pts[1:] + pts[:1], strict=True))
-        flat = abs(lat0) < 85 and math.tan(math.radians(abs(lat0))) * inner / _EARTH_M < 0.005
+        flat = abs(lat0) < 85 and math.tan(math.radians(abs(lat0))) * inner / EARTH_RADIUS_M < 0.005
         self._centre[code] = lat0, lng0
         self._cos[code] = cos0
         self._inner_m[code] = 0.98 * inner if flat else 0.0
@@ -139,8 +141,7 @@ class CellSupply:
         return self.resolution, self._cells, self._counts
 
 
-_EARTH_M = 6_371_008.8
-_M_PER_DEG = _EARTH_M * math.pi / 180.0  # metres per degree of a great circle
+_M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0  # metres per degree of a great circle
 
 
 def _plane(lat: float, lng: float, lat0: float, lng0: float, cos0: float
