@@ -12,6 +12,7 @@ import contextlib
 import operator
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -32,10 +33,13 @@ from .unit import DispatchUnits
 RECONCILE_PAGE = 1000  # drivers read per transaction by the reconcile pass
 FULL_RECONCILE_S = 300.0  # a pass reads every online driver this often; the others, changes
 RECONCILE_SLACK_S = 60.0  # how far before the last pass a changes-only pass reads
+CHANGE_LOG = 4096  # mirror changes remembered for the position writes that raced them
 _CODE = operator.attrgetter("code")
 _CLASS = operator.attrgetter("vehicle_class")
 _TRIP = operator.attrgetter("trip_id")
 _STATUS_CODE = {status: code for code, status in enumerate(DriverStatus)}  # for whole columns
+_AVAILABLE = _STATUS_CODE[DriverStatus.available]
+_NO_ROWS = np.zeros(0, np.intp)
 
 
 class DriverEntry:
@@ -83,6 +87,10 @@ class DriverDirectory:
         self.gone: dict[str, int] = {}
         # Compare and apply, one change at a time (two threads mirroring the same driver).
         self._mirror_lock = threading.Lock()
+        # Every change the mirror applied, numbered: a position write that read its view
+        # before a change and wrote after it puts the change back (`writing_positions`).
+        self._changes = 0
+        self._changed: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
         self._full_at: float | None = None  # when the last full reconcile pass began
         self._pass_at = 0.0  # when the last reconcile pass began
 
@@ -179,15 +187,53 @@ class DriverDirectory:
                 self.gone.pop(driver_id, None)
             else:
                 entry.status, entry.trip_id, entry.version = status, trip_id, version
-            # No position yet (KeyError): the driver joins the index with its first location.
-            with contextlib.suppress(KeyError):
-                self.index.set_available(driver_id, status == DriverStatus.available)
+            self._index_as_mirrored(driver_id)
 
     def _forget(self, driver_id: str, version: int | None) -> None:
+        """Offline here (under the mirror lock): out of the mirror and the index."""
         self.entries.pop(driver_id, None)
         if version is not None:
             self.gone[driver_id] = version
-        self.index.remove(driver_id)
+        self._index_as_mirrored(driver_id)
+
+    def _index_as_mirrored(self, driver_id: str) -> None:
+        """The index's part of a mirror change (under the mirror lock), numbered for
+        `writing_positions`: an online driver's availability, an offline one's removal."""
+        self._changes += 1
+        self._changed.append((self._changes, driver_id))
+        entry = self.entries.get(driver_id)
+        if entry is None:
+            self.index.remove(driver_id)
+        else:
+            # No position yet (KeyError): the driver joins the index with its first location.
+            with contextlib.suppress(KeyError):
+                self.index.set_available(driver_id, entry.code == _AVAILABLE)
+
+    @contextlib.contextmanager
+    def writing_positions(self, ids: list[str]) -> Iterator[None]:
+        """Around reading this process's view of `ids` and writing their positions into the
+        index with it (a location post in the embedded mode, a stream entry's apply in the
+        scaled one). A status change mirrored in between wrote the index first, and the
+        positions' write undid it: a driver who had just been claimed stayed available to
+        nearby and dispatch, and one who had gone offline came back to the riders' map until
+        the position went stale (30 s). After the write, each driver changed meanwhile is
+        written again as mirrored, under the mirror lock. Nothing changed: one comparison."""
+        mark = self._changes
+        yield
+        if self._changes == mark:
+            return
+        with self._mirror_lock:
+            log, changed = self._changed, set()
+            if log and log[0][0] <= mark + 1:
+                for seq, driver_id in reversed(log):
+                    if seq <= mark:
+                        break
+                    changed.add(driver_id)
+            else:  # the log no longer reaches back to the mark: every row is a suspect
+                changed.update(ids)
+            for driver_id in changed.intersection(ids):
+                if driver_id in self.entries or driver_id in self.gone:
+                    self._index_as_mirrored(driver_id)
 
     def entry(self, driver_id: str) -> DriverEntry | None:
         """The driver as this process knows it; loaded from the database when another process
@@ -210,20 +256,25 @@ class DriverDirectory:
                 self._remember(st)
 
     def local_view(self, ids: list[str]) -> tuple[NDArray[np.intp], NDArray[np.bool_],
-                                                  list[str]]:
-        """Which of `ids` this process knows (their rows), and each one's availability and
-        class as this process has them: how a location stream's entry is applied here. Whole
-        columns: a lookup and two attribute reads a row at C speed, where a call per row was
-        two thirds of a tailer's apply (1.8 us a row, bench/cluster.py's 500-row entries)."""
+                                                  list[str], NDArray[np.intp]]:
+        """Which of `ids` this process knows (their rows), each one's availability and class
+        as this process has them, and the rows of drivers who went offline here: how a
+        location stream's entry is applied here. Whole columns: a lookup and two attribute
+        reads a row at C speed, where a call per row was two thirds of a tailer's apply
+        (1.8 us a row, bench/cluster.py's 500-row entries)."""
         n = len(ids)
         got = list(map(self.entries.get, ids))
         if all(got):
-            rows, ents = np.arange(n), got
+            rows, ents, gone = np.arange(n), got, _NO_ROWS
         else:
-            rows = np.flatnonzero(np.fromiter(map(bool, got), np.bool_, n))
+            known = np.fromiter(map(bool, got), np.bool_, n)
+            rows = np.flatnonzero(known)
             ents = [got[i] for i in rows.tolist()]
+            was = self.gone
+            gone = np.array([i for i in np.flatnonzero(~known).tolist() if ids[i] in was],
+                            np.intp)
         codes = np.fromiter(map(_CODE, ents), np.int8, len(ents))
-        return rows, codes == _STATUS_CODE[DriverStatus.available], list(map(_CLASS, ents))
+        return rows, codes == _AVAILABLE, list(map(_CLASS, ents)), gone
 
     def set_status(self, driver_id: str, status: DriverStatus, trip_id: str | None,
                    version: int) -> None:
@@ -328,6 +379,15 @@ class DriverDirectory:
         now) or one per row. The rules are applied to whole columns, so a row costs a few
         dictionary lookups rather than a loop of appends; rows refused come back in row
         order within each rule (offline or too old, then out of order, then a bad field)."""
+        # The rows' statuses are read, then written to the index by the post: a change
+        # mirrored in between is written again after it.
+        with self.writing_positions(ids):
+            return self._post_locations(ids, lats, lngs, ts)
+
+    def _post_locations(self, ids: list[str], lats: Sequence[float] | NDArray[Any],
+                        lngs: Sequence[float] | NDArray[Any],
+                        ts: float | Sequence[float | None] | None
+                        ) -> tuple[int, list[dict[str, object]]]:
         n = len(ids)
         rejected: list[dict[str, object]] = []
         if n == 0:
@@ -360,7 +420,7 @@ class DriverDirectory:
         status = np.fromiter(map(_CODE, ents), np.int8, len(ents))
         out = FeedRows(ids=pick(ids, keep, n), lats=pick(lats, keep, n),
                        lngs=pick(lngs, keep, n),
-                       available=status == _STATUS_CODE[DriverStatus.available],
+                       available=status == _AVAILABLE,
                        classes=list(map(_CLASS, ents)), ts=t[keep])
         # The order against each driver's last accepted time, advanced atomically by the feed
         # (a row older than its driver's last is refused), and the rows not older published.

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 from numpy.typing import NDArray
 
 from geoindex import GeoIndex, Neighbor
@@ -162,10 +161,6 @@ class Engine:
     def apply_driver_event(self, driver_id: str, status: str, vehicle_class: str | None,
                            trip_id: str | None, version: int | None = None) -> None:
         self.drivers.apply_event(driver_id, status, vehicle_class, trip_id, version)
-
-    def local_view(self, ids: list[str]) -> tuple[NDArray[np.intp], NDArray[np.bool_],
-                                                  list[str]]:
-        return self.drivers.local_view(ids)
 
     # --- riders ------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -393,25 +394,39 @@ def decode_entry(fields: dict[bytes, bytes]
     return ids, lats, lngs, available, ts, classes
 
 
-LocalView = Callable[[list[str]], tuple[NDArray[np.intp], NDArray[np.bool_], list[str]]]
+class DriverView(Protocol):
+    """What a process knows of drivers, as a stream entry is applied with it (the driver
+    directory, dispatch/drivers.py)."""
+
+    def local_view(self, ids: list[str]) -> tuple[NDArray[np.intp], NDArray[np.bool_],
+                                                  list[str], NDArray[np.intp]]: ...
+
+    def writing_positions(self, ids: list[str]) -> AbstractContextManager[None]: ...
 
 
-def apply_location_entry(index: GeoIndex, fields: dict[bytes, bytes],
-                         local_view: LocalView) -> int:
+def apply_location_entry(index: GeoIndex, fields: dict[bytes, bytes], view: DriverView) -> int:
     """Apply one stream entry to this process's index. A driver this process knows gets its
     availability and class from this process's directory (kept current by driver events), so
-    a poster's stale view cannot make a busy driver available here (`local_view`: the rows
-    known here, and their availability and class)."""
+    a poster's stale view cannot make a busy driver available here; a driver who went
+    offline here is left out (the entry was posted before: events and locations travel on
+    two streams, read by two threads); a driver never known here takes the poster's view."""
     ids, lats, lngs, available, ts, classes = decode_entry(fields)
-    rows, known_available, known_classes = local_view(ids)
-    if rows.shape[0] == len(ids):
-        available, classes = known_available, known_classes
-    elif rows.shape[0]:
-        available[rows] = known_available
-        for r, vehicle_class in zip(rows.tolist(), known_classes, strict=True):
-            classes[r] = vehicle_class
-    return index.upsert_many(ids, lats, lngs, available=available, vehicle_class=classes,
-                             ts=ts).applied
+    with view.writing_positions(ids):
+        rows, known_available, known_classes, gone = view.local_view(ids)
+        if rows.shape[0] == len(ids):
+            available, classes = known_available, known_classes
+        elif rows.shape[0]:
+            available[rows] = known_available
+            for r, vehicle_class in zip(rows.tolist(), known_classes, strict=True):
+                classes[r] = vehicle_class
+        if gone.shape[0]:
+            n, keep = len(ids), np.ones(len(ids), np.bool_)
+            keep[gone] = False
+            at = np.flatnonzero(keep)
+            ids, classes = pick(ids, at, n), pick(classes, at, n)
+            lats, lngs, available, ts = lats[at], lngs[at], available[at], ts[at]
+        return index.upsert_many(ids, lats, lngs, available=available, vehicle_class=classes,
+                                 ts=ts).applied
 
 
 class StreamTailer:

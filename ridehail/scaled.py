@@ -105,7 +105,7 @@ def start_scaled(parts: ScaledParts, engine: Engine) -> Any:
     """Start the tailers; returns something with stop()."""
     locations = StreamTailer(
         parts.redis, LOCATIONS_STREAM,
-        lambda f: None if apply_location_entry(engine.index, f, engine.local_view)
+        lambda f: None if apply_location_entry(engine.index, f, engine.drivers)
         else None,
         name="location-tailer")
     # Driver events, surge demand and completed rides: one thread, one blocking XREAD. A trip

@@ -68,7 +68,7 @@ def test_a_batch_reaches_another_index_whole(feed: tuple[Any, RedisStreamFeed]) 
     known = {"1000": (False, "xl")}
     here = directory_for(index)
     here.apply_event("1000", "en_route", "xl", "7", 2)
-    assert sum(apply_location_entry(index, f, here.local_view) for f in fields) == n
+    assert sum(apply_location_entry(index, f, here) for f in fields) == n
     snap = index.publish()
     for i in (0, 1, 500, n - 1):
         got = snap.get(str(1000 + i))

@@ -36,11 +36,11 @@ def test_known_drivers_take_this_process_view_and_strangers_the_posters() -> Non
     # Every driver known here, then a mix with a stranger: the two ways an entry is applied.
     applied = apply_location_entry(index, entry(("1", 0, False, "standard"),
                                                 ("2", 10, True, "standard")),
-                                   directory.local_view)
+                                   directory)
     applied += apply_location_entry(index, entry(("3", 20, True, "standard"),
                                                  ("2", 30, True, "xl"),
                                                  ("4", 40, False, "xl")),
-                                    directory.local_view)
+                                    directory)
     assert applied == 5
     snap = index.publish()
     seen = {d: (snap.get(d).available, snap.get(d).vehicle_class) for d in "1234"}
