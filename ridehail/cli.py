@@ -282,7 +282,10 @@ def eta() -> None:
 @click.option("--city", type=click.Path(exists=True, dir_okay=False), default=None,
               help="service area GeoJSON: trips outside it are refused "
                    "[default: the format's city, NYC boroughs or Chicago]")
-def eta_fit(demand: tuple[str, ...], out: str, city: str | None) -> None:
+@click.option("--holidays", "country", default="US", show_default=True,
+              help="whose public holidays count as Sundays: a country code, optionally with "
+                   "a subdivision (US-NY), as the holidays package names them; or none")
+def eta_fit(demand: tuple[str, ...], out: str, city: str | None, country: str) -> None:
     """Fit a travel-time model on recorded trips; prints what was used and refused (JSON)."""
     import json
 
@@ -295,7 +298,7 @@ def eta_fit(demand: tuple[str, ...], out: str, city: str | None) -> None:
     except CityError as exc:
         raise click.BadParameter(str(exc), param_hint="--city") from None
     try:
-        done = fit_and_save(demand, out, area)
+        done = fit_and_save(demand, out, area, country)
     except DemandError as exc:
         raise click.BadParameter(str(exc), param_hint="--demand") from None
     except FitError as exc:

@@ -11,8 +11,16 @@ for the first of these reasons (after the reader's):
 - ``implausible_distance``: a recorded road distance under 0.9x or over 6x the straight line
   (over 500 m: shorter trips may loop round a block).
 
-scikit-learn is needed here only (the `eta` extra): the fitted trees are flattened into the
-model file's arrays, and checked to predict exactly as scikit-learn does before they are saved.
+The model's calendar: the public holidays of a country (the `holidays` package; all four demand
+formats are of US cities, so "US", the federal ones, by default) from the trips' first year to
+ten years after their last, which the model treats as Sundays (dispatch/learned_eta.py).
+On the shipped samples, fitted on the earlier 80% and tested on the later 20%: NYC's median
+error 20.8% -> 20.1% and RMSLE 0.373 -> 0.366; Chicago's 21.0% -> 20.3%, RMSLE 0.358 ->
+0.357.
+
+scikit-learn and holidays are needed here only (the `eta` extra): the fitted trees are
+flattened into the model file's arrays, and checked to predict exactly as scikit-learn does
+before they are saved.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from dispatch.learned_eta import (
     Trees,
     _cell,
     features,
+    holiday_days,
     save,
     unlearnable,
 )
@@ -49,6 +58,8 @@ DEFAULT_CITY = {"nyc_yellow_2016": "nyc/boroughs.geojson",
                 "nyc_green_2016": "nyc/boroughs.geojson", "uber_2014": "nyc/boroughs.geojson",
                 "chicago_taxi": "chicago/neighbourhoods.geojson"}
 AREA_PRIOR_TRIPS = 20.0  # an area's mean is shrunk toward the city's as if it had 20 more trips
+DEFAULT_HOLIDAYS = "US"  # the formats' cities' country: its federal holidays
+HOLIDAY_YEARS_AHEAD = 10  # the calendar a model file carries reaches this far past its trips
 HGB_PARAMS: dict[str, Any] = {"max_iter": 120, "learning_rate": 0.1, "max_leaf_nodes": 15,
                               "min_samples_leaf": 30, "l2_regularization": 1.0,
                               "early_stopping": False, "random_state": 0}
@@ -189,7 +200,7 @@ def _targets(trips: TripTable) -> tuple[NDArray[np.float64], NDArray[np.float64]
 
 
 def _oof_features(trips: TripTable, pace: NDArray[np.float64], detour: NDArray[np.float64],
-                  folds: int = 5) -> NDArray[np.float64]:
+                  holidays: NDArray[np.int64], folds: int = 5) -> NDArray[np.float64]:
     """Training features whose area columns come from the other folds' trips: a trip's own
     duration must not leak into the encoding the trees learn from."""
     x = np.empty((len(trips), len(FEATURES)))
@@ -199,7 +210,8 @@ def _oof_features(trips: TripTable, pace: NDArray[np.float64], detour: NDArray[n
         rest = np.flatnonzero(fold != f)
         table = _area_table(trips.take(rest), pace[rest], detour[rest])
         part = trips.take(held)
-        x[held], _ = features(part.plat, part.plng, part.dlat, part.dlng, part.local_s, table)
+        x[held], _ = features(part.plat, part.plng, part.dlat, part.dlng, part.local_s, table,
+                              holidays)
     return x
 
 
@@ -245,13 +257,35 @@ def export_trees(hgb: Any) -> Trees:
                  float(np.ravel(hgb._baseline_prediction)[0]))
 
 
-def fit_model(trips: TripTable) -> LearnedEta:
-    """The model fitted on every trip of `trips`."""
+def holiday_calendar(country: str, trips: TripTable) -> list[str]:
+    """The public holidays (ISO dates) of `country` ("CC" or "CC-SUBDIVISION", as the
+    `holidays` package names them; "none": no calendar) over the trips' years and
+    `HOLIDAY_YEARS_AHEAD` more."""
+    if country.lower() == "none" or not len(trips):
+        return []
+    try:
+        import holidays
+    except ImportError:
+        raise FitError("fitting needs holidays: pip install 'ridehail[eta]'") from None
+    first, last = (int(time.gmtime(float(f(trips.local_s))).tm_year) for f in (np.min, np.max))
+    code, _, subdiv = country.partition("-")
+    try:
+        days = holidays.country_holidays(code.upper(), subdiv=subdiv.upper() or None,
+                                         years=range(first, last + HOLIDAY_YEARS_AHEAD + 1))
+    except NotImplementedError as exc:
+        raise FitError(f"holidays: no calendar for {country!r} ({exc})") from None
+    return sorted(d.isoformat() for d in days)
+
+
+def fit_model(trips: TripTable, country: str = DEFAULT_HOLIDAYS) -> LearnedEta:
+    """The model fitted on every trip of `trips`, with `country`'s holidays as Sundays."""
     if len(trips) < 50:
         raise FitError(f"only {len(trips)} usable trips (refused: {trips.rejected}); "
                        "need at least 50")
+    calendar = holiday_calendar(country, trips)
+    days = holiday_days(calendar)
     pace, detour = _targets(trips)
-    x = _oof_features(trips, pace, detour)
+    x = _oof_features(trips, pace, detour, days)
     pace_trees = _fit_trees(x, pace)
     has_d = np.isfinite(detour)
     if has_d.sum() >= 50:
@@ -262,7 +296,8 @@ def fit_model(trips: TripTable) -> LearnedEta:
                              math.log(1.3))
     areas = _area_table(trips, pace, detour)
     residual = pace - pace_trees.predict(x)
-    meta = {"timezone": trips.timezone, "trips": len(trips),
+    meta = {"timezone": trips.timezone, "holidays": calendar, "holiday_country": country,
+            "trips": len(trips),
             "trips_with_distance": int(has_d.sum()), "sources": trips.sources,
             "rejected": trips.rejected, "residual_sigma": round(float(residual.std()), 4),
             "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -271,12 +306,13 @@ def fit_model(trips: TripTable) -> LearnedEta:
 
 
 def fit_and_save(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
-                 city: City | None = None) -> dict[str, Any]:
+                 city: City | None = None, country: str = DEFAULT_HOLIDAYS) -> dict[str, Any]:
     """`ridehail eta fit`: read, fit, save; returns what was done (rows, refusals, file)."""
     trips = read_trips(paths, city)
-    model = fit_model(trips)
+    model = fit_model(trips, country)
     save(out, model.pace, model.detour, model.areas, model.meta)
     return {"out": str(out), "bytes": Path(out).stat().st_size, "timezone": trips.timezone,
             "rows_read": trips.rows_read, "trips_used": len(trips),
             "rejected": {k: v for k, v in trips.rejected.items() if v},
-            "sources": trips.sources, "residual_sigma": model.meta["residual_sigma"]}
+            "sources": trips.sources, "residual_sigma": model.meta["residual_sigma"],
+            "holidays": f"{country}: {len(model.meta['holidays'])} days"}

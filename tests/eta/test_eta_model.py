@@ -98,7 +98,7 @@ def test_the_compiled_walk_sums_exactly_the_leaves_the_files_trees_reach(
     plng, dlng = rng.uniform(-74.10, -73.75, n), rng.uniform(-74.10, -73.75, n)
     when = WHEN + rng.uniform(0, 7 * 86400, n)
     local = np.array([model.local_s(w) for w in when])
-    x, d = features(plat, plng, dlat, dlng, local, model.areas)
+    x, d = features(plat, plng, dlat, dlng, local, model.areas, model.holidays)
     for trees in (model.pace, model.detour):
         assert np.array_equal(trees.predict(x), _walk_node_by_node(trees, x))
     pace, detour = _walk_node_by_node(model.pace, x), _walk_node_by_node(model.detour, x)
@@ -110,10 +110,33 @@ def test_the_compiled_walk_sums_exactly_the_leaves_the_files_trees_reach(
     assert np.allclose(drives[:, 0], np.exp(pace) * d, rtol=1e-14, atol=0)
     assert np.allclose(drives[:, 1], np.exp(detour) * d, rtol=1e-14, atol=0)
     x1, d1 = features(plat[:12], plng[:12], np.full(12, dlat[0]), np.full(12, dlng[0]),
-                      local[0], model.areas)
+                      local[0], model.areas, model.holidays)
     etas = model.pickup_etas(plat[:12].tolist(), plng[:12].tolist(), dlat[0], dlng[0], when[0])
     assert np.allclose(etas, np.exp(_walk_node_by_node(model.pace, x1)) * d1, rtol=1e-14,
                        atol=0)
+
+
+def test_a_holiday_is_predicted_as_a_sunday_and_its_calendar_travels_in_the_file(
+        small_model: LearnedEta, tmp_path: Path) -> None:
+    """Traffic on a public holiday moves as on a Sunday (the NYC sample: 0.222 s a metre on
+    New Year's Day and Martin Luther King Day, 0.229 on Sundays, 0.292 on other weekdays)."""
+    assert "2016-01-18" in small_model.meta["holidays"]  # Martin Luther King Jr. Day
+    mlk_11am, sunday_11am, tuesday_11am = 1_453_132_800.0, 1_453_046_400.0, 1_453_219_200.0
+    on = [small_model.travel(*PICKUP, *DROPOFF, t) for t in (mlk_11am, sunday_11am,
+                                                            tuesday_11am)]
+    assert on[0] == on[1] != on[2]
+    # A model whose calendar is empty takes the same Monday as a working day.
+    plain = fit_model(read_trips([YELLOW], limit=800), "none")
+    assert plain.meta["holidays"] == []
+    assert plain.travel(*PICKUP, *DROPOFF, mlk_11am) != plain.travel(*PICKUP, *DROPOFF,
+                                                                      sunday_11am)
+    path = tmp_path / "m.npz"
+    save(path, small_model.pace, small_model.detour, small_model.areas, small_model.meta)
+    assert load(path).travel(*PICKUP, *DROPOFF, mlk_11am) == on[0]
+    save(path, small_model.pace, small_model.detour, small_model.areas,
+         {**small_model.meta, "holidays": ["2016-13-40"]})
+    with pytest.raises(ModelFileError, match="holidays must be a list of ISO dates"):
+        load(path)
 
 
 def test_a_file_of_another_version_is_refused_naming_it(small_model: LearnedEta,
