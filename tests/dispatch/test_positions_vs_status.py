@@ -68,36 +68,23 @@ def available_in_index(index: GeoIndex, driver_id: str) -> bool | None:
     return None if pos is None else bool(pos.available)
 
 
+@pytest.mark.parametrize("change", ["claimed", "gone offline"])
 @pytest.mark.parametrize("batch", [["1"], ["1", "2"]], ids=["one driver", "a batch"])
-def test_a_claim_during_a_location_post_keeps_the_driver_busy(
-        batch: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_status_change_during_a_location_post_is_not_undone(
+        batch: list[str], change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claimed: the driver stays busy in the index. Gone offline: off the map."""
     index = GeoIndex(ttl_s=10_000)
     directory = directory_for(index)
-    versions = online(directory, *batch)
-    ran = change_during_next_write(index, monkeypatch, lambda: directory.set_status(
-        "1", DriverStatus.en_route, "9", versions["1"] + 1))
+    v = online(directory, *batch)["1"] + 1
+    ran = change_during_next_write(index, monkeypatch, (
+        lambda: directory.set_status("1", DriverStatus.en_route, "9", v)) if change == "claimed"
+        else lambda: directory.apply_event("1", "offline", "standard", None, v))
     accepted, rejected = directory.update_location_columns(
         batch, [LAT + 1e-4] * len(batch), [LNG] * len(batch), None)
     assert ran and accepted == len(batch) and not rejected
-    assert available_in_index(index, "1") is False
+    assert available_in_index(index, "1") is (False if change == "claimed" else None)
     if len(batch) > 1:
         assert available_in_index(index, "2") is True  # the others keep the view they had
-
-
-@pytest.mark.parametrize("batch", [["1"], ["1", "2"]], ids=["one driver", "a batch"])
-def test_going_offline_during_a_location_post_leaves_the_driver_off_the_map(
-        batch: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    index = GeoIndex(ttl_s=10_000)
-    directory = directory_for(index)
-    versions = online(directory, *batch)
-    ran = change_during_next_write(index, monkeypatch, lambda: directory.apply_event(
-        "1", "offline", "standard", None, versions["1"] + 1))
-    directory.update_location_columns(batch, [LAT + 1e-4] * len(batch), [LNG] * len(batch),
-                                      None)
-    assert ran
-    assert available_in_index(index, "1") is None
-    if len(batch) > 1:
-        assert available_in_index(index, "2") is True
 
 
 def test_a_claim_during_a_stream_entry_apply_keeps_the_driver_busy(
