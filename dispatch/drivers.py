@@ -223,15 +223,17 @@ class DriverDirectory:
         if self._changes == mark:
             return
         with self._mirror_lock:
-            log, changed = self._changed, set()
+            log = self._changed
             if log and log[0][0] <= mark + 1:
+                changed = set()
                 for seq, driver_id in reversed(log):
                     if seq <= mark:
                         break
                     changed.add(driver_id)
+                suspects = changed.intersection(ids)
             else:  # the log no longer reaches back to the mark: every row is a suspect
-                changed.update(ids)
-            for driver_id in changed.intersection(ids):
+                suspects = set(ids)
+            for driver_id in suspects:
                 if driver_id in self.entries or driver_id in self.gone:
                     self._index_as_mirrored(driver_id)
 

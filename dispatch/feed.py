@@ -513,7 +513,6 @@ class StreamTailer:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
 
-
     def _read(self, conn: Any) -> None:
         """One XREAD on the tailer's own connection, its entries handed out. The command goes
         out and its reply comes back raw (nested lists, or a map on RESP3), without redis-py's
