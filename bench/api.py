@@ -42,7 +42,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import describe  # noqa: E402
+from bench.machine import cpu_s, describe  # noqa: E402
 
 DRIVERS = 2000
 BATCH = 500
@@ -356,8 +356,7 @@ class Bench:
         """CPU seconds the serving process has used (user + system, /proc/<pid>/stat): the
         cost of a request, which a machine shared with other work changes less than the
         rate or the latency."""
-        fields = Path(f"/proc/{self._worker_pid()}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_s([self._worker_pid()])
 
     def _worker_pid(self) -> int:
         assert self.proc is not None

@@ -12,6 +12,12 @@ Per process count it measures, with real `ridehail serve` processes on loopback:
   2 cores (the summary's `request_to_offer_p99_ms_3`);
 - the same request on a schedule, 40 a second, its latency counted from the scheduled time:
   `open_loop_request_to_offer_p99_ms`, what a request costs at a load the machine carries;
+- where the CPU went in the ingest and closed-loop phases (`cpu`): the API processes, Redis,
+  PostgreSQL's processes, this client (and the background load's process), the host's other
+  tenants (`steal`: the hypervisor ran them on our cores) and the rest (`other`: the
+  kernel's network work, anything else running), per location and per nearby/request/cancel
+  cycle, with the cores the machine was busy: whether a target was missed on a saturated
+  machine, and who saturated it;
 - with 2+ processes, the cross-process visibility lag: a location posted to process A, nearby
   polled on process B every 2 ms until the driver appears there (p50/p99), at the fixed
   background load and at a 25,000 updates/s background load (the summary's figure).
@@ -24,6 +30,7 @@ deployment; the ratios between process counts are the point. Prints one JSON doc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -35,6 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -46,7 +54,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import describe  # noqa: E402
+from bench.machine import cpu_s, describe, machine_busy_s, machine_steal_s  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.nearby_ids import opaque_ids  # noqa: E402
 
@@ -214,6 +222,63 @@ def in_process(urls: list[str], svc: str, ids: list[str], seconds: float, thread
         proc.kill()
         raise SystemExit("the load process did not start")
     return proc
+
+
+def postgres_pids() -> list[int]:
+    """PostgreSQL's processes on this machine (the server and its backends), by name."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().startswith("postgres"):
+                    out.append(int(entry.name))
+    return out
+
+
+class CpuMeter:
+    """CPU seconds of each part of the machine (a function listing its processes) between
+    `start` and `per`, and the whole machine's busy and stolen seconds. A process that starts
+    meanwhile counts from zero (a new PostgreSQL backend); one that exits takes its CPU with
+    it."""
+
+    def __init__(self, parts: dict[str, Callable[[], list[int]]]) -> None:
+        self.parts = parts
+        self.t0 = self.busy0 = self.steal0 = 0.0
+        self.at0: dict[str, dict[int, float]] = {}
+
+    def start(self) -> None:
+        self.at0 = {name: {p: cpu_s([p]) for p in pids()} for name, pids in self.parts.items()}
+        self.busy0, self.steal0 = machine_busy_s(), machine_steal_s()
+        self.t0 = time.monotonic()
+
+    def per(self, units: float, scale: float) -> dict[str, float]:
+        """Each part's CPU per unit of work (times `scale`: 1e6 for microseconds), the host's
+        `steal`, `other` (the machine's busy time nothing else accounts for), and the cores
+        the machine was busy (steal included)."""
+        wall = time.monotonic() - self.t0
+        busy, steal = machine_busy_s() - self.busy0, machine_steal_s() - self.steal0
+        used = {name: sum(cpu_s([p]) - self.at0[name].get(p, 0.0) for p in pids())
+                for name, pids in self.parts.items()}
+        out = {name: round(v / max(units, 1) * scale, 3) for name, v in used.items()}
+        out["steal"] = round(steal / max(units, 1) * scale, 3)
+        out["other"] = round((busy - steal - sum(used.values())) / max(units, 1) * scale, 3)
+        out["machine_cores_busy"] = round(busy / wall, 2)
+        return out
+
+
+def metered_throughput(meter: CpuMeter, urls: list[str], svc: str, ids: list[str],
+                       seconds: float, threads: int) -> tuple[float, dict[str, float]]:
+    """`throughput`, with the CPU of each part per location from the moment its bodies are
+    built (building them is the client's set-up, not the servers' load)."""
+    ready = threading.Event()
+    got: list[float] = []
+    runner = threading.Thread(target=lambda: got.append(
+        throughput(urls, svc, ids, seconds, threads, ready=ready)))
+    runner.start()
+    ready.wait()
+    meter.start()
+    runner.join()
+    return got[0], meter.per(got[0] * (time.monotonic() - meter.t0), 1e6)
 
 
 def sign_up_riders(url: str, n: int) -> list[str]:
@@ -400,11 +465,20 @@ def main() -> None:
             urls = procs.start(n)
             riders = sign_up_riders(urls[0], 4 if quick else 8)
             throughput(urls, svc, ids, 2.0, 4)  # warm-up: every driver gets a position
-            locs = throughput(urls, svc, ids, phase_s, 6)
+            parts: dict[str, Callable[[], list[int]]] = {
+                "servers": lambda: [p.pid for p in procs.procs],
+                "redis": lambda: [redis_proc.pid], "postgres": postgres_pids,
+                "client": lambda: [os.getpid()]}
+            locs, ingest_cpu = metered_throughput(CpuMeter(parts), urls, svc, ids, phase_s, 6)
             stop = spawn.Event()
             bg = in_process(urls, svc, ids, 600, 2, bg_rate, stop)
             try:
+                meter = CpuMeter({**parts, "client": lambda load=(os.getpid(), bg.pid): list(load)})
+                meter.start()
                 lat = latencies(urls, riders, phase_s)
+                lat["cpu"] = {"ingest_us_per_location": ingest_cpu,
+                              "closed_loop_ms_per_cycle": meter.per(
+                                  sum(lat["request_outcomes"].values()), 1e3)}
                 lat.update(open_loop(urls, riders, phase_s, OPEN_LOOP_RATE))
                 if n >= 2:
                     lag = visibility_lag(urls, svc, riders[0], ids, 30 if quick else 100)

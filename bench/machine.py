@@ -13,9 +13,11 @@ old commit back to back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Any
 
 ROUNDS = 5
@@ -91,6 +93,37 @@ def describe(load_average_at_start: list[float] | None = None) -> dict[str, Any]
             "python_mops_per_cpu": cpus,
             "note": "python_mops: bench/machine.py's yardstick; compare figures across runs "
                     "only where it is about the same"}
+
+
+
+# --- CPU used while a benchmark ran (Linux, /proc) ------------------------------------------
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / tick
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat; the time the
+    hypervisor gave the host's other tenants instead (steal) included."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = _cpu_line()
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_steal_s() -> float:
+    """CPU seconds this virtual machine's cores were ready to run but the hypervisor ran
+    another tenant (/proc/stat's steal): a busy host, seen from inside."""
+    return _cpu_line()[7] / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_line() -> list[int]:
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
 
 
 if __name__ == "__main__":
