@@ -54,7 +54,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import cpu_s, describe, machine_busy_s, machine_steal_s  # noqa: E402
+from bench.machine import cpu_s, describe, machine_cpu_s  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.nearby_ids import opaque_ids  # noqa: E402
 
@@ -248,7 +248,7 @@ class CpuMeter:
 
     def start(self) -> None:
         self.at0 = {name: {p: cpu_s([p]) for p in pids()} for name, pids in self.parts.items()}
-        self.busy0, self.steal0 = machine_busy_s(), machine_steal_s()
+        self.busy0, self.steal0 = machine_cpu_s()
         self.t0 = time.monotonic()
 
     def per(self, units: float, scale: float) -> dict[str, float]:
@@ -256,12 +256,14 @@ class CpuMeter:
         `steal`, `other` (the machine's busy time nothing else accounts for), and the cores
         the machine was busy (steal included)."""
         wall = time.monotonic() - self.t0
-        busy, steal = machine_busy_s() - self.busy0, machine_steal_s() - self.steal0
+        busy, steal = machine_cpu_s()
+        busy, steal = busy - self.busy0, steal - self.steal0
         used = {name: sum(cpu_s([p]) - self.at0[name].get(p, 0.0) for p in pids())
                 for name, pids in self.parts.items()}
-        out = {name: round(v / max(units, 1) * scale, 3) for name, v in used.items()}
-        out["steal"] = round(steal / max(units, 1) * scale, 3)
-        out["other"] = round((busy - steal - sum(used.values())) / max(units, 1) * scale, 3)
+        per_unit = scale / max(units, 1)
+        out = {name: round(v * per_unit, 3) for name, v in used.items()}
+        out["steal"] = round(steal * per_unit, 3)
+        out["other"] = round((busy - steal - sum(used.values())) * per_unit, 3)
         out["machine_cores_busy"] = round(busy / wall, 2)
         return out
 

@@ -95,7 +95,6 @@ def describe(load_average_at_start: list[float] | None = None) -> dict[str, Any]
                     "only where it is about the same"}
 
 
-
 # --- CPU used while a benchmark ran (Linux, /proc) ------------------------------------------
 
 def cpu_s(pids: list[int]) -> float:
@@ -112,18 +111,17 @@ def cpu_s(pids: list[int]) -> float:
 def machine_busy_s() -> float:
     """CPU seconds the whole machine has spent busy (all cores), from /proc/stat; the time the
     hypervisor gave the host's other tenants instead (steal) included."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = _cpu_line()
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return machine_cpu_s()[0]
 
 
-def machine_steal_s() -> float:
-    """CPU seconds this virtual machine's cores were ready to run but the hypervisor ran
-    another tenant (/proc/stat's steal): a busy host, seen from inside."""
-    return _cpu_line()[7] / os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_line() -> list[int]:
-    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far, from one read of /proc/stat:
+    `machine_busy_s`, and the part of it the cores were ready to run but the hypervisor ran
+    another tenant (a busy host, seen from inside)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / tick, steal / tick
 
 
 if __name__ == "__main__":

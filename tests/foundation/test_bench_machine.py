@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.machine import cpu_s, describe, machine_busy_s  # noqa: E402
+from bench.machine import cpu_s, describe, machine_busy_s, machine_cpu_s  # noqa: E402
 
 
 def test_the_yardstick_measures_each_cpu_and_restores_the_affinity() -> None:
@@ -35,3 +35,5 @@ def test_cpu_s_counts_what_a_process_burned_and_the_machine_saw_it() -> None:
     assert 0.2 <= burned <= 0.5  # clock ticks: 10 ms each
     assert machine_busy_s() - busy_before >= burned - 0.05
     assert cpu_s([2**22 + 12345]) == 0  # no such process: nothing, not an error
+    busy, steal = machine_cpu_s()
+    assert 0 <= steal <= busy
