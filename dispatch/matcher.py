@@ -118,7 +118,7 @@ class Matcher:
         """`open_trip` and the trip's first dispatch in one transaction: the trip is committed
         already offered (or ended no_driver_found), so nobody (a cancel, another process's
         dispatch) ever sees it between the two, and it costs one commit and no re-reads of the
-        trip, its offers and its record (on PostgreSQL 7 round trips instead of 15, pinned by
+        trip, its offers and its record (on PostgreSQL 6 round trips instead of 15, pinned by
         tests/dispatch/test_request_round_trips.py).
 
         A driver the claim finds unavailable is skipped (nothing written); a claim whose offer
@@ -385,32 +385,34 @@ class Matcher:
     def _claim_first(self, uow: DispatchUnit, trip_id: str, ranked: Ranked,
                      record: DispatchRecord, lost: set[str], now: float) -> Claimed | None:
         """Claim the first candidate still available: the driver goes `offered` in one
-        statement (`claim`), then a pending offer is added; the offer, with the driver row's
-        version after the claim. A driver not available is skipped
-        with the reason the claim found (nothing was written, the unit goes on); raises _Lost
-        when the offer lost after the driver's write (a pending offer of this trip or this
-        driver won: the unit must not commit)."""
-        for rank, (eta_s, cand) in enumerate(ranked):
-            if cand.driver_id in lost:
-                continue
-            why_not = uow.drivers.claim(cand.driver_id, trip_id, now)
-            if isinstance(why_not, str):
-                if why_not == "claimed":  # a concurrent claim won: not this dispatch's again
-                    lost.add(cand.driver_id)
-                record.log("skipped", now, driver_id=cand.driver_id, reason=why_not)
-                continue
-            offer = Offer(self.new_id(), trip_id, cand.driver_id, now,
-                          now + self.config.offer_timeout_s, rank,
-                          round(cand.distance_m, 1), round(eta_s, 1))
-            try:
-                uow.offers.add(offer)
-            except Conflict:
-                lost.add(cand.driver_id)
-                raise _Lost from None  # leaving the unit uncommitted rolls the claim back
-            record.log("offered", now, driver_id=cand.driver_id, offer_id=offer.id,
-                       rank=rank, eta_s=round(eta_s, 1), distance_m=offer.distance_m)
-            return Claimed(offer, why_not)
-        return None
+        statement over all the candidates (`claim_first`), then a pending offer is added; the
+        offer, with the driver row's version after the claim. Each candidate before the
+        claimed one is logged skipped with the reason the claim found (nothing was written,
+        the unit goes on); raises _Lost when the offer lost after the driver's write (a
+        pending offer of this trip or this driver won: the unit must not commit)."""
+        ranks = {cand.driver_id: (rank, eta_s, cand) for rank, (eta_s, cand) in enumerate(ranked)
+                 if cand.driver_id not in lost}
+        if not ranks:
+            return None
+        claim = uow.drivers.claim_first(list(ranks), trip_id, now)
+        for driver_id, why_not in claim.skipped:
+            if why_not == "claimed":  # a concurrent claim won: not this dispatch's again
+                lost.add(driver_id)
+            record.log("skipped", now, driver_id=driver_id, reason=why_not)
+        if claim.driver_id is None or claim.version is None:
+            return None
+        rank, eta_s, cand = ranks[claim.driver_id]
+        offer = Offer(self.new_id(), trip_id, cand.driver_id, now,
+                      now + self.config.offer_timeout_s, rank,
+                      round(cand.distance_m, 1), round(eta_s, 1))
+        try:
+            uow.offers.add(offer)
+        except Conflict:
+            lost.add(cand.driver_id)
+            raise _Lost from None  # leaving the unit uncommitted rolls the claim back
+        record.log("offered", now, driver_id=cand.driver_id, offer_id=offer.id,
+                   rank=rank, eta_s=round(eta_s, 1), distance_m=offer.distance_m)
+        return Claimed(offer, claim.version)
 
     def _after_offer(self, offer: Offer, driver_version: int) -> None:
         self.drivers.set_status(offer.driver_id, DriverStatus.offered, offer.trip_id,

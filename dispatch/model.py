@@ -54,6 +54,17 @@ class NotOnline(DispatchError):
     pass
 
 
+class Claim(NamedTuple):
+    """A claim of the first available of several drivers (`claim_first`): the driver claimed
+    and their row's new version (None, None when none was), and each candidate before them
+    with why not: the status found, "claimed" (available, and a concurrent claim holds or won
+    them) or "unknown" (no such row)."""
+
+    driver_id: str | None
+    version: int | None
+    skipped: list[tuple[str, str]]
+
+
 class DriverSummary(NamedTuple):
     """A driver's dispatch state without its bookkeeping: what the directory mirrors."""
 

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import BigInteger, Connection, any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from ridehail.kernel.units import MemoryStore, UndoLog
 from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
 
-from .model import DispatchRecord, DriverState, DriverStatus, DriverSummary, Offer, OfferState
+from .model import (
+    Claim,
+    DispatchRecord,
+    DriverState,
+    DriverStatus,
+    DriverSummary,
+    Offer,
+    OfferState,
+)
 from .tables import dispatch_records, driver_states, offers
 
 
@@ -30,16 +39,19 @@ _ONLINE_PAGE = _summary_page(driver_states.c.status != DriverStatus.offline.valu
 # Drivers changed since a time, in any status (an incremental reconcile's page).
 _CHANGED_PAGE = _summary_page(driver_states.c.updated_at >= bindparam("since"))
 
-# A claim: the driver goes offered to a trip only if available, and its version moves on, so
-# any writer that read the row before (a status change, another claim) loses its
-# compare-and-set. On PostgreSQL the statement also reads, from its own snapshot, the status
-# the driver had: a miss says why in the same round trip. It skips a row another transaction
-# holds (FOR UPDATE SKIP LOCKED) instead of waiting for that transaction to end: the holder is
-# all but always another dispatch's claim of the same nearest driver, and waiting on it (its
-# offer, its record, its commit), for a driver this dispatch would then not get, made the
-# claim 22% of a request's wall time in the 3-process cluster against 9% for the offer's
-# insert, one round trip each (py-spy). Found "available" yet not claimed
-# means a concurrent claim holds the driver, or committed since this statement's snapshot.
+# A claim: the first of the candidates (in the order given) whose row says available goes
+# offered to the trip, and its version moves on, so any writer that read the row before (a
+# status change, another claim) loses its compare-and-set. On PostgreSQL it is one statement
+# whatever the number of candidates, which also reads, from its own snapshot, the status each
+# candidate had: the misses before the claimed driver say why in the same round trip (in the
+# 3-process cluster a request tried 1.7 drivers on average: riders at one place race for
+# the same nearest driver, whom the index still shows available). It skips a row another
+# transaction holds (FOR UPDATE SKIP LOCKED) instead of waiting for that transaction to
+# end: the holder is all but always another dispatch's claim of the same driver, and waiting
+# on it (its offer, its record, its commit), for a driver this dispatch would then not get,
+# made a claim 22% of a request's wall time against 9% for the offer's insert, one round
+# trip each (py-spy). Found "available" yet not claimed means a concurrent claim holds the
+# driver, or committed since this statement's snapshot.
 _AVAILABLE, _OFFERED = DriverStatus.available.value, DriverStatus.offered.value
 _CLAIM = (
     update(driver_states)
@@ -64,14 +76,23 @@ _RELEASE = (
 _RELEASE_FROM = _RELEASE.where(driver_states.c.status == bindparam("w_status"))
 _STATUS = select(driver_states.c.status).where(driver_states.c.driver_id == bindparam("w_driver"))
 _CLAIM_VERSION = _CLAIM.returning(driver_states.c.version)
-_UNLOCKED = (select(driver_states.c.driver_id)
-             .where(driver_states.c.driver_id == bindparam("w_driver"),
-                    driver_states.c.status == _AVAILABLE)
-             .with_for_update(skip_locked=True).scalar_subquery())
-_claimed = _CLAIM.where(driver_states.c.driver_id == _UNLOCKED).returning(
-    driver_states.c.version).cte("claimed")
-_CLAIM_OR_STATUS = select(select(_claimed.c.version).scalar_subquery().label("claimed"),
-                          _STATUS.scalar_subquery().label("found"))
+_IDS = bindparam("w_ids", type_=ARRAY(BigInteger))
+_picked = (select(driver_states.c.driver_id)
+           .where(driver_states.c.driver_id == any_(_IDS), driver_states.c.status == _AVAILABLE)
+           .order_by(func.array_position(_IDS, driver_states.c.driver_id))
+           .limit(1).with_for_update(skip_locked=True).cte("picked"))
+_claimed = (update(driver_states)
+            .where(driver_states.c.driver_id == select(_picked.c.driver_id).scalar_subquery(),
+                   driver_states.c.status == _AVAILABLE)
+            .values(status=_OFFERED, trip_id=bindparam("w_trip"),
+                    updated_at=bindparam("w_now"), version=driver_states.c.version + 1)
+            .returning(driver_states.c.driver_id, driver_states.c.version).cte("claimed"))
+_CLAIM_FIRST = (
+    select(driver_states.c.driver_id, driver_states.c.status, _claimed.c.version)
+    .select_from(driver_states.outerjoin(
+        _claimed, _claimed.c.driver_id == driver_states.c.driver_id))
+    .where(driver_states.c.driver_id == any_(_IDS))
+)
 
 DRIVER_CODEC: RowCodec[DriverState] = RowCodec(
     DriverState, id_columns=("driver_id", "trip_id"), decoders={"status": DriverStatus}
@@ -106,15 +127,27 @@ class SqlDriverStates(SqlVersioned[DriverState]):
     def add(self, state: DriverState) -> None:
         self.insert(state)
 
-    def claim(self, driver_id: str, trip_id: str, now: float) -> int | str:
-        params = {"w_driver": int(driver_id), "w_trip": int(trip_id), "w_now": now}
+    def claim_first(self, driver_ids: Sequence[str], trip_id: str, now: float) -> Claim:
         if self.conn.dialect.name == "postgresql":
-            row = self.conn.execute(_CLAIM_OR_STATUS, params).one()
-            version, found = row.claimed, row.found
-        else:  # SQLite: write units hold the database lock, so nobody claims meanwhile
+            rows = self.conn.execute(_CLAIM_FIRST, {"w_ids": [int(d) for d in driver_ids],
+                                                    "w_trip": int(trip_id), "w_now": now})
+            found = {str(r.driver_id): (r.status, r.version) for r in rows}
+            skipped: list[tuple[str, str]] = []
+            for d in driver_ids:
+                status, version = found.get(d, (None, None))
+                if version is not None:
+                    return Claim(d, int(version), skipped)
+                skipped.append((d, _why_not(status)))
+            return Claim(None, None, skipped)
+        # SQLite: write units hold the database lock, so nobody claims meanwhile
+        skipped = []
+        for d in driver_ids:
+            params = {"w_driver": int(d), "w_trip": int(trip_id), "w_now": now}
             version = self.conn.execute(_CLAIM_VERSION, params).scalar()
-            found = None if version is not None else self.conn.execute(_STATUS, params).scalar()
-        return int(version) if version is not None else _why_not(found)
+            if version is not None:
+                return Claim(d, int(version), skipped)
+            skipped.append((d, _why_not(self.conn.execute(_STATUS, params).scalar())))
+        return Claim(None, None, skipped)
 
     def release(self, driver_id: str, trip_id: str, now: float, *,
                 status: DriverStatus | None = None) -> int | None:
@@ -161,13 +194,17 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
     def add(self, state: DriverState) -> None:
         self.insert(state)
 
-    def claim(self, driver_id: str, trip_id: str, now: float) -> int | str:
-        st = self.get(driver_id)
-        if st is None or st.status != DriverStatus.available:
-            return _why_not(None if st is None else st.status.value)
-        st.status, st.trip_id, st.updated_at = DriverStatus.offered, trip_id, now
-        self.save(st)  # the version moves on, as the SQL claim's does
-        return st.version
+    def claim_first(self, driver_ids: Sequence[str], trip_id: str, now: float) -> Claim:
+        skipped: list[tuple[str, str]] = []
+        for d in driver_ids:
+            st = self.get(d)
+            if st is None or st.status != DriverStatus.available:
+                skipped.append((d, _why_not(None if st is None else st.status.value)))
+                continue
+            st.status, st.trip_id, st.updated_at = DriverStatus.offered, trip_id, now
+            self.save(st)  # the version moves on, as the SQL claim's does
+            return Claim(d, st.version, skipped)
+        return Claim(None, None, skipped)
 
     def release(self, driver_id: str, trip_id: str, now: float, *,
                 status: DriverStatus | None = None) -> int | None:

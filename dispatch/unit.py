@@ -3,24 +3,25 @@ of the trips' repositories."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ridehail.kernel.versioned import Versioned
 from trips.unit import TripsUnit
 
-from .model import DispatchRecord, DriverState, DriverStatus, DriverSummary, Offer
+from .model import Claim, DispatchRecord, DriverState, DriverStatus, DriverSummary, Offer
 
 
 class DriverStateRepository(Versioned[DriverState], Protocol):
     def add(self, state: DriverState) -> None: ...
 
-    def claim(self, driver_id: str, trip_id: str, now: float) -> int | str:
-        """Offer the driver `trip_id` in one statement: if their row says available, it goes
-        offered to the trip (at `now`, its version bumped, so a writer that read it before
-        gets `Conflict`). The row's new version when claimed (the directory's mirror orders
-        changes by it); else why not: the status found, "claimed" (it was available, and a
-        concurrent claim won) or "unknown" (no such row)."""
+    def claim_first(self, driver_ids: Sequence[str], trip_id: str, now: float) -> Claim:
+        """Offer `trip_id` to the first of `driver_ids` (in their order) whose row says
+        available, in one statement on PostgreSQL: that row goes offered to the trip (at
+        `now`, its version bumped, so a writer that read it before gets `Conflict`). The
+        driver, the row's new version (the directory's mirror orders changes by it) and why
+        each candidate before them was not claimed (`Claim`); a row another transaction holds
+        is skipped as "claimed", not waited for."""
         ...
 
     def release(self, driver_id: str, trip_id: str, now: float, *,

@@ -112,21 +112,26 @@ def test_changed_drivers_are_read_in_any_status_a_page_at_a_time_by_id(
                                     7)}
 
 
-def test_a_claim_offers_an_available_driver_and_says_why_not_otherwise(
+def test_a_claim_offers_the_first_available_driver_and_says_why_not_of_those_before(
         uow_factory: Units) -> None:
     free = DriverState(new_id(), "standard", DriverStatus.available, T0)
+    later = DriverState(new_id(), "standard", DriverStatus.available, T0)
     busy = DriverState(new_id(), "standard", DriverStatus.en_route, T0, trip_id=new_id())
-    store(uow_factory, ("drivers", free), ("drivers", busy))
-    trip = new_id()
+    store(uow_factory, ("drivers", free), ("drivers", later), ("drivers", busy))
+    trip, nobody = new_id(), new_id()
     with uow_factory() as uow:
-        assert uow.drivers.claim(free.driver_id, trip, T0 + 5) == 1  # the row's new version
-        assert uow.drivers.claim(free.driver_id, new_id(), T0 + 6) == "offered"
-        assert uow.drivers.claim(busy.driver_id, trip, T0 + 5) == "en_route"
-        assert uow.drivers.claim(new_id(), trip, T0 + 5) == "unknown"
+        # the row's new version; the candidates after the claimed one are not looked at
+        assert uow.drivers.claim_first([busy.driver_id, nobody, free.driver_id,
+                                        later.driver_id], trip, T0 + 5) == (
+            free.driver_id, 1, [(busy.driver_id, "en_route"), (nobody, "unknown")])
+        assert uow.drivers.claim_first([free.driver_id, busy.driver_id], new_id(),
+                                       T0 + 6) == (None, None, [(free.driver_id, "offered"),
+                                                                (busy.driver_id, "en_route")])
         uow.commit()
     with uow_factory(readonly=True) as uow:
         claimed = uow.drivers.get(free.driver_id)
         assert uow.drivers.get(busy.driver_id) == busy  # a miss writes nothing
+        assert uow.drivers.get(later.driver_id) == later
     assert (claimed.status, claimed.trip_id, claimed.updated_at, claimed.version) == (
         DriverStatus.offered, trip, T0 + 5, 1)
 
@@ -135,7 +140,7 @@ def test_an_uncommitted_claim_leaves_the_driver_available(uow_factory: Units) ->
     free = DriverState(new_id(), "standard", DriverStatus.available, T0)
     store(uow_factory, ("drivers", free))
     with uow_factory() as uow:
-        assert uow.drivers.claim(free.driver_id, new_id(), T0 + 5) == 1
+        assert uow.drivers.claim_first([free.driver_id], new_id(), T0 + 5).version == 1
     with uow_factory(readonly=True) as uow:
         assert uow.drivers.get(free.driver_id) == free
 
@@ -148,7 +153,7 @@ def test_a_claim_moves_the_version_on_so_an_earlier_reader_loses(uow_factory: Un
     with uow_factory(readonly=True) as uow:
         seen = uow.drivers.get(free.driver_id)
     with uow_factory() as uow:
-        assert uow.drivers.claim(free.driver_id, new_id(), T0 + 5) == 1
+        assert uow.drivers.claim_first([free.driver_id], new_id(), T0 + 5).version == 1
         uow.commit()
     seen.status = DriverStatus.offline
     with uow_factory() as uow, pytest.raises(Conflict):

@@ -136,9 +136,9 @@ def test_a_claim_skips_a_driver_a_concurrent_claim_holds_without_waiting(pg_unit
     driver = _seeded_driver(pg_units)
     trips = [new_id(), new_id()]
     with pg_units() as a, pg_units() as b:
-        assert a.drivers.claim(driver, trips[0], T0 + 1) == 1
+        assert a.drivers.claim_first([driver], trips[0], T0 + 1).version == 1
         b.connection.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
-        assert b.drivers.claim(driver, trips[1], T0 + 2) == "claimed"
+        assert b.drivers.claim_first([driver], trips[1], T0 + 2).skipped == [(driver, "claimed")]
         a.commit()
         b.commit()
     with pg_units(readonly=True) as uow:
@@ -151,9 +151,9 @@ def test_a_claim_after_a_concurrent_claim_committed_says_offered(pg_units: Any) 
     driver = _seeded_driver(pg_units)
     trips = [new_id(), new_id()]
     with pg_units() as a, pg_units() as b:
-        assert a.drivers.claim(driver, trips[0], T0 + 1) == 1
+        assert a.drivers.claim_first([driver], trips[0], T0 + 1).version == 1
         a.commit()
-        assert b.drivers.claim(driver, trips[1], T0 + 2) == "offered"
+        assert b.drivers.claim_first([driver], trips[1], T0 + 2).skipped == [(driver, "offered")]
         b.commit()
     with pg_units(readonly=True) as uow:
         assert uow.drivers.get(driver).trip_id == trips[0]
@@ -167,7 +167,7 @@ def test_a_save_that_waited_on_a_claim_gets_the_conflict(pg_units: Any) -> None:
     trip = new_id()
     with pg_units() as a, pg_units() as b:
         seen = b.drivers.get(driver)
-        assert a.drivers.claim(driver, trip, T0 + 1) == 1
+        assert a.drivers.claim_first([driver], trip, T0 + 1).version == 1
         pid = b.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
         seen.status = DriverStatus.offline
         with ThreadPoolExecutor(1) as pool:
@@ -193,7 +193,7 @@ def test_a_release_that_waited_on_a_concurrent_writer_rechecks_the_trip(pg_units
         driver = _seed_driver(uow)
         uow.commit()
     with pg_units() as uow:
-        assert uow.drivers.claim(driver, trip, T0 + 1) == 1
+        assert uow.drivers.claim_first([driver], trip, T0 + 1).version == 1
         uow.commit()
     with pg_units() as a, pg_units() as b:
         st = a.drivers.get(driver)
