@@ -22,7 +22,6 @@ from trips.pricing import UpfrontPolicy, meter
 from .drivers import DriverDirectory
 from .matcher import Matcher
 from .model import DispatchRecord, DriverStatus
-from .offers import save_record
 from .ports import Hooks, TraceStore
 from .unit import DispatchUnit, DispatchUnits
 
@@ -142,8 +141,6 @@ class TripLifecycle:
             trip = uow.trips.get(trip_id)
             if trip is None or trip.rider_id != rider_id:
                 raise TripNotFound(trip_id)
-            stored = uow.records.get(trip_id)
-            record = stored or DispatchRecord(trip_id, now)
             # Any write may lose a compare-and-set to a concurrent accept, expiry or step (in
             # another process): that is a 409 to retry, never a 500. Rows are written in the
             # order accept writes them (offer, trip, driver) so PostgreSQL cannot deadlock.
@@ -153,11 +150,10 @@ class TripLifecycle:
                 charge_fee(trip, fee, "cancel_fee")
                 withdrawn = uow.offers.withdraw_pending(trip_id, now)
                 holder = withdrawn.driver_id if withdrawn is not None else trip.driver_id
-                record.outcome = "cancelled_by_rider"
-                record.log("cancelled_by_rider", now, reason=reason)
                 uow.trips.save(trip)
                 freed = self._free_driver(uow, holder, trip_id, now)
-                save_record(uow, record, new=stored is None)
+                uow.records.append(trip_id, now, DispatchRecord.entry(
+                    "cancelled_by_rider", now, reason=reason), outcome="cancelled_by_rider")
             except Conflict:
                 raise StaleState(f"trip {trip_id} changed concurrently; retry") from None
             uow.commit()
@@ -180,16 +176,13 @@ class TripLifecycle:
             if trip is None or trip.driver_id != driver_id:
                 raise TripNotFound(trip_id)
             check_no_show(trip, now, self.cancellation)
-            stored = uow.records.get(trip_id)
-            record = stored or DispatchRecord(trip_id, now)
             try:
                 trip.cancel("driver", now, "no_show")
                 charge_fee(trip, self.cancellation.fee, "no_show_fee")
-                record.outcome = "rider_no_show"
-                record.log("rider_no_show", now)
                 uow.trips.save(trip)
                 freed = self._free_driver(uow, driver_id, trip_id, now)
-                save_record(uow, record, new=stored is None)
+                uow.records.append(trip_id, now, DispatchRecord.entry("rider_no_show", now),
+                                   outcome="rider_no_show")
             except Conflict:
                 raise StaleState(f"trip {trip_id} changed concurrently; retry") from None
             uow.commit()
@@ -210,14 +203,12 @@ class TripLifecycle:
             trip = uow.trips.get(trip_id)
             if trip is None or trip.driver_id != driver_id:
                 raise TripNotFound(trip_id)
-            stored = uow.records.get(trip_id)
-            record = stored or DispatchRecord(trip_id, now)
             try:
                 handed_back_by = trip.hand_back(now)
-                record.log("cancelled_by_driver", now, reason=reason)
                 uow.trips.save(trip)
                 freed = self._free_driver(uow, handed_back_by, trip_id, now)
-                save_record(uow, record, new=stored is None)
+                uow.records.append(trip_id, now, DispatchRecord.entry(
+                    "cancelled_by_driver", now, reason=reason))
             except Conflict:
                 raise StaleState(f"trip {trip_id} changed concurrently; retry") from None
             uow.commit()

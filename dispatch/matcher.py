@@ -458,17 +458,14 @@ class Matcher:
             st.status = DriverStatus.en_route
             st.trip_id = trip.id
             st.updated_at = now
-            stored = uow.records.get(trip.id)
-            record = stored or DispatchRecord(trip.id, now)
-            record.log("accepted", now, driver_id=driver_id, offer_id=offer_id)
-            record.outcome = "assigned"
             try:
                 uow.offers.save(offer)
                 uow.trips.save(trip)
                 uow.drivers.save(st)
             except Conflict:
                 raise OfferClosed(f"offer {offer_id} was answered concurrently") from None
-            save_record(uow, record, new=stored is None)
+            uow.records.append(trip.id, now, DispatchRecord.entry(
+                "accepted", now, driver_id=driver_id, offer_id=offer_id), outcome="assigned")
             uow.commit()
         OFFERS_ACCEPTED.inc()
         with self.announcing():  # the driver's status and the trip's wake-up: one send
@@ -517,9 +514,6 @@ class Matcher:
                     and offer.state == OfferState.pending:
                 state = OfferState.expired
             offer.close(state, now)
-            stored = uow.records.get(offer.trip_id)
-            record = stored or DispatchRecord(offer.trip_id, now)
-            record.log(state.value, now, driver_id=offer.driver_id, offer_id=offer.id)
             try:
                 uow.offers.save(offer)
             except Conflict:
@@ -528,7 +522,8 @@ class Matcher:
             # a cancel's release): a driver whose row moved on meanwhile stays as they are.
             freed = uow.drivers.release(offer.driver_id, offer.trip_id, now,
                                         status=DriverStatus.offered)
-            save_record(uow, record, new=stored is None)
+            uow.records.append(offer.trip_id, now, DispatchRecord.entry(
+                state.value, now, driver_id=offer.driver_id, offer_id=offer.id))
             uow.commit()
         (OFFERS_EXPIRED if state == OfferState.expired else OFFERS_REJECTED).inc()
         if freed is not None:

@@ -121,7 +121,12 @@ class DispatchRecord:
     version: int = 0
 
     def log(self, kind: str, at: float, **data: Any) -> None:
-        self.events.append({"kind": kind, "at": at, **data})
+        self.events.append(self.entry(kind, at, **data))
+
+    @staticmethod
+    def entry(kind: str, at: float, **data: Any) -> dict[str, Any]:
+        """One event of the log, as `log` appends it (and `append` of the repository)."""
+        return {"kind": kind, "at": at, **data}
 
     def tried_drivers(self) -> set[str]:
         return {e["driver_id"] for e in self.events if e["kind"] == "offered"}

@@ -21,9 +21,7 @@ def withdraw_offers_of_driver(uow: DispatchUnit, driver_id: str, now: float) -> 
     for offer in uow.offers.pending_for_driver(driver_id):
         offer.close(OfferState.withdrawn, now)
         uow.offers.save(offer)
-        record = uow.records.get(offer.trip_id)
-        if record is not None:
-            record.log("withdrawn", now, driver_id=driver_id, offer_id=offer.id)
-            uow.records.save(record)
+        uow.records.append(offer.trip_id, now, DispatchRecord.entry(
+            "withdrawn", now, driver_id=driver_id, offer_id=offer.id))
         trip_id = offer.trip_id
     return trip_id

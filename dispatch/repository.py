@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, any_, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import JSON, BigInteger, Connection, any_, bindparam, cast, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ridehail.kernel.units import MemoryStore, UndoLog
 from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
@@ -298,6 +300,29 @@ class MemoryOffers(MemoryVersioned[Offer]):
         return sorted(found, key=lambda o: o.deadline)[:limit]
 
 
+def _append(dialect: str) -> Any:
+    """An event onto a trip's record (`append`), an upsert: the new row holds the one event;
+    an existing one gets it added to its array (PostgreSQL's jsonb ||, SQLite's json_insert)
+    and keeps its outcome unless one is given."""
+    table = dispatch_records
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(
+        trip_id=bindparam("w_trip"), created_at=bindparam("w_now"),
+        events=bindparam("w_events", type_=JSON), outcome=bindparam("w_outcome"), version=0)
+    new = stmt.excluded
+    events: Any
+    if dialect == "postgresql":
+        events = cast(cast(table.c.events, JSONB).op("||")(cast(new.events, JSONB)), JSON)
+    else:
+        events = func.json_insert(table.c.events, "$[#]",
+                                  func.json(func.json_extract(new.events, "$[0]")))
+    return stmt.on_conflict_do_update(index_elements=[table.c.trip_id], set_={
+        "events": events, "outcome": func.coalesce(new.outcome, table.c.outcome),
+        "version": table.c.version + 1})
+
+
+_APPEND = {dialect: _append(dialect) for dialect in ("postgresql", "sqlite")}
+
+
 class SqlDispatchRecords(SqlVersioned[DispatchRecord]):
     updates_unique = False  # only the trip id is unique
     def __init__(self, conn: Connection) -> None:
@@ -306,6 +331,11 @@ class SqlDispatchRecords(SqlVersioned[DispatchRecord]):
     def add(self, record: DispatchRecord) -> None:
         self.insert(record)
 
+    def append(self, trip_id: str, now: float, event: dict[str, Any],
+               outcome: str | None = None) -> None:
+        self.conn.execute(_APPEND[self.conn.dialect.name], {
+            "w_trip": int(trip_id), "w_now": now, "w_events": [event], "w_outcome": outcome})
+
 
 class MemoryDispatchRecords(MemoryVersioned[DispatchRecord]):
     def __init__(self, store: MemoryStore, undo: UndoLog) -> None:
@@ -313,4 +343,15 @@ class MemoryDispatchRecords(MemoryVersioned[DispatchRecord]):
 
     def add(self, record: DispatchRecord) -> None:
         self.insert(record)
+
+    def append(self, trip_id: str, now: float, event: dict[str, Any],
+               outcome: str | None = None) -> None:
+        stored = self.get(trip_id)
+        record = stored or DispatchRecord(trip_id, now)
+        record.events.append(dict(event))
+        record.outcome = outcome or record.outcome
+        if stored is None:
+            self.insert(record)
+        else:
+            self.save(record)
 

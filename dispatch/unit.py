@@ -4,7 +4,7 @@ of the trips' repositories."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ridehail.kernel.versioned import Versioned
 from trips.unit import TripsUnit
@@ -62,6 +62,13 @@ class OfferRepository(Versioned[Offer], Protocol):
 
 class DispatchRecordRepository(Versioned[DispatchRecord], Protocol):
     def add(self, record: DispatchRecord) -> None: ...
+
+    def append(self, trip_id: str, now: float, event: dict[str, Any],
+               outcome: str | None = None) -> None:
+        """Add `event` (`DispatchRecord.entry`) to the end of the trip's record, and set its
+        outcome if given, in one statement without reading it (its version moves on); a trip
+        without a record gets one created at `now`. Concurrent appends both land."""
+        ...
 
 
 class DispatchUnit(TripsUnit, Protocol):

@@ -332,6 +332,29 @@ def test_dispatch_record_round_trip_keeps_its_events(uow_factory: Units) -> None
         assert len(uow.records.get(record.trip_id).events) == 2
 
 
+def test_an_appended_event_lands_after_the_stored_ones_without_a_read(
+        uow_factory: Units) -> None:
+    record = DispatchRecord(new_id(), T0, outcome="assigned")
+    record.log("offered", T0, driver_id="7", rank=0, eta_s=41.5)
+    store(uow_factory, ("records", record))
+    fresh = new_id()
+    with uow_factory() as uow:
+        uow.records.append(record.trip_id, T0 + 1, DispatchRecord.entry(
+            "withdrawn", T0 + 1, driver_id="7", offer_id="9"))  # keeps the outcome
+        uow.records.append(record.trip_id, T0 + 2, DispatchRecord.entry(
+            "cancelled_by_rider", T0 + 2, reason=None), outcome="cancelled_by_rider")
+        uow.records.append(fresh, T0 + 3, DispatchRecord.entry("rider_no_show", T0 + 3))
+        uow.commit()
+    with uow_factory(readonly=True) as uow:
+        got, new = uow.records.get(record.trip_id), uow.records.get(fresh)
+    assert got.events == [
+        {"kind": "offered", "at": T0, "driver_id": "7", "rank": 0, "eta_s": 41.5},
+        {"kind": "withdrawn", "at": T0 + 1, "driver_id": "7", "offer_id": "9"},
+        {"kind": "cancelled_by_rider", "at": T0 + 2, "reason": None}]
+    assert (got.outcome, got.version) == ("cancelled_by_rider", 2)
+    assert new == DispatchRecord(fresh, T0 + 3, [{"kind": "rider_no_show", "at": T0 + 3}])
+
+
 # --- rollback ----------------------------------------------------------------------------------
 
 def test_an_uncommitted_unit_leaves_nothing(uow_factory: Units) -> None:

@@ -214,6 +214,33 @@ def test_a_release_that_waited_on_a_concurrent_writer_rechecks_the_trip(pg_units
     assert (row.status, row.trip_id, row.version) == (DriverStatus.en_route, other, 2)
 
 
+def test_two_units_appending_to_one_record_both_land(pg_units: Any) -> None:
+    # A cancel and an expiry log onto the trip's record at once: the second append waits on
+    # the first's row lock, then adds to the array as committed, instead of overwriting it.
+    trip = new_id()
+    with pg_units() as uow:
+        uow.records.add(DispatchRecord(trip, T0))
+        uow.commit()
+    with pg_units() as a, pg_units() as b:
+        a.records.append(trip, T0 + 1, DispatchRecord.entry("expired", T0 + 1))
+        pid = b.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with ThreadPoolExecutor(1) as pool:
+            appended = pool.submit(b.records.append, trip, T0 + 2,
+                                   DispatchRecord.entry("cancelled_by_rider", T0 + 2),
+                                   "cancelled_by_rider")
+            deadline = time.monotonic() + 30
+            while not _waiting_on_a_lock(pg_units, pid):
+                assert time.monotonic() < deadline and not appended.done(), appended
+                time.sleep(0.01)
+            a.commit()
+            appended.result(timeout=30)
+        b.commit()
+    with pg_units(readonly=True) as uow:
+        got = uow.records.get(trip)
+    assert [e["kind"] for e in got.events] == ["expired", "cancelled_by_rider"]
+    assert (got.outcome, got.version) == ("cancelled_by_rider", 2)
+
+
 def _seeded_driver(units: Any) -> str:
     with units() as uow:
         driver = _seed_driver(uow)

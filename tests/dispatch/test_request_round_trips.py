@@ -144,10 +144,11 @@ def test_a_refused_request_says_why(pg: Any) -> None:
         assert uow.trips.open_for_rider("50").state == TripState.requested
 
 
-def test_a_riders_cancel_of_an_offered_trip_costs_eight_round_trips(pg: Any) -> None:
-    # BEGIN; the trip; its dispatch record; the pending offer withdrawn (one UPDATE that
-    # returns it, not a read of the trip's offers and a write back); the trip; the driver
-    # released (one conditional UPDATE, not a read and a compare-and-set); the record; COMMIT.
+def test_a_riders_cancel_of_an_offered_trip_costs_seven_round_trips(pg: Any) -> None:
+    # BEGIN; the trip; the pending offer withdrawn (one UPDATE that returns it, not a read of
+    # the trip's offers and a write back); the trip; the driver released (one conditional
+    # UPDATE, not a read and a compare-and-set); the event appended to the dispatch record
+    # (one upsert, not a read and a compare-and-set); COMMIT.
     engine, wire, _clock = pg
     _online(engine, "1", 100)
     trip = engine.request_trip("50", PICKUP, DROPOFF)
@@ -157,15 +158,19 @@ def test_a_riders_cancel_of_an_offered_trip_costs_eight_round_trips(pg: Any) -> 
     with engine.matcher.units(readonly=True) as uow:
         assert uow.drivers.get("1").status == DriverStatus.available
         assert uow.offers.pending_for_trip(trip.id) is None
-    assert len(trips) == 8, "\n".join(trips)
+        record = uow.records.get(trip.id)
+    assert [e["kind"] for e in record.events][-1] == "cancelled_by_rider"
+    assert record.outcome == "cancelled_by_rider"
+    assert not any("FROM dispatch_records" in sent for sent in trips), "\n".join(trips)
+    assert len(trips) == 7, "\n".join(trips)
 
 
-def test_a_drivers_rejection_costs_seven_round_trips_before_the_re_offer(pg: Any) -> None:
-    # The rejection's unit: BEGIN; the offer; its dispatch record; the offer closed
-    # (compare-and-set); the driver released if still offered the trip (one conditional
-    # UPDATE, not a read and a compare-and-set); the record; COMMIT. Then the re-offer to the
-    # next driver, a unit of its own: BEGIN; the trip; its offers; the record; the claim; the
-    # offer; the record; COMMIT.
+def test_a_drivers_rejection_costs_six_round_trips_before_the_re_offer(pg: Any) -> None:
+    # The rejection's unit: BEGIN; the offer; the offer closed (compare-and-set); the driver
+    # released if still offered the trip (one conditional UPDATE, not a read and a
+    # compare-and-set); the event appended to the record (one upsert); COMMIT. Then the
+    # re-offer to the next driver, a unit of its own: BEGIN; the trip; its offers; the record;
+    # the claim; the offer; the record; COMMIT.
     engine, wire, _clock = pg
     _online(engine, "1", 100)
     _online(engine, "2", 300)
@@ -177,7 +182,8 @@ def test_a_drivers_rejection_costs_seven_round_trips_before_the_re_offer(pg: Any
         assert uow.drivers.get("1").status == DriverStatus.available
         assert uow.offers.get(offer.id).state == OfferState.rejected
     assert engine.pending_offers("2")[0].trip_id == trip.id
-    rejection = trips[:7]
+    rejection = trips[:6]
     assert "COMMIT" in rejection[-1], "\n".join(trips)
-    assert not any("FROM driver_states" in sent for sent in rejection), "\n".join(trips)
-    assert len(trips) == 7 + 8, "\n".join(trips)
+    assert not any("FROM driver_states" in sent or "FROM dispatch_records" in sent
+                   for sent in rejection), "\n".join(trips)
+    assert len(trips) == 6 + 8, "\n".join(trips)
