@@ -118,7 +118,7 @@ class Matcher:
         """`open_trip` and the trip's first dispatch in one transaction: the trip is committed
         already offered (or ended no_driver_found), so nobody (a cancel, another process's
         dispatch) ever sees it between the two, and it costs one commit and no re-reads of the
-        trip, its offers and its record (on PostgreSQL 6 round trips instead of 15, pinned by
+        trip, its offers and its record (on PostgreSQL 5 round trips instead of 15, pinned by
         tests/dispatch/test_request_round_trips.py).
 
         A driver the claim finds unavailable is skipped (nothing written); a claim whose offer
@@ -133,11 +133,12 @@ class Matcher:
                 self._add_trip(uow, trip)
                 record = DispatchRecord(trip.id, now)
                 ranked = self.candidates(trip, set(), record)
-                claimed = self._claim_first(uow, trip.id, ranked, record, lost, now)
+                claimed = self._claim_first(uow, trip.id, ranked, record, lost, now,
+                                            new_record=True)
                 if claimed is None:
                     self._unmatched(trip, record, now)
                     uow.trips.save(trip)  # inserted by this unit: no concurrent writer
-                uow.records.add(record)
+                    uow.records.add(record)
                 uow.commit()
         except _Lost:
             self._open(trip)
@@ -352,9 +353,11 @@ class Matcher:
             record = stored or DispatchRecord(trip_id, now)
             exclude = record.tried_drivers() | set(trip.rejected_drivers) | lost
             ranked = only if only is not None else self.candidates(trip, exclude, record)
-            claimed = self._claim_first(uow, trip_id, ranked, record, lost, now)
+            claimed = self._claim_first(uow, trip_id, ranked, record, lost, now,
+                                        new_record=stored is None)
             if claimed is not None:
-                save_record(uow, record, new=stored is None)
+                if stored is not None:
+                    uow.records.save(record)
             else:
                 self._unmatched(trip, record, now)
                 try:
@@ -383,13 +386,16 @@ class Matcher:
         self.hooks.trip_finished(trip.id, TripState.no_driver_found.value)
 
     def _claim_first(self, uow: DispatchUnit, trip_id: str, ranked: Ranked,
-                     record: DispatchRecord, lost: set[str], now: float) -> Claimed | None:
+                     record: DispatchRecord, lost: set[str], now: float, *,
+                     new_record: bool) -> Claimed | None:
         """Claim the first candidate still available: the driver goes `offered` in one
         statement over all the candidates (`claim_first`), then a pending offer is added; the
         offer, with the driver row's version after the claim. Each candidate before the
         claimed one is logged skipped with the reason the claim found (nothing was written,
         the unit goes on); raises _Lost when the offer lost after the driver's write (a
-        pending offer of this trip or this driver won: the unit must not commit)."""
+        pending offer of this trip or this driver won: the unit must not commit). With
+        `new_record` (the trip has none stored) the record, complete, is inserted with the
+        offer when there is one; the caller stores it otherwise."""
         ranks = {cand.driver_id: (rank, eta_s, cand) for rank, (eta_s, cand) in enumerate(ranked)
                  if cand.driver_id not in lost}
         if not ranks:
@@ -405,13 +411,13 @@ class Matcher:
         offer = Offer(self.new_id(), trip_id, cand.driver_id, now,
                       now + self.config.offer_timeout_s, rank,
                       round(cand.distance_m, 1), round(eta_s, 1))
+        record.log("offered", now, driver_id=cand.driver_id, offer_id=offer.id,
+                   rank=rank, eta_s=round(eta_s, 1), distance_m=offer.distance_m)
         try:
-            uow.offers.add(offer)
+            uow.offers.add(offer, record if new_record else None)
         except Conflict:
             lost.add(cand.driver_id)
             raise _Lost from None  # leaving the unit uncommitted rolls the claim back
-        record.log("offered", now, driver_id=cand.driver_id, offer_id=offer.id,
-                   rank=rank, eta_s=round(eta_s, 1), distance_m=offer.distance_m)
         return Claimed(offer, claim.version)
 
     def _after_offer(self, offer: Offer, driver_version: int) -> None:

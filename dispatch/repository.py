@@ -5,11 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Connection, any_, bindparam, cast, func, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Connection,
+    any_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ridehail.kernel.errors import Conflict
 from ridehail.kernel.units import MemoryStore, UndoLog
 from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
 
@@ -236,13 +248,39 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
         return [st for st in found if st is not None]
 
 
+def _offer_with_record() -> Any:
+    """An offer and its trip's first dispatch record in one PostgreSQL statement (`add`'s
+    `new_record`): the record's insert reads the offer's, so an offer a unique rule refused
+    (or a record another unit inserted meanwhile) returns no row and writes nothing more."""
+    offer = (pg_insert(offers)
+             .values({c.name: bindparam(f"o_{c.name}", type_=c.type) for c in offers.c})
+             .on_conflict_do_nothing().returning(offers.c.id).cte("offer"))
+    values = select(*[bindparam(f"r_{c.name}", type_=c.type) for c in dispatch_records.c])
+    return (pg_insert(dispatch_records)
+            .from_select([c.name for c in dispatch_records.c],
+                         values.where(exists(select(offer.c.id))))
+            .on_conflict_do_nothing().returning(dispatch_records.c.trip_id).add_cte(offer))
+
+
+_OFFER_WITH_RECORD = _offer_with_record()
+
+
 class SqlOffers(SqlVersioned[Offer]):
     updates_unique = False  # use cases only close offers (pending is set at insert)
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn, offers, OFFER_CODEC)
 
-    def add(self, offer: Offer) -> None:
-        self.insert(offer)
+    def add(self, offer: Offer, new_record: DispatchRecord | None = None) -> None:
+        if new_record is None or self.conn.dialect.name != "postgresql":
+            self.insert(offer)
+            if new_record is not None:
+                SqlDispatchRecords(self.conn).add(new_record)
+            return
+        params = {f"o_{k}": v for k, v in self.codec.to_row(offer).items()}
+        params.update({f"r_{k}": v for k, v in RECORD_CODEC.to_row(new_record).items()})
+        if self.conn.execute(_OFFER_WITH_RECORD, params).first() is None:
+            raise Conflict(f"offer {offer.id} or the dispatch record of trip {offer.trip_id} "
+                           "conflicts with a stored row (a unique rule)")
 
     def pending_for_driver(self, driver_id: str) -> list[Offer]:
         return self.find(offers.c.driver_id == int(driver_id), offers.c.state == "pending")
@@ -269,11 +307,16 @@ class MemoryOffers(MemoryVersioned[Offer]):
         # trip id -> its offer ids: the index a database would keep (ix_offers_trip), so a
         # trip's offers are found without scanning every offer of the run.
         self.by_trip: dict[str, tuple[str, ...]] = store.table("offers:by_trip")
+        self.records = MemoryDispatchRecords(store, undo)  # for `add`'s new_record
 
-    def add(self, offer: Offer) -> None:
+    def add(self, offer: Offer, new_record: DispatchRecord | None = None) -> None:
+        if new_record is not None and self.records.get(new_record.trip_id) is not None:
+            raise Conflict(f"the dispatch record of trip {offer.trip_id} is stored already")
         self.insert(offer)
         self.undo.set(self.by_trip, offer.trip_id,
                       self.by_trip.get(offer.trip_id, ()) + (offer.id,))
+        if new_record is not None:
+            self.records.add(new_record)
 
     def withdraw_pending(self, trip_id: str, now: float) -> Offer | None:
         offer = self.pending_for_trip(trip_id)

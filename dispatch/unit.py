@@ -44,7 +44,13 @@ class DriverStateRepository(Versioned[DriverState], Protocol):
 
 
 class OfferRepository(Versioned[Offer], Protocol):
-    def add(self, offer: Offer) -> None: ...
+    def add(self, offer: Offer, new_record: DispatchRecord | None = None) -> None:
+        """Store a new offer (`Conflict` when a unique rule refuses it: one pending offer per
+        trip and per driver), and with it `new_record`, its trip's first dispatch record (on
+        PostgreSQL in the same statement: a trip request's one round trip fewer); `Conflict`
+        too when the trip has a record already. After a `Conflict` with `new_record` the unit
+        may hold the offer: it must not commit."""
+        ...
 
     def pending_for_driver(self, driver_id: str) -> list[Offer]: ...
 

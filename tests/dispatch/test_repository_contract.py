@@ -332,6 +332,28 @@ def test_dispatch_record_round_trip_keeps_its_events(uow_factory: Units) -> None
         assert len(uow.records.get(record.trip_id).events) == 2
 
 
+def test_an_offer_carries_its_trips_first_record_or_neither_is_kept(uow_factory: Units) -> None:
+    driver = new_id()
+    offer = make_offer(driver_id=driver)
+    record = DispatchRecord(offer.trip_id, T0, outcome=None)
+    record.log("offered", T0, driver_id=driver, offer_id=offer.id, rank=0)
+    with uow_factory() as uow:
+        uow.offers.add(offer, record)
+        uow.commit()
+    rival = make_offer(driver_id=driver)  # a second pending offer of the driver
+    rival_record = DispatchRecord(rival.trip_id, T0 + 1)
+    again = make_offer(trip_id=offer.trip_id)  # the trip's record is stored already
+    for refused, its_record in ((rival, rival_record), (again, DispatchRecord(offer.trip_id,
+                                                                              T0 + 2))):
+        with uow_factory() as uow, pytest.raises(Conflict):
+            uow.offers.add(refused, its_record)  # the unit is not committed
+    with uow_factory(readonly=True) as uow:
+        assert uow.offers.get(offer.id) == offer
+        assert uow.records.get(offer.trip_id) == record
+        assert uow.offers.get(rival.id) is None and uow.offers.get(again.id) is None
+        assert uow.records.get(rival.trip_id) is None
+
+
 def test_an_appended_event_lands_after_the_stored_ones_without_a_read(
         uow_factory: Units) -> None:
     record = DispatchRecord(new_id(), T0, outcome="assigned")
