@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ridehail.kernel.channel import Channel
+from ridehail.kernel.deferred import after_answer
 from ridehail.kernel.logging import get_logger
 
 from .feed import decode
@@ -58,7 +59,12 @@ class BatchedRedis:
     rides, the channels' wake-ups). Inside `batch()` a thread's commands are queued and go to
     Redis in one round trip when the batch ends: a trip request announces three things after its
     commit (its demand, the driver's new status, the offer's wake-up) and waits for Redis
-    once. Outside a batch (other threads, other use cases) every command goes at once.
+    once. Outside a batch (other threads, other use cases) every command goes at once. A batch
+    that ends while the edge answers a request goes once the answer is on its way
+    (`ridehail.kernel.deferred`): the caller does not wait for that round trip (in the
+    3-process closed loop, three interleaved 20 s runs each way, a trip request's p50 went
+    25.0/23.8/23.4 -> 23.4/22.1/23.3 ms; its server-side Redis wait had been 1.8 ms in a
+    median request).
 
     A queued command's answer is not seen: only announcements go through here, and they are
     best effort (a failed batch is logged, as each announcer logs its own failure; the
@@ -83,14 +89,19 @@ class BatchedRedis:
             yield
         finally:
             self._local.pipe = None
-            try:
-                answers = pipe.execute(raise_on_error=False) if len(pipe) else []
-            except Exception as exc:  # noqa: BLE001 - what was committed stays committed
-                log.warning("announcements not sent", error=repr(exc))
-            else:
-                for answer in answers:
-                    if isinstance(answer, Exception):
-                        log.warning("announcement refused", error=repr(answer))
+            if len(pipe) and not after_answer(lambda: _send(pipe)):
+                _send(pipe)
+
+
+def _send(pipe: Any) -> None:
+    try:
+        answers = pipe.execute(raise_on_error=False)
+    except Exception as exc:  # noqa: BLE001 - what was committed stays committed
+        log.warning("announcements not sent", error=repr(exc))
+    else:
+        for answer in answers:
+            if isinstance(answer, Exception):
+                log.warning("announcement refused", error=repr(answer))
 
 
 # --- driver events ---------------------------------------------------------------------------

@@ -17,22 +17,27 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-async def in_pool(pool: Executor, fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)` in a thread of `pool`; its result (or exception) on the loop."""
+async def in_pool(pool: Executor, fn: Callable[..., T], *args: Any,
+                  then: Callable[[], None] | None = None) -> T:
+    """`fn(*args)` in a thread of `pool`; its result (or exception) on the loop. `then`, if
+    given, runs in that thread once the result is on its way to the loop (work the awaiting
+    coroutine does not wait for)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
-    pool.submit(_work, loop, future, fn, args)
+    pool.submit(_work, loop, future, fn, args, then)
     return await future
 
 
 def _work(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], fn: Callable[..., Any],
-          args: tuple[Any, ...]) -> None:
+          args: tuple[Any, ...], then: Callable[[], None] | None) -> None:
     try:
         result = fn(*args)
     except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
         _settle_soon(loop, future, _fail, exc)
     else:
         _settle_soon(loop, future, _succeed, result)
+    if then is not None:
+        then()
 
 
 def _settle_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],

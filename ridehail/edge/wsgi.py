@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ridehail.kernel.deferred import answering, run_all
 from ridehail.kernel.logging import get_logger
 
 from .pool import in_pool
@@ -110,8 +111,10 @@ class FlaskBridge:
             env.pop("HTTP_TRANSFER_ENCODING", None)
             env["CONTENT_LENGTH"] = str(len(body))
         context = contextvars.copy_context()
+        later: list[Callable[[], None]] = []  # what the app deferred (`after_answer`)
         try:
-            status, headers, payload = await in_pool(self.pool, context.run, self._answer, env)
+            status, headers, payload = await in_pool(
+                self.pool, context.run, self._answer, env, later, then=lambda: run_all(later))
         except Exception:
             log.exception("the app failed to answer %s %s", scope.get("method"),
                           scope.get("path"))
@@ -121,8 +124,17 @@ class FlaskBridge:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    def _answer(self, env: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """The app's whole answer to `env`, in a pool thread."""
+    def _answer(self, env: dict[str, Any], later: list[Callable[[], None]]
+                ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The app's whole answer to `env`, in a pool thread; what the app deferred until the
+        answer is on its way (`ridehail.kernel.deferred`) goes into `later`."""
+        with answering() as deferred:
+            try:
+                return self._call_app(env)
+            finally:
+                later.extend(deferred)
+
+    def _call_app(self, env: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         started: list[Any] = []
         written: list[bytes] = []
 

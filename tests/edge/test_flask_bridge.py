@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import requests
 from flask import Flask, jsonify, request
 
 from ridehail.edge.wsgi import FlaskBridge
+from ridehail.kernel.deferred import after_answer
 from tests.conftest import Server
 from tests.edge.conftest import asgi_request
 
@@ -123,3 +125,29 @@ def test_over_a_real_server_a_chunked_oversized_body_is_a_413_problem(
                                                        "password": "wrong-password-1"},
                        timeout=10)
     assert ok.status_code == 401, ok.text
+
+
+def test_work_the_app_defers_runs_after_its_answer_is_handed_back() -> None:
+    # A view's announcement (ridehail.kernel.deferred.after_answer) must not hold the answer:
+    # the deferred work blocks until the test has the answer in hand, then runs, in order.
+    release = threading.Event()
+    ran: list[str] = []
+    app = Flask("deferring")
+
+    @app.post("/later")
+    def later() -> Any:
+        assert after_answer(lambda: (release.wait(30), ran.append("first")))
+        assert after_answer(lambda: ran.append("second"))
+        return jsonify(ok=True)
+
+    for bridge in bridge_for(app):
+        sent, _ = call(bridge, "POST", "/later", [b""])
+        assert answer(sent)[0] == 200 and ran == []
+        release.set()
+        bridge.pool.shutdown(wait=True)  # the pool thread finishes what was deferred
+        assert ran == ["first", "second"]
+
+
+def test_outside_an_answer_nothing_is_deferred() -> None:
+    # The engine called directly (the simulator, the CLI): the caller runs its work at once.
+    assert after_answer(lambda: None) is False
