@@ -67,13 +67,13 @@ _CHANGED_PAGE = _summary_page(driver_states.c.updated_at >= bindparam("since"))
 # trip each (py-spy). Found "available" yet not claimed means a concurrent claim holds the
 # driver, or committed since this statement's snapshot.
 _AVAILABLE, _OFFERED = DriverStatus.available.value, DriverStatus.offered.value
-_CLAIM = (
+_OFFERS_AVAILABLE = (  # the claim's write, whichever driver it picks
     update(driver_states)
-    .where(driver_states.c.driver_id == bindparam("w_driver"),
-           driver_states.c.status == _AVAILABLE)
+    .where(driver_states.c.status == _AVAILABLE)
     .values(status=_OFFERED, trip_id=bindparam("w_trip"), updated_at=bindparam("w_now"),
             version=driver_states.c.version + 1)
 )
+_CLAIM = _OFFERS_AVAILABLE.where(driver_states.c.driver_id == bindparam("w_driver"))
 # A release: the driver goes available only if their row still holds the trip, in one
 # statement instead of a read and a compare-and-set (a cancel's two round trips). Waiting on
 # the row's lock, PostgreSQL re-checks the condition against the row as committed meanwhile.
@@ -95,11 +95,8 @@ _picked = (select(driver_states.c.driver_id)
            .where(driver_states.c.driver_id == any_(_IDS), driver_states.c.status == _AVAILABLE)
            .order_by(func.array_position(_IDS, driver_states.c.driver_id))
            .limit(1).with_for_update(skip_locked=True).cte("picked"))
-_claimed = (update(driver_states)
-            .where(driver_states.c.driver_id == select(_picked.c.driver_id).scalar_subquery(),
-                   driver_states.c.status == _AVAILABLE)
-            .values(status=_OFFERED, trip_id=bindparam("w_trip"),
-                    updated_at=bindparam("w_now"), version=driver_states.c.version + 1)
+_claimed = (_OFFERS_AVAILABLE
+            .where(driver_states.c.driver_id == select(_picked.c.driver_id).scalar_subquery())
             .returning(driver_states.c.driver_id, driver_states.c.version).cte("claimed"))
 _CLAIM_FIRST = (
     select(driver_states.c.driver_id, driver_states.c.status, _claimed.c.version)

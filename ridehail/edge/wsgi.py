@@ -128,11 +128,8 @@ class FlaskBridge:
                 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """The app's whole answer to `env`, in a pool thread; what the app deferred until the
         answer is on its way (`ridehail.kernel.deferred`) goes into `later`."""
-        with answering() as deferred:
-            try:
-                return self._call_app(env)
-            finally:
-                later.extend(deferred)
+        with answering(later):
+            return self._call_app(env)
 
     def _call_app(self, env: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         started: list[Any] = []

@@ -3,8 +3,9 @@ first, then runs what the use case deferred (its announcements to other processe
 events, surge demand, wake-ups), so the caller does not wait for a round trip whose result it
 never sees.
 
-    with answering() as later:   # the edge, around the app's call
-        ...                      # a use case calls after_answer(send)
+    later = []
+    with answering(later):   # the edge, around the app's call
+        ...                  # a use case calls after_answer(send)
     ...hand the answer back...
     run_all(later)
 
@@ -37,12 +38,11 @@ def after_answer(work: Callable[[], None]) -> bool:
 
 
 @contextlib.contextmanager
-def answering() -> Iterator[list[Callable[[], None]]]:
-    """Collect what the code inside defers (`after_answer`), in order."""
-    later: list[Callable[[], None]] = []
+def answering(later: list[Callable[[], None]]) -> Iterator[None]:
+    """Collect into `later` what the code inside defers (`after_answer`), in order."""
     token = _LATER.set(later)
     try:
-        yield later
+        yield
     finally:
         _LATER.reset(token)
 
