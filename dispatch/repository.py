@@ -24,6 +24,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ridehail.kernel.errors import Conflict
 from ridehail.kernel.units import MemoryStore, UndoLog
 from ridehail.kernel.versioned import MemoryVersioned, RowCodec, SqlVersioned
+from trips.model import Trip
+from trips.repository import CODEC as TRIP_CODEC
+from trips.repository import MemoryTripRepository, SqlTripRepository, open_statement
 
 from .model import (
     Claim,
@@ -91,19 +94,51 @@ _RELEASE_FROM = _RELEASE.where(driver_states.c.status == bindparam("w_status"))
 _STATUS = select(driver_states.c.status).where(driver_states.c.driver_id == bindparam("w_driver"))
 _CLAIM_VERSION = _CLAIM.returning(driver_states.c.version)
 _IDS = bindparam("w_ids", type_=ARRAY(BigInteger))
-_picked = (select(driver_states.c.driver_id)
-           .where(driver_states.c.driver_id == any_(_IDS), driver_states.c.status == _AVAILABLE)
-           .order_by(func.array_position(_IDS, driver_states.c.driver_id))
-           .limit(1).with_for_update(skip_locked=True).cte("picked"))
-_claimed = (_OFFERS_AVAILABLE
-            .where(driver_states.c.driver_id == select(_picked.c.driver_id).scalar_subquery())
-            .returning(driver_states.c.driver_id, driver_states.c.version).cte("claimed"))
-_CLAIM_FIRST = (
-    select(driver_states.c.driver_id, driver_states.c.status, _claimed.c.version)
-    .select_from(driver_states.outerjoin(
-        _claimed, _claimed.c.driver_id == driver_states.c.driver_id))
-    .where(driver_states.c.driver_id == any_(_IDS))
-)
+
+
+def _claim_first_statement(opening: Any = None) -> Any:
+    """PostgreSQL's `claim_first`: one row per candidate (in `w_ids`) with the status this
+    statement's snapshot found and, for the one claimed, the row's new version. Given
+    `opening` (a new trip's insert, `trips.repository.open_statement`), the insert goes first
+    in the same statement, no driver is claimed unless it inserted, and each row says whether
+    it did (`opened`): a trip request's insert and claim share one round trip."""
+    candidates = select(driver_states.c.driver_id).where(
+        driver_states.c.driver_id == any_(_IDS), driver_states.c.status == _AVAILABLE)
+    if opening is not None:
+        opening = opening.cte("opened")
+        candidates = candidates.where(exists(select(opening.c.id)))
+    picked = (candidates.order_by(func.array_position(_IDS, driver_states.c.driver_id))
+              .limit(1).with_for_update(skip_locked=True).cte("picked"))
+    claimed = (_OFFERS_AVAILABLE
+               .where(driver_states.c.driver_id == select(picked.c.driver_id).scalar_subquery())
+               .returning(driver_states.c.driver_id, driver_states.c.version).cte("claimed"))
+    # Every candidate has a row, a row of theirs or not (`unnest`), so the answer is never
+    # empty and always carries `opened`.
+    wanted = func.unnest(_IDS).table_valued("driver_id").render_derived("wanted")
+    out = (select(wanted.c.driver_id, driver_states.c.status, claimed.c.version)
+           .select_from(wanted
+                        .outerjoin(driver_states, driver_states.c.driver_id == wanted.c.driver_id)
+                        .outerjoin(claimed, claimed.c.driver_id == wanted.c.driver_id)))
+    if opening is not None:
+        out = out.add_columns(select(opening.c.id).scalar_subquery().label("opened"))
+    return out
+
+
+_CLAIM_FIRST = _claim_first_statement()
+_OPEN_AND_CLAIM_FIRST = _claim_first_statement(open_statement("postgresql", prefix="t_"))
+
+
+def _first_claimed(rows: Iterable[Any], driver_ids: Sequence[str]) -> Claim:
+    """The `Claim` in `_claim_first_statement`'s rows: the first candidate with a version."""
+    found = {str(r.driver_id): (r.status, r.version) for r in rows}
+    skipped: list[tuple[str, str]] = []
+    for d in driver_ids:
+        status, version = found.get(d, (None, None))
+        if version is not None:
+            return Claim(d, int(version), skipped)
+        skipped.append((d, _why_not(status)))
+    return Claim(None, None, skipped)
+
 
 DRIVER_CODEC: RowCodec[DriverState] = RowCodec(
     DriverState, id_columns=("driver_id", "trip_id"), decoders={"status": DriverStatus}
@@ -140,18 +175,10 @@ class SqlDriverStates(SqlVersioned[DriverState]):
 
     def claim_first(self, driver_ids: Sequence[str], trip_id: str, now: float) -> Claim:
         if self.conn.dialect.name == "postgresql":
-            rows = self.conn.execute(_CLAIM_FIRST, {"w_ids": [int(d) for d in driver_ids],
-                                                    "w_trip": int(trip_id), "w_now": now})
-            found = {str(r.driver_id): (r.status, r.version) for r in rows}
-            skipped: list[tuple[str, str]] = []
-            for d in driver_ids:
-                status, version = found.get(d, (None, None))
-                if version is not None:
-                    return Claim(d, int(version), skipped)
-                skipped.append((d, _why_not(status)))
-            return Claim(None, None, skipped)
+            return _first_claimed(self.conn.execute(_CLAIM_FIRST, _claim_params(
+                driver_ids, trip_id, now)), driver_ids)
         # SQLite: write units hold the database lock, so nobody claims meanwhile
-        skipped = []
+        skipped: list[tuple[str, str]] = []
         for d in driver_ids:
             params = {"w_driver": int(d), "w_trip": int(trip_id), "w_now": now}
             version = self.conn.execute(_CLAIM_VERSION, params).scalar()
@@ -159,6 +186,19 @@ class SqlDriverStates(SqlVersioned[DriverState]):
                 return Claim(d, int(version), skipped)
             skipped.append((d, _why_not(self.conn.execute(_STATUS, params).scalar())))
         return Claim(None, None, skipped)
+
+    def open_and_claim_first(self, trip: Trip, driver_ids: Sequence[str], now: float
+                             ) -> Claim | None:
+        if self.conn.dialect.name != "postgresql" or not driver_ids:
+            if not SqlTripRepository(self.conn).open(trip):
+                return None
+            return self.claim_first(driver_ids, trip.id, now)
+        params = {f"t_{k}": v for k, v in TRIP_CODEC.to_row(trip).items()}
+        params.update(_claim_params(driver_ids, trip.id, now))
+        rows = self.conn.execute(_OPEN_AND_CLAIM_FIRST, params).all()
+        if rows[0].opened is None:
+            return None
+        return _first_claimed(rows, driver_ids)
 
     def release(self, driver_id: str, trip_id: str, now: float, *,
                 status: DriverStatus | None = None) -> int | None:
@@ -186,6 +226,10 @@ class SqlDriverStates(SqlVersioned[DriverState]):
         return out
 
 
+def _claim_params(driver_ids: Sequence[str], trip_id: str, now: float) -> dict[str, Any]:
+    return {"w_ids": [int(d) for d in driver_ids], "w_trip": int(trip_id), "w_now": now}
+
+
 def _summaries(rows: Iterable[Any]) -> list[DriverSummary]:
     return [DriverSummary(str(r.driver_id), DriverStatus(r.status), r.vehicle_class,
                           None if r.trip_id is None else str(r.trip_id), r.version)
@@ -201,6 +245,7 @@ def _why_not(found: str | None) -> str:
 class MemoryDriverStates(MemoryVersioned[DriverState]):
     def __init__(self, store: MemoryStore, undo: UndoLog) -> None:
         super().__init__(store, undo, "driver_states", key="driver_id")
+        self.trips = MemoryTripRepository(store, undo)  # for `open_and_claim_first`
 
     def add(self, state: DriverState) -> None:
         self.insert(state)
@@ -216,6 +261,10 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
             self.save(st)  # the version moves on, as the SQL claim's does
             return Claim(d, st.version, skipped)
         return Claim(None, None, skipped)
+
+    def open_and_claim_first(self, trip: Trip, driver_ids: Sequence[str], now: float
+                             ) -> Claim | None:
+        return self.claim_first(driver_ids, trip.id, now) if self.trips.open(trip) else None
 
     def release(self, driver_id: str, trip_id: str, now: float, *,
                 status: DriverStatus | None = None) -> int | None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ridehail.kernel.versioned import Versioned
+from trips.model import Trip
 from trips.unit import TripsUnit
 
 from .model import Claim, DispatchRecord, DriverState, DriverStatus, DriverSummary, Offer
@@ -22,6 +23,13 @@ class DriverStateRepository(Versioned[DriverState], Protocol):
         driver, the row's new version (the directory's mirror orders changes by it) and why
         each candidate before them was not claimed (`Claim`); a row another transaction holds
         is skipped as "claimed", not waited for."""
+        ...
+
+    def open_and_claim_first(self, trip: Trip, driver_ids: Sequence[str], now: float
+                             ) -> Claim | None:
+        """Open the new `trip` (`TripRepository.open`'s rules), then `claim_first` a driver
+        for it; on PostgreSQL both in one statement. None when the trip is refused: then
+        nothing is written and no driver claimed."""
         ...
 
     def release(self, driver_id: str, trip_id: str, now: float, *,

@@ -28,28 +28,31 @@ def _unique(trip: Trip) -> Iterable[tuple[str, Any]]:
         yield ("open_rider", trip.rider_id)
 
 
-_OPEN: dict[str, Any] = {}
+_OPEN: dict[tuple[str, str], Any] = {}
 
 
-def _open_statement(dialect: str) -> Any:
+def open_statement(dialect: str, prefix: str = "") -> Any:
     """`INSERT INTO trips SELECT <the row> WHERE NOT EXISTS (<a blocking payment of its
     rider>) ON CONFLICT DO NOTHING RETURNING id`, built once per dialect. On PostgreSQL the
     row's values are cast to their columns' types (an untyped parameter in a SELECT list is
-    text there); SQLite takes them as they are."""
-    stmt = _OPEN.get(dialect)
+    text there); SQLite takes them as they are. Its parameters are the trip's row
+    (`CODEC.to_row`), their names prefixed by `prefix`: dispatch's PostgreSQL claim of a new
+    trip's driver embeds it (`open_and_claim_first`), next to an UPDATE, which would take a
+    parameter named after one of its columns as a value to set."""
+    stmt = _OPEN.get((dialect, prefix))
     if stmt is None:
         def value(column: Column[Any]) -> Any:
-            param = bindparam(column.name, type_=column.type)
+            param = bindparam(prefix + column.name, type_=column.type)
             return cast(param, column.type) if dialect == "postgresql" else param
 
         columns = [c for c in trips.c if c.name in CODEC.fields]
-        blocked = exists().where(payments.c.rider_id == bindparam("rider_id"),
+        blocked = exists().where(payments.c.rider_id == bindparam(prefix + "rider_id"),
                                  payments.c.state == BLOCKING)
         row = select(*(value(c) for c in columns)).where(~blocked)
         module = postgresql if dialect == "postgresql" else sqlite  # the two we run on
-        stmt = _OPEN[dialect] = (module.insert(trips)
-                                 .from_select([c.name for c in columns], row)
-                                 .on_conflict_do_nothing().returning(trips.c.id))
+        stmt = _OPEN[(dialect, prefix)] = (module.insert(trips)
+                                           .from_select([c.name for c in columns], row)
+                                           .on_conflict_do_nothing().returning(trips.c.id))
     return stmt
 
 
@@ -61,7 +64,7 @@ class SqlTripRepository(SqlVersioned[Trip]):
         self.insert(trip)
 
     def open(self, trip: Trip) -> bool:
-        stmt = _open_statement(self.conn.dialect.name)
+        stmt = open_statement(self.conn.dialect.name)
         return self.conn.execute(stmt, self.codec.to_row(trip)).first() is not None
 
     def may_break_unique(self, trip: Trip) -> bool:

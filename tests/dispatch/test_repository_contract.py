@@ -12,6 +12,7 @@ import pytest
 from dispatch.model import DispatchRecord, DriverState, DriverStatus, Offer, OfferState
 from ridehail.kernel.errors import Conflict
 from ridehail.kernel.ids import new_id
+from tests.trips.test_repository_contract import make_trip
 
 Units = Callable[..., Any]
 T0 = 1_767_000_000.0
@@ -134,6 +135,24 @@ def test_a_claim_offers_the_first_available_driver_and_says_why_not_of_those_bef
         assert uow.drivers.get(later.driver_id) == later
     assert (claimed.status, claimed.trip_id, claimed.updated_at, claimed.version) == (
         DriverStatus.offered, trip, T0 + 5, 1)
+
+
+def test_a_new_trip_refused_claims_no_driver(uow_factory: Units) -> None:
+    # A trip request opens its trip and claims its driver together (on PostgreSQL in one
+    # statement). The rider has an open trip, so the insert is refused: no driver may be
+    # claimed, or a refusal whose reason is gone by the time it is read (a payment settled
+    # meanwhile) would open the trip with a driver left offered to nothing.
+    free = DriverState(new_id(), "standard", DriverStatus.available, T0)
+    rider = new_id()
+    store(uow_factory, ("drivers", free), ("trips", make_trip(rider)))
+    with uow_factory() as uow:
+        assert uow.drivers.open_and_claim_first(make_trip(rider), [free.driver_id], T0 + 5) is None
+        assert uow.drivers.get(free.driver_id) == free
+        other, nobody = make_trip(new_id()), new_id()
+        assert uow.drivers.open_and_claim_first(other, [nobody, free.driver_id], T0 + 6
+                                                ) == (free.driver_id, 1, [(nobody, "unknown")])
+        assert uow.trips.get(other.id).rider_id == other.rider_id
+        assert uow.drivers.get(free.driver_id).trip_id == other.id
 
 
 def test_an_uncommitted_claim_leaves_the_driver_available(uow_factory: Units) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from ridehail.kernel.errors import Conflict
 from ridehail.kernel.ids import new_id
 from tests.conftest import units_on
 from tests.repository_races import Race, interleaved, overlapping, overlapping_writes
+from tests.trips.test_repository_contract import make_trip
 
 T0 = 1_767_000_000.0
 
@@ -129,6 +130,14 @@ def _waiting_on_a_lock(units: Any, pid: int) -> bool:
             f"SELECT count(*) FROM pg_locks WHERE pid = {pid} AND NOT granted").scalar())
 
 
+def _until_waiting_on_a_lock(units: Any, pid: int, blocked: Future[Any]) -> None:
+    """Return once the backend `pid` waits on a lock, the statement `blocked` runs there."""
+    deadline = time.monotonic() + 30
+    while not _waiting_on_a_lock(units, pid):
+        assert time.monotonic() < deadline and not blocked.done(), blocked
+        time.sleep(0.01)
+
+
 def test_a_claim_skips_a_driver_a_concurrent_claim_holds_without_waiting(pg_units: Any) -> None:
     # Both units saw the driver available; A's claim holds the row. B's claim does not wait
     # for A to end (a lock_timeout would stop it if it did): it finds the driver claimed at
@@ -172,10 +181,7 @@ def test_a_save_that_waited_on_a_claim_gets_the_conflict(pg_units: Any) -> None:
         seen.status = DriverStatus.offline
         with ThreadPoolExecutor(1) as pool:
             saved = pool.submit(b.drivers.save, seen)
-            deadline = time.monotonic() + 30
-            while not _waiting_on_a_lock(pg_units, pid):
-                assert time.monotonic() < deadline and not saved.done(), saved
-                time.sleep(0.01)
+            _until_waiting_on_a_lock(pg_units, pid, saved)
             a.commit()
             with pytest.raises(Conflict):
                 saved.result(timeout=30)
@@ -202,16 +208,39 @@ def test_a_release_that_waited_on_a_concurrent_writer_rechecks_the_trip(pg_units
         pid = b.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
         with ThreadPoolExecutor(1) as pool:
             released = pool.submit(b.drivers.release, driver, trip, T0 + 3)
-            deadline = time.monotonic() + 30
-            while not _waiting_on_a_lock(pg_units, pid):
-                assert time.monotonic() < deadline and not released.done(), released
-                time.sleep(0.01)
+            _until_waiting_on_a_lock(pg_units, pid, released)
             a.commit()
             assert released.result(timeout=30) is None
         b.commit()
     with pg_units(readonly=True) as uow:
         row = uow.drivers.get(driver)
     assert (row.status, row.trip_id, row.version) == (DriverStatus.en_route, other, 2)
+
+
+def test_a_riders_second_request_waits_for_the_first_and_claims_no_driver(
+        pg_units: Any) -> None:
+    # Two requests of one rider at once (a double tap): A's trip holds the rider's one open
+    # trip (uq_trips_open_rider). B's insert, in the same statement as its claim, waits for
+    # A to end, is then refused, and claims nobody: the driver B would have had stays
+    # available, and B's unit, refused, still commits nothing of its own.
+    with pg_units() as uow:
+        mine, theirs = _seed_driver(uow), _seed_driver(uow)
+        uow.commit()
+    rider = new_id()
+    first, second = make_trip(rider), make_trip(rider)
+    with pg_units() as a, pg_units() as b:
+        assert a.drivers.open_and_claim_first(first, [mine], T0 + 1).driver_id == mine
+        pid = b.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with ThreadPoolExecutor(1) as pool:
+            claimed = pool.submit(b.drivers.open_and_claim_first, second, [theirs], T0 + 2)
+            _until_waiting_on_a_lock(pg_units, pid, claimed)
+            a.commit()
+            assert claimed.result(timeout=30) is None
+        b.commit()
+    with pg_units(readonly=True) as uow:
+        assert uow.drivers.get(theirs).status == DriverStatus.available
+        assert uow.trips.get(second.id) is None
+        assert uow.trips.open_for_rider(rider).id == first.id
 
 
 def test_two_units_appending_to_one_record_both_land(pg_units: Any) -> None:
@@ -228,10 +257,7 @@ def test_two_units_appending_to_one_record_both_land(pg_units: Any) -> None:
             appended = pool.submit(b.records.append, trip, T0 + 2,
                                    DispatchRecord.entry("cancelled_by_rider", T0 + 2),
                                    "cancelled_by_rider")
-            deadline = time.monotonic() + 30
-            while not _waiting_on_a_lock(pg_units, pid):
-                assert time.monotonic() < deadline and not appended.done(), appended
-                time.sleep(0.01)
+            _until_waiting_on_a_lock(pg_units, pid, appended)
             a.commit()
             appended.result(timeout=30)
         b.commit()
