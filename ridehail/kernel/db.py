@@ -57,7 +57,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         url = str(parsed.set(drivername="postgresql+psycopg"))
     engine = create_engine(url, **{"pool_size": 10, "max_overflow": 20, **kwargs})
     _ping_when_idle(engine)
-    _begin_with_first_statement(engine)
     return engine
 
 
@@ -87,47 +86,3 @@ def _ping_when_idle(engine: Engine) -> None:
             alive = False
         if not alive:  # the pool discards it and checks out another (three tries)
             raise DisconnectionError("the pooled connection was dropped while idle")
-
-
-def _begin_with_first_statement(engine: Engine) -> None:
-    """A transaction's BEGIN goes to PostgreSQL with its first statement, in one round trip.
-
-    psycopg sends BEGIN on its own and waits for the answer before the first statement of a
-    transaction (in its pipeline mode too: it syncs after BEGIN), one round trip of every
-    unit of work: of a trip request's four, the cheapest to lose (the 3-process cluster
-    waits about 2 ms on each). Here the first statement is sent in a pipeline behind the
-    BEGIN psycopg would have sent, with psycopg's own BEGIN held back (the connection is
-    autocommit for that moment only): the server runs both, then answers both after one
-    Sync. Every later statement, COMMIT and ROLLBACK are psycopg's as before (it reads the
-    transaction's state from the server). Not for a connection in autocommit, a server-side
-    cursor (no pipelines) or one already in a transaction. psycopg's private
-    `_get_tx_start_command` and `_autocommit` are used, under its version pinned in
-    requirements.lock; the round trips are pinned by tests/dispatch/test_request_round_trips.py.
-    """
-    from psycopg import ServerCursor
-    from psycopg.pq import TransactionStatus
-
-    idle = TransactionStatus.IDLE
-
-    def first(cursor: Any, statement: str, parameters: Any) -> bool:
-        conn = cursor.connection
-        if (conn.autocommit or conn.pgconn.transaction_status != idle
-                or isinstance(cursor, ServerCursor)):
-            return False  # psycopg's own way
-        begin = conn._get_tx_start_command()
-        conn._autocommit = True  # psycopg sends no BEGIN of its own meanwhile
-        try:
-            with conn.pipeline():
-                conn.execute(begin)
-                cursor.execute(statement, parameters)
-        finally:
-            conn._autocommit = False
-        return True
-
-    @event.listens_for(engine, "do_execute")
-    def _with_params(cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
-        return first(cursor, statement, parameters)
-
-    @event.listens_for(engine, "do_execute_no_params")
-    def _without_params(cursor: Any, statement: str, _context: Any) -> bool:
-        return first(cursor, statement, None)

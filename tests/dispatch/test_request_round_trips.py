@@ -93,10 +93,10 @@ def _online(engine: Engine, driver_id: str, metres_north: float) -> None:
     engine.index.publish()
 
 
-def test_an_offered_trip_request_costs_three_round_trips(pg: Any) -> None:
-    # BEGIN with the trip's insert, which also checks the rider's failed payments, and the
-    # driver's claim (one statement, sent behind BEGIN: ridehail.kernel.db); the offer and
-    # the dispatch record (one statement); COMMIT.
+def test_an_offered_trip_request_costs_four_round_trips(pg: Any) -> None:
+    # BEGIN; the trip's insert, which also checks the rider's failed payments, and the
+    # driver's claim (one statement); the offer and the dispatch record (one statement);
+    # COMMIT.
     engine, wire, _clock = pg
     _online(engine, "1", 100)
     with wire.counting() as trips:
@@ -105,8 +105,7 @@ def test_an_offered_trip_request_costs_three_round_trips(pg: Any) -> None:
     with engine.matcher.units(readonly=True) as uow:
         record = uow.records.get(trip.id)
     assert [(e["kind"], e.get("driver_id")) for e in record.events][-1] == ("offered", "1")
-    assert trips[0].startswith('"" "BEGIN" 0 / "" "WITH opened AS'), "\n".join(trips)
-    assert len(trips) == 3, "\n".join(trips)
+    assert len(trips) == 4, "\n".join(trips)
 
 
 def test_a_request_whose_nearest_driver_was_taken_costs_no_more(pg: Any) -> None:
@@ -128,7 +127,7 @@ def test_a_request_whose_nearest_driver_was_taken_costs_no_more(pg: Any) -> None
         record = uow.records.get(trip.id)
     skipped = [e for e in record.events if e["kind"] == "skipped"]
     assert [(e["driver_id"], e["reason"]) for e in skipped] == [("1", "en_route")]
-    assert len(trips) == 3, "\n".join(trips)
+    assert len(trips) == 4, "\n".join(trips)
 
 
 def test_a_refused_request_says_why(pg: Any) -> None:
@@ -149,8 +148,8 @@ def test_a_refused_request_says_why(pg: Any) -> None:
         assert uow.trips.open_for_rider("50").state == TripState.requested
 
 
-def test_a_riders_cancel_of_an_offered_trip_costs_six_round_trips(pg: Any) -> None:
-    # BEGIN with the trip; the pending offer withdrawn (one UPDATE that returns it, not a read of
+def test_a_riders_cancel_of_an_offered_trip_costs_seven_round_trips(pg: Any) -> None:
+    # BEGIN; the trip; the pending offer withdrawn (one UPDATE that returns it, not a read of
     # the trip's offers and a write back); the trip; the driver released (one conditional
     # UPDATE, not a read and a compare-and-set); the event appended to the dispatch record
     # (one upsert, not a read and a compare-and-set); COMMIT.
@@ -167,14 +166,14 @@ def test_a_riders_cancel_of_an_offered_trip_costs_six_round_trips(pg: Any) -> No
     assert [e["kind"] for e in record.events][-1] == "cancelled_by_rider"
     assert record.outcome == "cancelled_by_rider"
     assert not any("FROM dispatch_records" in sent for sent in trips), "\n".join(trips)
-    assert len(trips) == 6, "\n".join(trips)
+    assert len(trips) == 7, "\n".join(trips)
 
 
-def test_a_drivers_rejection_costs_five_round_trips_before_the_re_offer(pg: Any) -> None:
-    # The rejection's unit: BEGIN with the offer; the offer closed (compare-and-set); the driver
+def test_a_drivers_rejection_costs_six_round_trips_before_the_re_offer(pg: Any) -> None:
+    # The rejection's unit: BEGIN; the offer; the offer closed (compare-and-set); the driver
     # released if still offered the trip (one conditional UPDATE, not a read and a
     # compare-and-set); the event appended to the record (one upsert); COMMIT. Then the
-    # re-offer to the next driver, a unit of its own: BEGIN with the trip; its offers; the record;
+    # re-offer to the next driver, a unit of its own: BEGIN; the trip; its offers; the record;
     # the claim; the offer; the record; COMMIT.
     engine, wire, _clock = pg
     _online(engine, "1", 100)
@@ -187,8 +186,8 @@ def test_a_drivers_rejection_costs_five_round_trips_before_the_re_offer(pg: Any)
         assert uow.drivers.get("1").status == DriverStatus.available
         assert uow.offers.get(offer.id).state == OfferState.rejected
     assert engine.pending_offers("2")[0].trip_id == trip.id
-    rejection = trips[:5]
+    rejection = trips[:6]
     assert "COMMIT" in rejection[-1], "\n".join(trips)
     assert not any("FROM driver_states" in sent or "FROM dispatch_records" in sent
                    for sent in rejection), "\n".join(trips)
-    assert len(trips) == 5 + 7, "\n".join(trips)
+    assert len(trips) == 6 + 8, "\n".join(trips)

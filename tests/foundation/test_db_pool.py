@@ -1,8 +1,6 @@
 """The PostgreSQL pool (ridehail/kernel/db.py): a pooled connection the server dropped while
 it sat idle is replaced before anyone uses it; one in steady use is handed out without a ping
-(each ping is a round trip of the request that checks the connection out). A transaction's
-BEGIN travels with its first statement, and that statement is inside the transaction, whether
-it succeeds or fails."""
+(each ping is a round trip of the request that checks the connection out)."""
 
 from __future__ import annotations
 
@@ -12,7 +10,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DataError
 
 from ridehail.kernel import db
 from ridehail.kernel.db import make_engine
@@ -68,37 +65,3 @@ def test_a_connection_in_steady_use_is_not_pinged(
     pids = {backend_pid(engine) for _ in range(20)}
     assert len(pids) == 1  # the same pooled connection each time
     assert pings[0] == 0
-
-
-def _rolled_back_insert_leaves_nothing(engine: Engine) -> None:
-    with engine.connect() as conn:
-        conn.execute(text("INSERT INTO probe VALUES (1)"))  # the transaction's first statement
-        assert conn.execute(text("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
-                            ).scalar_one()
-        conn.rollback()
-    with engine.connect() as conn:  # the same pooled connection: its temporary table
-        assert conn.execute(text("SELECT count(*) FROM probe")).scalar_one() == 0
-
-
-def test_a_transactions_first_statement_runs_inside_it(engine: Engine) -> None:
-    # BEGIN and the first statement go in one pipeline, psycopg's own BEGIN held back: the
-    # insert must still be undone by the rollback (sent without a BEGIN, it would have
-    # committed on its own).
-    with engine.connect() as conn:
-        conn.execute(text("CREATE TEMPORARY TABLE probe (n int)"))
-        conn.commit()
-    _rolled_back_insert_leaves_nothing(engine)
-
-
-def test_a_first_statement_that_fails_leaves_the_connection_transactional(
-        engine: Engine) -> None:
-    with engine.connect() as conn:
-        conn.execute(text("CREATE TEMPORARY TABLE probe (n int)"))
-        conn.commit()
-    with engine.connect() as conn:
-        with pytest.raises(DataError, match="division by zero"):
-            conn.execute(text("SELECT 1 / 0"))
-        conn.rollback()
-        assert conn.execute(text("SELECT 2")).scalar_one() == 2
-        conn.rollback()
-    _rolled_back_insert_leaves_nothing(engine)
