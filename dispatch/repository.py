@@ -113,12 +113,15 @@ def _claim_first_statement(opening: Any = None) -> Any:
                .where(driver_states.c.driver_id == select(picked.c.driver_id).scalar_subquery())
                .returning(driver_states.c.driver_id, driver_states.c.version).cte("claimed"))
     # Every candidate has a row, a row of theirs or not (`unnest`), so the answer is never
-    # empty and always carries `opened`.
+    # empty and always carries `opened`. Each candidate's status is read by its key (a
+    # subquery, not a join): on a table without statistics yet, the planner hashed a join
+    # against a scan of every driver (tests/dispatch/test_driver_state_writes.py).
     wanted = func.unnest(_IDS).table_valued("driver_id").render_derived("wanted")
-    out = (select(wanted.c.driver_id, driver_states.c.status, claimed.c.version)
-           .select_from(wanted
-                        .outerjoin(driver_states, driver_states.c.driver_id == wanted.c.driver_id)
-                        .outerjoin(claimed, claimed.c.driver_id == wanted.c.driver_id)))
+    status = (select(driver_states.c.status)
+              .where(driver_states.c.driver_id == wanted.c.driver_id)
+              .scalar_subquery().label("status"))
+    out = (select(wanted.c.driver_id, status, claimed.c.version)
+           .select_from(wanted.outerjoin(claimed, claimed.c.driver_id == wanted.c.driver_id)))
     if opening is not None:
         out = out.add_columns(select(opening.c.id).scalar_subquery().label("opened"))
     return out

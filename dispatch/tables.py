@@ -15,7 +15,9 @@ driver_states = Table(
     Column("updated_at", Float, nullable=False),
     Column("trip_id", BigInteger),
     Column("version", Integer, nullable=False),
-    Index("ix_driver_states_status", "status"),
+    # No index but the primary key: every read and write finds a driver by id, and with no
+    # other index on a column a status change writes, PostgreSQL updates the row in place
+    # (migration 0009).
 )
 
 offers = Table(
