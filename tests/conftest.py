@@ -118,6 +118,13 @@ def units_on(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> It
         engine.dispose()
 
 
+@pytest.fixture
+def pg_units(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """`units_on` PostgreSQL alone: the race tests that need two open units at once."""
+    with units_on("postgresql", request, tmp_path) as units:
+        yield units
+
+
 @pytest.fixture(params=BACKENDS)
 def uow_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """The same unit-of-work factory the API uses, over memory, SQLite and PostgreSQL: the

@@ -4,25 +4,16 @@ its candidates only. Both break if an index on a column the claim writes comes b
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from dispatch.model import DriverState, DriverStatus
 from dispatch.repository import _CLAIM_FIRST, _claim_params
 from ridehail.kernel.ids import new_id
-from tests.conftest import units_on
 
 T0 = 1_767_000_000.0
-
-
-@pytest.fixture
-def pg_units(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    with units_on("postgresql", request, tmp_path) as units:
-        yield units
 
 
 def _seed(units: Callable[..., Any], n: int) -> list[str]:

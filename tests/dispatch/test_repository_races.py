@@ -7,9 +7,8 @@ against a writer that read the row before it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ import pytest
 from dispatch.model import DispatchRecord, DriverState, DriverStatus, Offer, OfferState
 from ridehail.kernel.errors import Conflict
 from ridehail.kernel.ids import new_id
-from tests.conftest import units_on
 from tests.repository_races import Race, interleaved, overlapping, overlapping_writes
 from tests.trips.test_repository_contract import make_trip
 
@@ -73,12 +71,6 @@ RACES = {
 @pytest.mark.parametrize("name", RACES)
 def test_two_readers_both_save_one_gets_the_conflict(uow_factory: Any, name: str) -> None:
     interleaved(uow_factory, RACES[name])
-
-
-@pytest.fixture
-def pg_units(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    with units_on("postgresql", request, tmp_path) as units:
-        yield units
 
 
 @pytest.mark.parametrize("name", RACES)

@@ -6,15 +6,13 @@ and kind, one rating per trip and role) are raced too."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from ridehail.kernel.errors import Conflict
 from ridehail.kernel.ids import new_id
-from tests.conftest import units_on
 from tests.repository_races import Race, interleaved, overlapping, overlapping_writes
 from trips.ledger import LedgerEntry
 from trips.model import Rating, RatingAggregate, Trip
@@ -86,12 +84,6 @@ RACES = {
 @pytest.mark.parametrize("name", RACES)
 def test_two_readers_both_save_one_gets_the_conflict(uow_factory: Any, name: str) -> None:
     interleaved(uow_factory, RACES[name])
-
-
-@pytest.fixture
-def pg_units(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    with units_on("postgresql", request, tmp_path) as units:
-        yield units
 
 
 @pytest.mark.parametrize("name", RACES)
