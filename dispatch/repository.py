@@ -248,7 +248,7 @@ def _why_not(found: str | None) -> str:
 class MemoryDriverStates(MemoryVersioned[DriverState]):
     def __init__(self, store: MemoryStore, undo: UndoLog) -> None:
         super().__init__(store, undo, "driver_states", key="driver_id")
-        self.trips = MemoryTripRepository(store, undo)  # for `open_and_claim_first`
+        self.store = store  # a trip request's trips repository (`open_and_claim_first`)
 
     def add(self, state: DriverState) -> None:
         self.insert(state)
@@ -267,7 +267,9 @@ class MemoryDriverStates(MemoryVersioned[DriverState]):
 
     def open_and_claim_first(self, trip: Trip, driver_ids: Sequence[str], now: float
                              ) -> Claim | None:
-        return self.claim_first(driver_ids, trip.id, now) if self.trips.open(trip) else None
+        if not MemoryTripRepository(self.store, self.undo).open(trip):
+            return None
+        return self.claim_first(driver_ids, trip.id, now)
 
     def release(self, driver_id: str, trip_id: str, now: float, *,
                 status: DriverStatus | None = None) -> int | None:
