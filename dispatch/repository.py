@@ -128,7 +128,8 @@ def _claim_first_statement(opening: Any = None) -> Any:
 
 
 _CLAIM_FIRST = _claim_first_statement()
-_OPEN_AND_CLAIM_FIRST = _claim_first_statement(open_statement("postgresql", prefix="t_"))
+_TRIP_PREFIX = "t_"  # the embedded insert's parameters: the trip's row, so prefixed
+_OPEN_AND_CLAIM_FIRST = _claim_first_statement(open_statement("postgresql", prefix=_TRIP_PREFIX))
 
 
 def _first_claimed(rows: Iterable[Any], driver_ids: Sequence[str]) -> Claim:
@@ -196,7 +197,7 @@ class SqlDriverStates(SqlVersioned[DriverState]):
             if not SqlTripRepository(self.conn).open(trip):
                 return None
             return self.claim_first(driver_ids, trip.id, now)
-        params = {f"t_{k}": v for k, v in TRIP_CODEC.to_row(trip).items()}
+        params = {_TRIP_PREFIX + k: v for k, v in TRIP_CODEC.to_row(trip).items()}
         params.update(_claim_params(driver_ids, trip.id, now))
         rows = self.conn.execute(_OPEN_AND_CLAIM_FIRST, params).all()
         if rows[0].opened is None:
